@@ -1,0 +1,53 @@
+#pragma once
+
+#include <prefork/common/control_protocol.hpp>
+#include <prefork/common/fd_passing.hpp>
+#include <prefork/common/unique_fd.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+
+#include <functional>
+#include <span>
+#include <system_error>
+
+namespace prefork {
+
+// One end of a master/worker control socket (AF_UNIX, SOCK_SEQPACKET) on an event loop:
+// receives datagrams as they come and sends without blocking. Lives on one thread.
+class ControlChannel {
+public:
+    // Called with each decoded message and the descriptors that came with it.
+    using MessageHandler = std::function<void(control::Message, std::vector<UniqueFd>)>;
+    // Called once when the peer has gone (end of stream or a receive error).
+    using ClosedHandler = std::function<void()>;
+
+    ControlChannel(boost::asio::io_context& io, UniqueFd socket);
+
+    void start(MessageHandler on_message, ClosedHandler on_closed);
+
+    // Sends one message; false (and one log line) when it cannot be sent now.
+    bool send(const control::Message& message, std::span<const int> fds = {});
+
+    void close();
+    bool is_open() const { return descriptor_.is_open(); }
+    int native_handle() { return descriptor_.native_handle(); }
+
+private:
+    void do_wait();
+    void on_readable();
+    void on_peer_gone();
+
+    boost::asio::posix::stream_descriptor descriptor_;
+    MessageHandler on_message_;
+    ClosedHandler on_closed_;
+};
+
+// A connected pair of control sockets, both close-on-exec and non-blocking.
+struct ControlSocketPair {
+    UniqueFd master_end;
+    UniqueFd worker_end;
+};
+ControlSocketPair make_control_socket_pair();
+
+}  // namespace prefork

@@ -1,0 +1,62 @@
+#pragma once
+
+// The messages that master and worker exchange over the control socket: one JSON object
+// per SOCK_SEQPACKET datagram, descriptors attached with SCM_RIGHTS. See docs/protocol.md.
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace prefork::control {
+
+inline constexpr int kProtocolVersion = 1;
+// The descriptor number of the control socket in a worker.
+inline constexpr int kWorkerControlFd = 3;
+inline constexpr const char* kControlFdEnv = "PREFORK_CONTROL_FD";
+
+// master -> worker: the listening sockets, one descriptor per entry, in order.
+// graceful_timeout_ms is how long the worker may finish its requests should the master go
+// away without a word.
+struct Listeners {
+    std::vector<std::string> names;
+    int generation = 0;
+    std::int64_t graceful_timeout_ms = 30'000;
+};
+
+// master -> worker: stop accepting, finish in-flight requests within timeout_ms, exit.
+struct Drain {
+    std::int64_t timeout_ms = 0;
+};
+
+// worker -> master: the worker accepts on every listener it was given.
+struct Ready {
+    std::int64_t pid = 0;
+};
+
+// worker -> master, every second from the event loop: proof of life and counters.
+struct Heartbeat {
+    std::uint64_t requests = 0;
+    std::uint64_t active_connections = 0;
+    std::uint64_t bytes_in = 0;
+    std::uint64_t bytes_out = 0;
+};
+
+// worker -> master: the worker closed its listeners and finishes what is in flight.
+struct Draining {};
+
+using Message = std::variant<Listeners, Drain, Ready, Heartbeat, Draining>;
+
+class ProtocolError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+std::string encode(const Message& message);
+
+// Throws ProtocolError for anything that is not one well-formed message.
+Message decode(std::string_view datagram);
+
+}  // namespace prefork::control

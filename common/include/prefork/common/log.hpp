@@ -1,0 +1,47 @@
+#pragma once
+
+// One event per line on stderr, written with a single write() so that lines of
+// different processes sharing the stream never interleave.
+
+#include <sstream>
+#include <string>
+#include <string_view>
+
+namespace prefork::log {
+
+enum class Level { debug, info, warning, error };
+enum class Format { text, json };
+
+// The process's role in every line ("master", "worker").
+void set_role(std::string_view role);
+void set_format(Format format);
+void set_level(Level level);
+bool enabled(Level level);
+
+void write(Level level, std::string_view message);
+
+template <class... Parts>
+std::string concat(const Parts&... parts) {
+    std::ostringstream out;
+    (out << ... << parts);
+    return std::move(out).str();
+}
+
+template <class... Parts>
+void debug(const Parts&... parts) {
+    if (enabled(Level::debug)) write(Level::debug, concat(parts...));
+}
+template <class... Parts>
+void info(const Parts&... parts) {
+    if (enabled(Level::info)) write(Level::info, concat(parts...));
+}
+template <class... Parts>
+void warning(const Parts&... parts) {
+    if (enabled(Level::warning)) write(Level::warning, concat(parts...));
+}
+template <class... Parts>
+void error(const Parts&... parts) {
+    if (enabled(Level::error)) write(Level::error, concat(parts...));
+}
+
+}  // namespace prefork::log

@@ -1,0 +1,100 @@
+#include <prefork/common/control_protocol.hpp>
+
+#include <boost/json.hpp>
+
+namespace prefork::control {
+namespace json = boost::json;
+namespace {
+
+struct Encoder {
+    json::object operator()(const Listeners& m) const {
+        json::array names;
+        for (const auto& name : m.names) names.emplace_back(name);
+        return {{"type", "listeners"},
+                {"generation", m.generation},
+                {"graceful_timeout_ms", m.graceful_timeout_ms},
+                {"names", std::move(names)}};
+    }
+    json::object operator()(const Drain& m) const {
+        return {{"type", "drain"}, {"timeout_ms", m.timeout_ms}};
+    }
+    json::object operator()(const Ready& m) const { return {{"type", "ready"}, {"pid", m.pid}}; }
+    json::object operator()(const Heartbeat& m) const {
+        return {{"type", "heartbeat"},
+                {"requests", m.requests},
+                {"active_connections", m.active_connections},
+                {"bytes_in", m.bytes_in},
+                {"bytes_out", m.bytes_out}};
+    }
+    json::object operator()(const Draining&) const { return {{"type", "draining"}}; }
+};
+
+const json::value& field(const json::object& object, std::string_view name) {
+    const json::value* value = object.if_contains(name);
+    if (value == nullptr) throw ProtocolError("missing field \"" + std::string(name) + "\"");
+    return *value;
+}
+
+template <class T>
+T number(const json::object& object, std::string_view name) {
+    const json::value& value = field(object, name);
+    boost::system::error_code ec;
+    T result = value.to_number<T>(ec);
+    if (ec) throw ProtocolError("field \"" + std::string(name) + "\" is not a valid number");
+    return result;
+}
+
+template <class T>
+T optional_number(const json::object& object, std::string_view name) {
+    return object.contains(name) ? number<T>(object, name) : T{};
+}
+
+Listeners decode_listeners(const json::object& object) {
+    Listeners m;
+    m.generation = optional_number<int>(object, "generation");
+    if (object.contains("graceful_timeout_ms")) {
+        m.graceful_timeout_ms = number<std::int64_t>(object, "graceful_timeout_ms");
+    }
+    const json::value& names = field(object, "names");
+    if (!names.is_array()) throw ProtocolError("field \"names\" is not an array");
+    for (const json::value& name : names.get_array()) {
+        if (!name.is_string()) throw ProtocolError("a listener name is not a string");
+        m.names.emplace_back(name.get_string());
+    }
+    return m;
+}
+
+Heartbeat decode_heartbeat(const json::object& object) {
+    Heartbeat m;
+    m.requests = optional_number<std::uint64_t>(object, "requests");
+    m.active_connections = optional_number<std::uint64_t>(object, "active_connections");
+    m.bytes_in = optional_number<std::uint64_t>(object, "bytes_in");
+    m.bytes_out = optional_number<std::uint64_t>(object, "bytes_out");
+    return m;
+}
+
+}  // namespace
+
+std::string encode(const Message& message) {
+    return json::serialize(std::visit(Encoder{}, message));
+}
+
+Message decode(std::string_view datagram) {
+    boost::system::error_code ec;
+    json::value value = json::parse(datagram, ec);
+    if (ec) throw ProtocolError("not JSON: " + ec.message());
+    if (!value.is_object()) throw ProtocolError("not a JSON object");
+    const json::object& object = value.get_object();
+    const json::value& type_value = field(object, "type");
+    if (!type_value.is_string()) throw ProtocolError("field \"type\" is not a string");
+    std::string_view type = type_value.get_string();
+
+    if (type == "listeners") return decode_listeners(object);
+    if (type == "drain") return Drain{number<std::int64_t>(object, "timeout_ms")};
+    if (type == "ready") return Ready{optional_number<std::int64_t>(object, "pid")};
+    if (type == "heartbeat") return decode_heartbeat(object);
+    if (type == "draining") return Draining{};
+    throw ProtocolError("unknown message type \"" + std::string(type) + "\"");
+}
+
+}  // namespace prefork::control

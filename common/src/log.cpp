@@ -1,0 +1,83 @@
+#include <prefork/common/log.hpp>
+
+#include <boost/json/serialize.hpp>
+#include <boost/json/string.hpp>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+
+namespace prefork::log {
+namespace {
+
+// Set once at start-up, before any thread exists; read-only afterwards.
+std::string g_role = "prefork";
+Format g_format = Format::text;
+std::atomic<Level> g_level{Level::info};
+
+const char* level_name(Level level) {
+    switch (level) {
+        case Level::debug: return "debug";
+        case Level::info: return "info";
+        case Level::warning: return "warning";
+        case Level::error: return "error";
+    }
+    return "info";
+}
+
+std::string timestamp() {
+    auto now = std::chrono::system_clock::now();
+    auto seconds = std::chrono::system_clock::to_time_t(now);
+    auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
+    std::tm utc{};
+    ::gmtime_r(&seconds, &utc);
+    char buffer[40];
+    std::size_t n = std::strftime(buffer, sizeof(buffer), "%Y-%m-%dT%H:%M:%S", &utc);
+    std::snprintf(buffer + n, sizeof(buffer) - n, ".%03dZ", static_cast<int>(millis.count()));
+    return buffer;
+}
+
+std::string json_string(std::string_view text) {
+    return boost::json::serialize(boost::json::string(text));
+}
+
+void write_all(const std::string& line) {
+    const char* data = line.data();
+    std::size_t left = line.size();
+    while (left > 0) {
+        ssize_t n = ::write(STDERR_FILENO, data, left);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return;
+        data += n;
+        left -= static_cast<std::size_t>(n);
+    }
+}
+
+}  // namespace
+
+void set_role(std::string_view role) { g_role = role; }
+void set_format(Format format) { g_format = format; }
+void set_level(Level level) { g_level = level; }
+bool enabled(Level level) { return level >= g_level.load(std::memory_order_relaxed); }
+
+void write(Level level, std::string_view message) {
+    std::string line;
+    line.reserve(message.size() + 80);
+    if (g_format == Format::json) {
+        line += "{\"time\":\"" + timestamp() + "\",\"level\":\"" + level_name(level) +
+                "\",\"role\":\"" + g_role + "\",\"pid\":" + std::to_string(::getpid()) +
+                ",\"msg\":" + json_string(message) + "}\n";
+    } else {
+        line += timestamp() + " " + level_name(level) + " " + g_role + "[" +
+                std::to_string(::getpid()) + "] ";
+        line += message;
+        line += '\n';
+    }
+    write_all(line);
+}
+
+}  // namespace prefork::log

@@ -1,0 +1,105 @@
+// prefork-demo: the endpoints that prefork's tests and benchmarks rely on (DESIGN.md).
+//
+//   prefork --workers 2 -- prefork-demo
+//   prefork-demo --bind 127.0.0.1:8080        (alone, without the master)
+
+#include <prefork/worker.hpp>
+
+#include <boost/asio/steady_timer.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <thread>
+
+namespace {
+
+using prefork::Request;
+using prefork::Responder;
+using prefork::Response;
+
+// The whole-number query parameter `name` within [0, max]; `fallback` when absent;
+// nullopt when malformed.
+std::optional<long long> number_param(const Request& request, std::string_view name,
+                                      long long fallback, long long max) {
+    auto text = request.query(name);
+    if (!text) return fallback;
+    long long value = 0;
+    auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+    if (text->empty() || ec != std::errc{} || end != text->data() + text->size() || value < 0 ||
+        value > max) {
+        return std::nullopt;
+    }
+    return value;
+}
+
+Response bad_parameter(std::string_view name, long long max) {
+    return Response::text("query parameter " + std::string(name) + " must be a whole number from 0 to " +
+                              std::to_string(max) + "\n",
+                          400);
+}
+
+constexpr long long kMaxMillis = 10 * 60 * 1000;
+constexpr long long kMaxBytes = 1LL << 30;
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    prefork::App app;
+
+    app.get("/", [](const Request&) { return Response::text("Hello, World!"); });
+
+    app.get("/pid", [](const Request&) { return Response::text(std::to_string(::getpid())); });
+
+    app.post("/echo", [](const Request& request) {
+        std::string_view type = request.header("Content-Type");
+        return Response::bytes(request.body(), type.empty() ? "application/octet-stream" : type);
+    });
+
+    app.get("/bytes", [](const Request& request) {
+        auto n = number_param(request, "n", 0, kMaxBytes);
+        if (!n) return bad_parameter("n", kMaxBytes);
+        return Response::bytes(std::string(static_cast<std::size_t>(*n), 'x'));
+    });
+
+    app.get("/env", [](const Request& request) {
+        auto name = request.query("name");
+        if (!name || name->empty()) return Response::text("query parameter name is required\n", 400);
+        const char* value = std::getenv(name->c_str());
+        if (value == nullptr) return Response::text(*name + " is not set\n", 404);
+        return Response::text(value);
+    });
+
+    // Blocks this worker's event loop on purpose: every other connection of this worker
+    // waits, while the other workers keep serving.
+    app.get("/block", [](const Request& request) {
+        auto ms = number_param(request, "ms", 1000, kMaxMillis);
+        if (!ms) return bad_parameter("ms", kMaxMillis);
+        std::this_thread::sleep_for(std::chrono::milliseconds(*ms));
+        return Response::text("blocked " + std::to_string(*ms) + " ms\n");
+    });
+
+    app.get("/crash", [](const Request&) -> Response {
+        ::signal(SIGSEGV, SIG_DFL);  // past any sanitizer's handler: die as a crash would
+        ::raise(SIGSEGV);
+        std::abort();
+    });
+
+    // Waits on a timer: the loop stays free for other requests meanwhile.
+    app.get("/sleep", [](Request request, Responder out) {
+        auto ms = number_param(request, "ms", 1000, kMaxMillis);
+        if (!ms) return (void)out.send(bad_parameter("ms", kMaxMillis));
+        auto timer = std::make_shared<boost::asio::steady_timer>(out.executor());
+        timer->expires_after(std::chrono::milliseconds(*ms));
+        timer->async_wait([timer, ms = *ms, out = std::move(out)](boost::system::error_code) mutable {
+            out.send(Response::text("slept " + std::to_string(ms) + " ms\n"));
+        });
+    });
+
+    return app.run(argc, argv);
+}

@@ -1,0 +1,87 @@
+// prefork: binds the listening sockets, starts the worker command as worker processes,
+// hands each worker the sockets over its control socket, and supervises them.
+
+#include "listener_set.hpp"
+#include "options.hpp"
+#include "pid_file.hpp"
+#include "supervisor.hpp"
+
+#include <prefork/common/log.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
+namespace {
+
+constexpr int kExitRuntimeError = 1;
+constexpr int kExitUsage = 2;
+
+// A descriptor 0, 1 or 2 that is closed would be handed to the next socket we open and
+// then to every worker as its stdin or stdout: fill the gaps with /dev/null.
+void open_standard_descriptors() {
+    for (int fd = 0; fd <= 2; ++fd) {
+        if (::fcntl(fd, F_GETFD) >= 0) continue;
+        int opened = ::open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);  // lands on fd
+        if (opened > 2) ::close(opened);
+    }
+}
+
+int fail(int status, const std::string& message) {
+    std::string line = "prefork: " + message + "\n";
+    ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());
+    (void)ignored;
+    return status;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    using namespace prefork::master;
+    open_standard_descriptors();
+    ::signal(SIGPIPE, SIG_IGN);  // a closed peer is an error code, never a dead master
+
+    ParsedCommandLine parsed;
+    try {
+        parsed = parse_command_line(argc, argv);
+    } catch (const UsageError& error) {
+        return fail(kExitUsage, error.what());
+    }
+    if (parsed.action == Action::help) {
+        std::cout << usage_text();
+        return 0;
+    }
+    if (parsed.action == Action::version) {
+        std::cout << "prefork " << PREFORK_VERSION << "\n";
+        return 0;
+    }
+    Options& options = parsed.options;
+    prefork::log::set_role("master");
+    prefork::log::set_format(options.log_format);
+
+    // As a container's PID 1, or under another supervisor, orphans of our workers' children
+    // become ours to reap.
+    ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+
+    ListenerSet listeners;
+    try {
+        listeners.bind_all(options.binds);
+    } catch (const prefork::AddressError& error) {
+        return fail(kExitRuntimeError, error.what());
+    }
+    PidFile pid_file;
+    try {
+        pid_file = PidFile::create(options.pid_file);
+    } catch (const std::exception& error) {
+        return fail(kExitRuntimeError, error.what());
+    }
+    try {
+        return Supervisor(std::move(options), std::move(listeners)).run();
+    } catch (const std::exception& error) {
+        return fail(kExitRuntimeError, error.what());
+    }
+}

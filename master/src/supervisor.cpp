@@ -1,0 +1,317 @@
+#include "supervisor.hpp"
+
+#include "exit_status.hpp"
+
+#include <prefork/common/log.hpp>
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace prefork::master {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A worker that dies sooner than this after starting counts towards a crash loop.
+constexpr auto kQuickDeath = 5s;
+constexpr auto kFirstBackoff = 250ms;
+constexpr auto kMaxBackoff = 16s;
+// A command whose first workers all die before saying ready this often is given up on.
+constexpr int kStartAttempts = 3;
+// How long a worker killed with SIGABRT for hanging may take to dump core.
+constexpr auto kAbortGrace = 2s;
+
+double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+std::string uptime(const WorkerProcess& worker) {
+    char text[32];
+    std::snprintf(text, sizeof(text), "%.1fs", seconds(Clock::now() - worker.started_at));
+    return text;
+}
+
+}  // namespace
+
+Supervisor::Supervisor(Options options, ListenerSet listeners)
+    : signals_(io_),
+      tick_timer_(io_),
+      respawn_timer_(io_),
+      stop_timer_(io_),
+      options_(std::move(options)),
+      listeners_(std::move(listeners)),
+      target_workers_(options_.workers) {
+    for (int signal : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1, SIGCHLD}) {
+        signals_.add(signal);
+    }
+}
+
+int Supervisor::run() {
+    log::info("starting ", target_workers_, " worker", target_workers_ == 1 ? "" : "s", ": ",
+              options_.command.front());
+    wait_for_signal();
+    manage_workers();
+    tick();
+    io_.run();
+    listeners_.close_all();
+    log::info(exit_status_ == 0 ? "stopped" : "stopped after an error");
+    return exit_status_;
+}
+
+// --- signals ---------------------------------------------------------------------------
+
+void Supervisor::wait_for_signal() {
+    signals_.async_wait([this](boost::system::error_code ec, int signal) {
+        if (ec) return;
+        handle_signal(signal);
+        wait_for_signal();
+    });
+}
+
+void Supervisor::handle_signal(int signal) {
+    switch (signal) {
+        case SIGCHLD: return handle_chld();
+        case SIGTERM:
+        case SIGINT:
+            log::info("received ", ::sigabbrev_np(signal) ? ::sigabbrev_np(signal) : "signal",
+                      phase_ == Phase::running ? ": stopping gracefully" : " again: stopping now");
+            return phase_ == Phase::running ? stop_gracefully() : stop_now(0);
+        case SIGQUIT:
+            log::info("received QUIT: stopping now");
+            return stop_now(0);
+        case SIGTTIN: return handle_ttin();
+        case SIGTTOU: return handle_ttou();
+        case SIGHUP:
+            log::warning("received HUP: reloading is not available in this version; ignored");
+            return;
+        case SIGUSR1:
+            log::info("received USR1: logs go to stderr, there is no log file to reopen");
+            return;
+    }
+}
+
+void Supervisor::handle_chld() { reap_workers(); }
+
+void Supervisor::handle_ttin() {
+    if (phase_ != Phase::running) return;
+    ++target_workers_;
+    log::info("received TTIN: now ", target_workers_, " workers");
+    manage_workers();
+}
+
+void Supervisor::handle_ttou() {
+    if (phase_ != Phase::running) return;
+    if (target_workers_ <= 1) {
+        log::info("received TTOU: already at 1 worker, the least there can be");
+        return;
+    }
+    --target_workers_;
+    log::info("received TTOU: now ", target_workers_, " workers");
+    // Drain the youngest worker: the older ones have warm caches.
+    WorkerProcess* youngest = nullptr;
+    for (auto& [pid, worker] : workers_) {
+        bool active = worker.state == WorkerProcess::State::starting ||
+                      worker.state == WorkerProcess::State::ready;
+        if (active && (!youngest || worker.started_at > youngest->started_at)) youngest = &worker;
+    }
+    if (youngest) drain_worker(*youngest);
+}
+
+// --- the verbs ---------------------------------------------------------------------------
+
+void Supervisor::tick() {
+    reap_workers();  // a SIGCHLD merged with another is never lost
+    murder_workers();
+    tick_timer_.expires_after(1s);
+    tick_timer_.async_wait([this](boost::system::error_code ec) {
+        if (!ec) tick();
+    });
+}
+
+int Supervisor::active_workers() const {
+    return static_cast<int>(std::count_if(workers_.begin(), workers_.end(), [](const auto& entry) {
+        auto state = entry.second.state;
+        return state == WorkerProcess::State::starting || state == WorkerProcess::State::ready;
+    }));
+}
+
+void Supervisor::manage_workers() {
+    while (phase_ == Phase::running && active_workers() < target_workers_) {
+        auto now = Clock::now();
+        if (now < next_spawn_at_) {
+            respawn_timer_.expires_at(next_spawn_at_);
+            respawn_timer_.async_wait([this](boost::system::error_code ec) {
+                if (!ec) manage_workers();
+            });
+            return;
+        }
+        spawn_worker();
+    }
+}
+
+void Supervisor::spawn_worker() {
+    WorkerProcess worker;
+    try {
+        worker = master::spawn_worker(io_, {options_.command, options_.worker_env, generation_});
+    } catch (const std::exception& error) {
+        log::error("cannot start worker: ", error.what());
+        return note_failed_start(error.what());
+    }
+    pid_t pid = worker.pid;
+    worker.control->start(
+        [this, pid](control::Message message, std::vector<UniqueFd>) {
+            on_worker_message(pid, std::move(message));
+        },
+        [pid] { log::debug("worker ", pid, ": control socket closed"); });
+    auto graceful = std::chrono::duration_cast<std::chrono::milliseconds>(options_.graceful_timeout);
+    worker.control->send(control::Listeners{listeners_.names(), generation_, graceful.count()},
+                         listeners_.fds());
+    log::info("worker ", pid, " started (generation ", generation_, ")");
+    workers_.emplace(pid, std::move(worker));
+}
+
+void Supervisor::reap_workers() {
+    for (;;) {
+        int status = 0;
+        pid_t pid = ::waitpid(-1, &status, WNOHANG);
+        if (pid > 0) {
+            on_worker_exit(pid, status);
+            continue;
+        }
+        if (pid < 0 && errno == EINTR) continue;
+        return;  // 0: none left to reap now; ECHILD: no children at all
+    }
+}
+
+// A worker's heartbeat comes from its event loop, so silence means the loop is stuck.
+void Supervisor::murder_workers() {
+    auto now = Clock::now();
+    for (auto& [pid, worker] : workers_) {
+        if (worker.state == WorkerProcess::State::stopping) {
+            if (now - worker.last_heard > kAbortGrace) ::kill(pid, SIGKILL);
+            continue;
+        }
+        auto silent = now - worker.last_heard;
+        if (silent <= options_.timeout) continue;
+        log::error("worker ", pid, " (generation ", worker.generation, ") silent for ",
+                   static_cast<int>(seconds(silent)), "s: killing it with SIGABRT");
+        ::kill(pid, SIGABRT);
+        worker.state = WorkerProcess::State::stopping;
+        worker.last_heard = now;  // starts the grace before SIGKILL
+    }
+    manage_workers();
+}
+
+void Supervisor::drain_worker(WorkerProcess& worker) {
+    auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(options_.graceful_timeout);
+    worker.control->send(control::Drain{timeout.count()});
+    worker.state = WorkerProcess::State::draining;
+    log::debug("worker ", worker.pid, ": draining");
+}
+
+void Supervisor::stop_gracefully() {
+    phase_ = Phase::stopping_gracefully;
+    respawn_timer_.cancel();
+    listeners_.close_all();
+    for (auto& [pid, worker] : workers_) {
+        if (worker.state != WorkerProcess::State::stopping) drain_worker(worker);
+    }
+    // The workers stop themselves at the deadline; this catches one that cannot.
+    stop_timer_.expires_after(options_.graceful_timeout + 1s);
+    stop_timer_.async_wait([this](boost::system::error_code ec) {
+        if (ec) return;
+        log::warning("graceful timeout: killing ", workers_.size(), " worker(s) still running");
+        for (auto& [pid, worker] : workers_) ::kill(pid, SIGKILL);
+    });
+    finish_if_stopped();
+}
+
+void Supervisor::stop_now(int exit_status) {
+    phase_ = Phase::stopping_now;
+    exit_status_ = exit_status;
+    respawn_timer_.cancel();
+    listeners_.close_all();
+    for (auto& [pid, worker] : workers_) {
+        ::kill(pid, SIGKILL);
+        worker.state = WorkerProcess::State::stopping;
+    }
+    finish_if_stopped();
+}
+
+void Supervisor::finish_if_stopped() {
+    if (phase_ == Phase::running || !workers_.empty()) return;
+    io_.stop();
+}
+
+// --- what workers say and how they end ---------------------------------------------------
+
+void Supervisor::on_worker_message(pid_t pid, control::Message message) {
+    auto found = workers_.find(pid);
+    if (found == workers_.end()) return;
+    WorkerProcess& worker = found->second;
+    worker.last_heard = Clock::now();
+
+    if (std::holds_alternative<control::Ready>(message)) {
+        if (worker.state == WorkerProcess::State::starting) {
+            worker.state = WorkerProcess::State::ready;
+            any_worker_ready_ = true;
+            log::info("worker ", pid, " ready");
+        }
+    } else if (auto* heartbeat = std::get_if<control::Heartbeat>(&message)) {
+        worker.counters = *heartbeat;
+        if (worker.state == WorkerProcess::State::ready && quick_deaths_in_a_row_ > 0 &&
+            worker.last_heard - worker.started_at > kQuickDeath) {
+            quick_deaths_in_a_row_ = 0;  // it has stayed up: the crash loop is over
+        }
+    } else if (std::holds_alternative<control::Draining>(message)) {
+        log::debug("worker ", pid, ": stopped accepting, finishing in-flight requests");
+    }
+}
+
+void Supervisor::on_worker_exit(pid_t pid, int wait_status) {
+    auto found = workers_.find(pid);
+    if (found == workers_.end()) {
+        log::debug("reaped process ", pid, " (", describe_wait_status(wait_status), ")");
+        return;
+    }
+    WorkerProcess worker = std::move(found->second);
+    workers_.erase(found);
+
+    bool expected = phase_ != Phase::running || worker.state == WorkerProcess::State::draining ||
+                    worker.state == WorkerProcess::State::stopping;
+    std::string cause = describe_wait_status(wait_status);
+    if (expected) {
+        log::info("worker ", pid, " (generation ", worker.generation, ") ", cause, " after ",
+                  uptime(worker));
+    } else {
+        log::error("worker ", pid, " (generation ", worker.generation, ") ", cause, " after ",
+                   uptime(worker), "; replacing it");
+        if (worker.state == WorkerProcess::State::starting) {
+            note_failed_start(cause + " before it was ready");
+        } else if (Clock::now() - worker.started_at < kQuickDeath) {
+            note_failed_start(cause + " soon after starting");
+        }
+    }
+    manage_workers();
+    finish_if_stopped();
+}
+
+// Spaces out replacements of workers that keep dying, and gives up on a command that has
+// never produced a ready worker.
+void Supervisor::note_failed_start(const std::string& reason) {
+    if (!any_worker_ready_ && ++failures_before_ready_ >= kStartAttempts) {
+        log::error("giving up: the worker command failed ", failures_before_ready_,
+                   " times before any worker was ready (last: ", reason, ")");
+        return stop_now(1);
+    }
+    ++quick_deaths_in_a_row_;
+    Clock::duration backoff = kFirstBackoff * (1 << std::min(quick_deaths_in_a_row_ - 1, 10));
+    backoff = std::min<Clock::duration>(backoff, kMaxBackoff);
+    next_spawn_at_ = Clock::now() + backoff;
+    log::warning("crash loop: next worker in ", seconds(backoff), "s (", quick_deaths_in_a_row_,
+                 " quick failure", quick_deaths_in_a_row_ == 1 ? "" : "s", " in a row)");
+}
+
+}  // namespace prefork::master

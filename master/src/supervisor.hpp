@@ -1,0 +1,68 @@
+#pragma once
+
+#include "listener_set.hpp"
+#include "options.hpp"
+#include "worker_process.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <map>
+
+namespace prefork::master {
+
+// The master's whole job, on one thread and one event loop: take the next signal or
+// worker message, act on it, then keep the set of workers what it should be.
+class Supervisor {
+public:
+    Supervisor(Options options, ListenerSet listeners);
+
+    // Starts the workers and supervises them until prefork stops; returns the exit status.
+    int run();
+
+private:
+    enum class Phase { running, stopping_gracefully, stopping_now };
+
+    void wait_for_signal();
+    void handle_signal(int signal);
+    void handle_chld();
+    void handle_ttin();
+    void handle_ttou();
+
+    void tick();
+    void manage_workers();
+    void spawn_worker();
+    void reap_workers();
+    void murder_workers();
+    void drain_worker(WorkerProcess& worker);
+    void stop_gracefully();
+    void stop_now(int exit_status);
+    void finish_if_stopped();
+
+    void on_worker_message(pid_t pid, control::Message message);
+    void on_worker_exit(pid_t pid, int wait_status);
+    void note_failed_start(const std::string& reason);
+    int active_workers() const;
+
+    boost::asio::io_context io_;
+    boost::asio::signal_set signals_;
+    boost::asio::steady_timer tick_timer_;
+    boost::asio::steady_timer respawn_timer_;
+    boost::asio::steady_timer stop_timer_;
+    Options options_;
+    ListenerSet listeners_;
+    std::map<pid_t, WorkerProcess> workers_;
+    int target_workers_;
+    int generation_ = 1;
+    Phase phase_ = Phase::running;
+    int exit_status_ = 0;
+
+    // Crash-loop protection: workers that die soon after starting are replaced ever later.
+    bool any_worker_ready_ = false;
+    int failures_before_ready_ = 0;
+    int quick_deaths_in_a_row_ = 0;
+    Clock::time_point next_spawn_at_{};
+};
+
+}  // namespace prefork::master

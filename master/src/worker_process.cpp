@@ -1,0 +1,96 @@
+#include "worker_process.hpp"
+
+#include <boost/process/args.hpp>
+#include <boost/process/child.hpp>
+#include <boost/process/env.hpp>
+#include <boost/process/environment.hpp>
+#include <boost/process/exe.hpp>
+#include <boost/process/extend.hpp>
+#include <boost/process/io.hpp>
+#include <boost/process/search_path.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <stdexcept>
+#include <system_error>
+
+namespace prefork::master {
+namespace bp = boost::process;
+
+namespace {
+
+// Runs in the child between fork and exec (async-signal-safe calls only): /dev/null as
+// stdin and the worker's end of the control socket as fd 3. dup2 leaves just those two
+// inheritable; every other descriptor is close-on-exec. The worker starts with default
+// signal dispositions (the master ignores SIGPIPE).
+struct WorkerDescriptors : bp::extend::handler {
+    int dev_null;
+    int control_socket;
+
+    template <class Executor>
+    void on_exec_setup(Executor& executor) const {
+        if (::dup2(dev_null, STDIN_FILENO) < 0) executor.set_error(errno_code(), "dup2(stdin)");
+        if (control_socket == control::kWorkerControlFd) {
+            ::fcntl(control_socket, F_SETFD, 0);
+        } else if (::dup2(control_socket, control::kWorkerControlFd) < 0) {
+            executor.set_error(errno_code(), "dup2(control socket)");
+        }
+        ::signal(SIGPIPE, SIG_DFL);
+    }
+
+    static std::error_code errno_code() { return {errno, std::system_category()}; }
+};
+
+boost::filesystem::path resolve_program(const std::string& program) {
+    if (program.find('/') != std::string::npos) return program;
+    boost::filesystem::path found = bp::search_path(program);
+    if (found.empty()) throw std::runtime_error(program + ": command not found on PATH");
+    return found;
+}
+
+}  // namespace
+
+const char* state_name(WorkerProcess::State state) {
+    switch (state) {
+        case WorkerProcess::State::starting: return "starting";
+        case WorkerProcess::State::ready: return "ready";
+        case WorkerProcess::State::draining: return "draining";
+        case WorkerProcess::State::stopping: return "stopping";
+    }
+    return "?";
+}
+
+WorkerProcess spawn_worker(boost::asio::io_context& io, const WorkerLaunch& launch) {
+    ControlSocketPair sockets = make_control_socket_pair();
+
+    bp::environment environment = boost::this_process::environment();
+    for (const std::string& pair : launch.environment) {
+        auto equals = pair.find('=');
+        environment[pair.substr(0, equals)] = pair.substr(equals + 1);
+    }
+    environment[control::kControlFdEnv] = std::to_string(control::kWorkerControlFd);
+    environment["PREFORK_WORKER_GENERATION"] = std::to_string(launch.generation);
+
+    UniqueFd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!dev_null) throw std::system_error(errno, std::system_category(), "open(/dev/null)");
+
+    std::vector<std::string> args(launch.command.begin() + 1, launch.command.end());
+    std::error_code ec;
+    bp::child child(bp::exe = resolve_program(launch.command.front()), bp::args = args,
+                    bp::env = environment,
+                    WorkerDescriptors{{}, dev_null.get(), sockets.worker_end.get()}, ec);
+    if (ec) throw std::runtime_error(launch.command.front() + ": " + ec.message());
+    child.detach();  // the supervisor reaps with waitpid(), for workers and orphans alike
+
+    WorkerProcess worker;
+    worker.pid = child.id();
+    worker.generation = launch.generation;
+    worker.started_at = worker.last_heard = Clock::now();
+    worker.control = std::make_unique<ControlChannel>(io, std::move(sockets.master_end));
+    return worker;
+}
+
+}  // namespace prefork::master

@@ -1,0 +1,45 @@
+#pragma once
+
+#include <prefork/common/control_channel.hpp>
+#include <prefork/common/control_protocol.hpp>
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace prefork::master {
+
+using Clock = std::chrono::steady_clock;
+
+// A worker process as the master sees it.
+struct WorkerProcess {
+    enum class State { starting, ready, draining, stopping };
+
+    pid_t pid = 0;
+    int generation = 0;
+    State state = State::starting;
+    Clock::time_point started_at;
+    Clock::time_point last_heard;  // the last message from its event loop
+    control::Heartbeat counters;
+    std::unique_ptr<ControlChannel> control;
+};
+
+const char* state_name(WorkerProcess::State state);
+
+// What a new worker is started with.
+struct WorkerLaunch {
+    std::vector<std::string> command;      // program (resolved on PATH) and arguments
+    std::vector<std::string> environment;  // NAME=VALUE added to the master's environment
+    int generation = 0;
+};
+
+// Starts the worker command with Boost.Process (fork + exec): stdin from /dev/null,
+// stdout and stderr shared with the master, the worker's end of a new control socket as
+// fd 3, and nothing else inherited (every other descriptor is close-on-exec).
+// Throws std::runtime_error with the reason when the command cannot be started.
+WorkerProcess spawn_worker(boost::asio::io_context& io, const WorkerLaunch& launch);
+
+}  // namespace prefork::master

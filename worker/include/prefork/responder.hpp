@@ -1,0 +1,43 @@
+#pragma once
+
+#include <prefork/response.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <memory>
+
+namespace prefork {
+
+namespace detail {
+struct PendingResponse;
+}
+
+// The right to answer one request later, from any thread.
+//
+// A handler that takes a Responder returns at once and sends the response when it has
+// it: from a timer on the worker's loop, from a thread pool, from anywhere. The write
+// itself always happens on the worker's event loop. Movable, not copyable.
+class Responder {
+public:
+    explicit Responder(std::shared_ptr<detail::PendingResponse> pending);
+    Responder(Responder&&) noexcept;
+    Responder& operator=(Responder&&) noexcept;
+    Responder(const Responder&) = delete;
+    Responder& operator=(const Responder&) = delete;
+    // Destroyed without sending: the client gets 500 (and the log a line), so no
+    // connection waits forever.
+    ~Responder();
+
+    // Sends `response`; safe from any thread. Returns false, and does nothing, when it was
+    // sent already or the connection can no longer take it (the client left, the worker
+    // stopped).
+    bool send(Response response);
+
+    // The worker's event loop: run timers and other asynchronous work of the handler here.
+    boost::asio::any_io_executor executor() const;
+
+private:
+    std::shared_ptr<detail::PendingResponse> pending_;
+};
+
+}  // namespace prefork

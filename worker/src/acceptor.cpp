@@ -1,0 +1,95 @@
+#include "acceptor.hpp"
+
+#include <prefork/common/log.hpp>
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace prefork {
+namespace {
+
+// Connections taken per wake-up: enough to keep up under load, few enough that one
+// worker does not take a whole burst while the others sit idle.
+constexpr int kAcceptBatch = 16;
+// Out of descriptors: stop accepting for a moment instead of spinning.
+constexpr auto kPauseWhenOutOfDescriptors = std::chrono::milliseconds(100);
+
+int socket_family(int fd) {
+    int family = AF_UNSPEC;
+    socklen_t length = sizeof(family);
+    ::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &length);
+    return family;
+}
+
+}  // namespace
+
+Acceptor::Acceptor(boost::asio::io_context& io, UniqueFd listener, std::string name,
+                   AcceptHandler on_accept)
+    : listener_(io),
+      pause_timer_(io),
+      name_(std::move(name)),
+      family_(socket_family(listener.get())),
+      on_accept_(std::move(on_accept)) {
+    listener_.assign(listener.release());
+    listener_.non_blocking(true);
+}
+
+void Acceptor::start() { do_wait(); }
+
+void Acceptor::close() {
+    boost::system::error_code ignored;
+    pause_timer_.cancel();
+    listener_.close(ignored);
+}
+
+void Acceptor::do_wait() {
+    listener_.async_wait(boost::asio::posix::descriptor_base::wait_read,
+                         [this](boost::system::error_code ec) {
+                             if (ec == boost::asio::error::operation_aborted) return;
+                             if (ec) {
+                                 log::error("waiting on listener ", name_, ": ", ec.message());
+                                 return;
+                             }
+                             on_readable();
+                         });
+}
+
+void Acceptor::on_readable() {
+    for (int taken = 0; taken < kAcceptBatch && listener_.is_open(); ++taken) {
+        int fd = ::accept4(listener_.native_handle(), nullptr, nullptr,
+                           SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd >= 0) {
+            on_accept_(UniqueFd(fd), family_);
+            continue;
+        }
+        switch (errno) {
+            case EAGAIN: break;  // another worker took it, or the queue is empty
+            case EINTR:
+            case ECONNABORTED:
+            case EPROTO:
+            case EPERM: continue;
+            case EMFILE:
+            case ENFILE:
+            case ENOBUFS:
+            case ENOMEM:
+                log::error("accept4 on ", name_, ": ", std::strerror(errno), "; pausing accepts");
+                return pause();
+            default:
+                log::error("accept4 on ", name_, ": ", std::strerror(errno));
+                break;
+        }
+        break;
+    }
+    if (listener_.is_open()) do_wait();
+}
+
+void Acceptor::pause() {
+    pause_timer_.expires_after(kPauseWhenOutOfDescriptors);
+    pause_timer_.async_wait([this](boost::system::error_code ec) {
+        if (!ec && listener_.is_open()) do_wait();
+    });
+}
+
+}  // namespace prefork

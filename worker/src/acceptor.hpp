@@ -1,0 +1,42 @@
+#pragma once
+
+#include <prefork/common/unique_fd.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <functional>
+#include <string>
+
+namespace prefork {
+
+// Accepts connections on one listening socket that this worker shares with the others:
+// waits until the socket is readable, then takes a few connections with
+// accept4(SOCK_CLOEXEC | SOCK_NONBLOCK), so that no descriptor is ever inheritable.
+class Acceptor {
+public:
+    // Called with each accepted connection and the listener's address family.
+    using AcceptHandler = std::function<void(UniqueFd connection, int family)>;
+
+    Acceptor(boost::asio::io_context& io, UniqueFd listener, std::string name,
+             AcceptHandler on_accept);
+
+    void start();
+    // Closes this worker's copy of the listening socket.
+    void close();
+    const std::string& name() const { return name_; }
+
+private:
+    void do_wait();
+    void on_readable();
+    void pause();
+
+    boost::asio::posix::stream_descriptor listener_;
+    boost::asio::steady_timer pause_timer_;
+    std::string name_;
+    int family_;
+    AcceptHandler on_accept_;
+};
+
+}  // namespace prefork

@@ -1,0 +1,72 @@
+#include <prefork/app.hpp>
+
+#include "router.hpp"
+#include "run_modes.hpp"
+
+#include <prefork/common/control_protocol.hpp>
+
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+
+namespace prefork {
+
+App::App() : router_(std::make_unique<Router>()) {}
+App::~App() = default;
+App::App(App&&) noexcept = default;
+App& App::operator=(App&&) noexcept = default;
+
+App& App::route(http::verb method, std::string pattern, Handler handler) {
+    router_->add(method, pattern, std::move(handler));
+    return *this;
+}
+App& App::route(http::verb method, std::string pattern, AsyncHandler handler) {
+    router_->add(method, pattern, std::move(handler));
+    return *this;
+}
+
+App& App::get(std::string pattern, Handler handler) {
+    return route(http::verb::get, std::move(pattern), std::move(handler));
+}
+App& App::get(std::string pattern, AsyncHandler handler) {
+    return route(http::verb::get, std::move(pattern), std::move(handler));
+}
+App& App::post(std::string pattern, Handler handler) {
+    return route(http::verb::post, std::move(pattern), std::move(handler));
+}
+App& App::post(std::string pattern, AsyncHandler handler) {
+    return route(http::verb::post, std::move(pattern), std::move(handler));
+}
+App& App::put(std::string pattern, Handler handler) {
+    return route(http::verb::put, std::move(pattern), std::move(handler));
+}
+App& App::put(std::string pattern, AsyncHandler handler) {
+    return route(http::verb::put, std::move(pattern), std::move(handler));
+}
+App& App::patch(std::string pattern, Handler handler) {
+    return route(http::verb::patch, std::move(pattern), std::move(handler));
+}
+App& App::patch(std::string pattern, AsyncHandler handler) {
+    return route(http::verb::patch, std::move(pattern), std::move(handler));
+}
+App& App::del(std::string pattern, Handler handler) {
+    return route(http::verb::delete_, std::move(pattern), std::move(handler));
+}
+App& App::del(std::string pattern, AsyncHandler handler) {
+    return route(http::verb::delete_, std::move(pattern), std::move(handler));
+}
+
+int App::run(int argc, char** argv) {
+    const char* control_fd = std::getenv(control::kControlFdEnv);
+    if (control_fd == nullptr) return run_standalone(*router_, argc, argv);
+    int fd = -1;
+    auto [end, ec] = std::from_chars(control_fd, control_fd + std::strlen(control_fd), fd);
+    if (ec != std::errc{} || *end != '\0' || fd < 0) {
+        std::cerr << "prefork worker: invalid " << control::kControlFdEnv << "=" << control_fd << "\n";
+        return 2;
+    }
+    return run_under_master(*router_, fd);
+}
+
+}  // namespace prefork

@@ -1,0 +1,246 @@
+#include "connection.hpp"
+
+#include "http_date.hpp"
+#include "pending_response.hpp"
+#include "server.hpp"
+
+#include <prefork/common/log.hpp>
+
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+namespace prefork {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+namespace {
+
+// "GET /path" of a request, or `known` when the request was moved away already.
+std::string describe(const Request& request, const std::string& known) {
+    if (!known.empty()) return known;
+    return std::string(request.method_string()) + " " + std::string(request.target());
+}
+
+}  // namespace
+
+Connection::Connection(Socket socket, Server& server)
+    : socket_(std::move(socket)), server_(server), timer_(server.io()) {}
+
+void Connection::start() { do_read(); }
+
+bool Connection::is_idle() const {
+    return state_ == State::reading && buffer_.size() == 0 && !(parser_ && parser_->got_some());
+}
+
+// --- reading a request ---------------------------------------------------------------------
+
+void Connection::do_read() {
+    state_ = State::reading;
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(server_.limits().header_limit));
+    parser_->body_limit(server_.limits().body_limit);
+    arm_read_deadline(buffer_.size() == 0 ? ReadDeadline::idle : ReadDeadline::request);
+    http::async_read(socket_, buffer_, *parser_,
+                     [self = shared_from_this()](error_code ec, std::size_t bytes) {
+                         self->on_read(ec, bytes);
+                     });
+}
+
+void Connection::on_read(error_code ec, std::size_t bytes) {
+    if (state_ == State::closed) return;
+    server_.counters().bytes_in += bytes;
+    if (ec == asio::error::operation_aborted && timed_out_) {
+        timed_out_ = false;
+        return is_idle() ? close() : send_error(408);
+    }
+    if (ec == http::error::header_limit) return send_error(431);
+    if (ec == http::error::body_limit) return send_error(413);
+    if (ec == http::error::end_of_stream || ec == asio::error::eof) return close();
+    if (ec && ec.category() == http::make_error_code(http::error::end_of_stream).category()) {
+        return send_error(400);  // malformed request
+    }
+    if (ec) return close();  // reset by the peer, or closed under us: nobody to answer
+    handle_request();
+}
+
+// --- answering it --------------------------------------------------------------------------
+
+void Connection::handle_request() {
+    state_ = State::handling;
+    timer_.cancel();
+    ++server_.counters().requests;
+    ++request_id_;
+
+    Request request(parser_->release());
+    keep_alive_ = request.keep_alive() && !server_.draining();
+    head_request_ = request.method() == http::verb::head;
+    request_version_ = request.message().version();
+
+    Router::Match match = server_.router().match(request);
+    if (match.handler == nullptr) {
+        Response response = Response::error(match.status);
+        if (match.status == 405) response.set_header("Allow", match.allow);
+        return finish_response(std::move(response));
+    }
+    call_handler(*match.handler, std::move(request));
+}
+
+void Connection::call_handler(const Router::RouteHandler& handler, Request request) {
+    std::string what;  // for the log, should the handler throw
+    try {
+        if (auto* sync = std::get_if<Handler>(&handler)) {
+            return finish_response((*sync)(request));
+        }
+        pending_ = std::make_shared<detail::PendingResponse>();
+        pending_->loop = socket_.get_executor();
+        pending_->connection = weak_from_this();
+        pending_->request_id = request_id_;
+        what = std::string(request.method_string()) + " " + std::string(request.target());
+        std::get<AsyncHandler>(handler)(std::move(request), Responder(pending_));
+        return;
+    } catch (const std::exception& error) {
+        what = describe(request, what) + ": handler threw: " + error.what();
+    } catch (...) {
+        what = describe(request, what) + ": handler threw a non-standard exception";
+    }
+    log::error(what);
+    if (pending_) pending_->sent = true;  // the 500 below is this request's answer
+    finish_response(Response::error(500));
+}
+
+void Connection::complete(std::uint64_t request_id, Response response) {
+    if (state_ != State::handling || request_id != request_id_) return;
+    finish_response(std::move(response));
+}
+
+void Connection::send_error(int status) {
+    keep_alive_ = false;
+    head_request_ = false;
+    request_version_ = 11;
+    finish_response(Response::error(status));
+}
+
+// Completes the headers the worker owns and starts the write.
+void Connection::finish_response(Response response) {
+    pending_.reset();
+    response_ = std::move(response);
+    auto& message = response_.message();
+    message.version(request_version_ == 10 ? 10 : 11);
+    message.set(http::field::server, "prefork");
+    message.set(http::field::date, http_date());
+    message.keep_alive(keep_alive_);
+
+    unsigned status = message.result_int();
+    if (status < 200 || status == 204 || status == 304) {
+        message.body().clear();
+        message.erase(http::field::content_length);
+        message.erase(http::field::transfer_encoding);
+    } else if (head_request_) {
+        auto length = message.body().size();
+        message.body().clear();
+        message.content_length(length);
+    } else {
+        message.prepare_payload();
+    }
+    do_write();
+}
+
+// --- writing it ----------------------------------------------------------------------------
+
+void Connection::do_write() {
+    state_ = State::writing;
+    arm_timer(server_.limits().write_timeout);
+    http::async_write(socket_, response_.message(),
+                      [self = shared_from_this()](error_code ec, std::size_t bytes) {
+                          self->on_write(ec, bytes);
+                      });
+}
+
+void Connection::on_write(error_code ec, std::size_t bytes) {
+    if (state_ == State::closed) return;
+    server_.counters().bytes_out += bytes;
+    response_ = Response();  // frees a large body now, not at the next request
+    if (ec) return close();  // the client left (EPIPE, reset) or the write timed out
+    if (!keep_alive_) return do_linger();
+    do_read();
+}
+
+// --- closing -------------------------------------------------------------------------------
+
+// Closes our side first and reads what the client still sends until it closes too, so
+// that unread input never turns our close into a reset that could destroy the response.
+void Connection::do_linger() {
+    state_ = State::lingering;
+    error_code ignored;
+    socket_.shutdown(Socket::shutdown_send, ignored);
+    arm_timer(server_.limits().linger_timeout);
+    buffer_.clear();
+    socket_.async_read_some(buffer_.prepare(4096),
+                            [self = shared_from_this()](error_code ec, std::size_t) {
+                                self->on_linger_read(ec);
+                            });
+}
+
+void Connection::on_linger_read(error_code ec) {
+    if (state_ == State::closed) return;
+    if (ec) return close();
+    socket_.async_read_some(buffer_.prepare(4096),
+                            [self = shared_from_this()](error_code ec, std::size_t) {
+                                self->on_linger_read(ec);
+                            });
+}
+
+void Connection::drain() {
+    // A busy connection answers its current request with Connection: close; an idle one
+    // gets a short grace in which a request already on its way is still answered.
+    if (is_idle()) arm_read_deadline(ReadDeadline::idle);
+}
+
+void Connection::close() {
+    if (state_ == State::closed) return;
+    state_ = State::closed;
+    if (pending_) pending_->abandoned = true;
+    pending_.reset();
+    error_code ignored;
+    timer_.cancel();
+    socket_.close(ignored);
+    server_.remove(this);
+}
+
+// --- deadlines -----------------------------------------------------------------------------
+
+void Connection::arm_read_deadline(ReadDeadline kind) {
+    read_deadline_ = kind;
+    const ServerLimits& limits = server_.limits();
+    if (kind == ReadDeadline::request) return arm_timer(limits.header_timeout);
+    arm_timer(server_.draining() ? limits.drain_idle_grace : limits.idle_timeout);
+}
+
+void Connection::arm_timer(std::chrono::milliseconds after) {
+    timer_.expires_after(after);
+    timer_.async_wait([self = shared_from_this()](error_code ec) {
+        if (!ec) self->on_timeout();
+    });
+}
+
+void Connection::on_timeout() {
+    // A handler queued just before the timer was re-armed: not this deadline.
+    if (timer_.expiry() > asio::steady_timer::clock_type::now()) return;
+    switch (state_) {
+        case State::reading:
+            if (read_deadline_ == ReadDeadline::idle && !is_idle()) {
+                return arm_read_deadline(ReadDeadline::request);  // a request is arriving
+            }
+            timed_out_ = true;
+            socket_.cancel();  // on_read sees operation_aborted
+            return;
+        case State::writing:
+        case State::lingering: return close();
+        case State::handling:
+        case State::closed: return;
+    }
+}
+
+}  // namespace prefork

@@ -1,0 +1,81 @@
+#pragma once
+
+#include <prefork/request.hpp>
+#include <prefork/response.hpp>
+
+#include "router.hpp"
+
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/parser.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+namespace prefork {
+
+class Server;
+namespace detail {
+struct PendingResponse;
+}
+
+// One client connection (TCP or Unix), served one request at a time: read a request, run
+// its handler, write the response, then read the next (pipelined requests wait in the
+// buffer, so responses go out in order and at most one write is ever in flight).
+// Every completion handler holds shared_from_this(), so the connection lives as long as
+// an operation on it is pending.
+class Connection : public std::enable_shared_from_this<Connection> {
+public:
+    using Socket = boost::asio::generic::stream_protocol::socket;
+
+    Connection(Socket socket, Server& server);
+
+    void start();
+    // The worker is draining: an idle connection closes after a short grace; a busy one
+    // answers its current request with Connection: close.
+    void drain();
+    // Closes the socket now and leaves the server.
+    void close();
+    // On the loop: the answer of an asynchronous handler to request `request_id`
+    // (ignored when that request is no longer the one waiting).
+    void complete(std::uint64_t request_id, Response response);
+
+private:
+    enum class State { reading, handling, writing, lingering, closed };
+    enum class ReadDeadline { idle, request };
+
+    void do_read();
+    void on_read(boost::system::error_code ec, std::size_t bytes);
+    void handle_request();
+    void send_error(int status);
+    void call_handler(const Router::RouteHandler& handler, Request request);
+    void finish_response(Response response);
+    void do_write();
+    void on_write(boost::system::error_code ec, std::size_t bytes);
+    void do_linger();
+    void on_linger_read(boost::system::error_code ec);
+
+    void arm_read_deadline(ReadDeadline kind);
+    void arm_timer(std::chrono::milliseconds after);
+    void on_timeout();
+    bool is_idle() const;
+
+    Socket socket_;
+    Server& server_;
+    boost::asio::steady_timer timer_;
+    boost::beast::flat_buffer buffer_;
+    std::optional<http::request_parser<http::string_body>> parser_;
+    Response response_;  // kept here until its write completes
+    std::shared_ptr<detail::PendingResponse> pending_;  // an asynchronous handler's answer
+    std::uint64_t request_id_ = 0;
+    bool head_request_ = false;
+    unsigned request_version_ = 11;
+    State state_ = State::reading;
+    ReadDeadline read_deadline_ = ReadDeadline::idle;
+    bool keep_alive_ = true;
+    bool timed_out_ = false;
+};
+
+}  // namespace prefork

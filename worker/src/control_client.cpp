@@ -1,0 +1,82 @@
+#include "control_client.hpp"
+
+#include "server.hpp"
+
+#include <prefork/common/log.hpp>
+
+#include <unistd.h>
+
+namespace prefork {
+
+namespace {
+constexpr auto kHeartbeatInterval = std::chrono::seconds(1);
+}
+
+ControlClient::ControlClient(boost::asio::io_context& io, UniqueFd control_socket,
+                             Server& server, std::function<void()> on_stopped)
+    : channel_(io, std::move(control_socket)),
+      server_(server),
+      heartbeat_timer_(io),
+      on_stopped_(std::move(on_stopped)) {}
+
+void ControlClient::start() {
+    channel_.start([this](control::Message message,
+                          std::vector<UniqueFd> fds) { on_message(std::move(message), std::move(fds)); },
+                   [this] { on_master_gone(); });
+    schedule_heartbeat();
+}
+
+void ControlClient::on_message(control::Message message, std::vector<UniqueFd> fds) {
+    if (auto* listeners = std::get_if<control::Listeners>(&message)) {
+        return on_listeners(*listeners, std::move(fds));
+    }
+    if (auto* drain_order = std::get_if<control::Drain>(&message)) {
+        return drain(std::chrono::milliseconds(drain_order->timeout_ms));
+    }
+    log::warning("control socket: unexpected message from the master: ", control::encode(message));
+}
+
+void ControlClient::on_listeners(const control::Listeners& listeners, std::vector<UniqueFd> fds) {
+    if (fds.size() != listeners.names.size()) {
+        log::error("control socket: ", listeners.names.size(), " listener names but ", fds.size(),
+                   " descriptors; ignoring the message");
+        return;
+    }
+    graceful_timeout_ = std::chrono::milliseconds(listeners.graceful_timeout_ms);
+    if (server_.draining()) return;  // told to stop before it started: the fds just close
+    for (std::size_t i = 0; i < fds.size(); ++i) server_.listen(std::move(fds[i]), listeners.names[i]);
+    channel_.send(control::Ready{::getpid()});
+    log::debug("accepting on ", fds.size(), " listener(s), generation ", listeners.generation);
+}
+
+void ControlClient::drain(std::chrono::milliseconds timeout) {
+    if (server_.draining()) return;
+    channel_.send(control::Draining{});
+    server_.drain(timeout, on_stopped_);
+}
+
+// The master died (or closed our socket): nobody will hand out new work or wait for us.
+// Stop accepting so that the port is released, finish what is in flight, and exit.
+void ControlClient::on_master_gone() {
+    heartbeat_timer_.cancel();
+    if (server_.draining()) return;
+    log::warning("the master is gone: draining and exiting");
+    server_.drain(graceful_timeout_, on_stopped_);
+}
+
+void ControlClient::schedule_heartbeat() {
+    heartbeat_timer_.expires_after(kHeartbeatInterval);
+    heartbeat_timer_.async_wait([this](boost::system::error_code ec) {
+        if (ec) return;
+        send_heartbeat();
+        schedule_heartbeat();
+    });
+}
+
+void ControlClient::send_heartbeat() {
+    const ServerCounters& counters = server_.counters();
+    channel_.send(control::Heartbeat{counters.requests, server_.active_connections(),
+                                     counters.bytes_in, counters.bytes_out});
+}
+
+}  // namespace prefork

@@ -1,0 +1,42 @@
+#pragma once
+
+#include <prefork/common/control_channel.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <functional>
+
+namespace prefork {
+
+class Server;
+
+// The worker's side of the control socket (fd 3): takes its listening sockets and the
+// order to drain from the master, and tells the master it is ready, alive, and draining.
+class ControlClient {
+public:
+    ControlClient(boost::asio::io_context& io, UniqueFd control_socket, Server& server,
+                  std::function<void()> on_stopped);
+
+    void start();
+    // Drains the server and tells the master; without a timeout, the graceful timeout the
+    // master gave (used on SIGTERM).
+    void drain(std::chrono::milliseconds timeout);
+    void drain() { drain(graceful_timeout_); }
+
+private:
+    void on_message(control::Message message, std::vector<UniqueFd> fds);
+    void on_listeners(const control::Listeners& listeners, std::vector<UniqueFd> fds);
+    void on_master_gone();
+    void send_heartbeat();
+    void schedule_heartbeat();
+
+    ControlChannel channel_;
+    Server& server_;
+    boost::asio::steady_timer heartbeat_timer_;
+    std::function<void()> on_stopped_;
+    std::chrono::milliseconds graceful_timeout_{30'000};
+};
+
+}  // namespace prefork

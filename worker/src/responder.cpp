@@ -1,0 +1,51 @@
+#include <prefork/responder.hpp>
+
+#include "connection.hpp"
+#include "pending_response.hpp"
+
+#include <prefork/common/log.hpp>
+
+#include <boost/asio/post.hpp>
+
+namespace prefork {
+namespace {
+
+void deliver(std::shared_ptr<detail::PendingResponse> pending, Response response) {
+    boost::asio::any_io_executor loop = pending->loop;
+    boost::asio::post(loop, [pending = std::move(pending), response = std::move(response)]() mutable {
+        if (auto connection = pending->connection.lock()) {
+            connection->complete(pending->request_id, std::move(response));
+        }
+    });
+}
+
+}  // namespace
+
+Responder::Responder(std::shared_ptr<detail::PendingResponse> pending) : pending_(std::move(pending)) {}
+Responder::Responder(Responder&&) noexcept = default;
+
+Responder& Responder::operator=(Responder&& other) noexcept {
+    if (this != &other) {
+        Responder dropped(std::move(*this));  // answers 500 if it had not sent
+        pending_ = std::move(other.pending_);
+    }
+    return *this;
+}
+
+Responder::~Responder() {
+    if (!pending_ || pending_->sent.exchange(true)) return;
+    if (pending_->abandoned.load()) return;
+    log::error("a handler dropped its Responder without sending: answering 500");
+    deliver(std::move(pending_), Response::error(500));
+}
+
+bool Responder::send(Response response) {
+    if (!pending_ || pending_->sent.exchange(true)) return false;
+    if (pending_->abandoned.load()) return false;
+    deliver(pending_, std::move(response));
+    return true;
+}
+
+boost::asio::any_io_executor Responder::executor() const { return pending_->loop; }
+
+}  // namespace prefork

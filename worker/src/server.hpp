@@ -1,0 +1,79 @@
+#pragma once
+
+#include "acceptor.hpp"
+
+#include <prefork/common/unique_fd.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace prefork {
+
+class Connection;
+class Router;
+
+// Limits and timeouts of every connection, and the status each produces.
+struct ServerLimits {
+    std::size_t header_limit = 16 * 1024;                 // larger headers: 431
+    std::uint64_t body_limit = 8 * 1024 * 1024;           // larger bodies: 413
+    std::chrono::milliseconds header_timeout{10'000};     // a request not read by then: 408
+    std::chrono::milliseconds idle_timeout{15'000};       // keep-alive with no request: close
+    std::chrono::milliseconds write_timeout{30'000};      // a client that stops reading: close
+    std::chrono::milliseconds drain_idle_grace{500};      // idle keep-alive when draining: close
+    std::chrono::milliseconds linger_timeout{2'000};      // reading after our FIN, at most
+};
+
+struct ServerCounters {
+    std::uint64_t requests = 0;
+    std::uint64_t bytes_in = 0;
+    std::uint64_t bytes_out = 0;
+};
+
+// The HTTP side of a worker: its acceptors and its connections, on one event loop.
+class Server {
+public:
+    Server(boost::asio::io_context& io, const Router& router, ServerLimits limits = {});
+    ~Server();
+
+    // Starts accepting on a listening socket.
+    void listen(UniqueFd listener, std::string name);
+
+    // Stops accepting at once (closes this worker's listening sockets), lets the requests
+    // in flight finish, and calls `on_stopped` once no connection is left, or when
+    // `timeout` has passed (then after closing what remains). Again while draining: no-op.
+    void drain(std::chrono::milliseconds timeout, std::function<void()> on_stopped);
+    bool draining() const { return draining_; }
+
+    std::size_t active_connections() const { return connections_.size(); }
+    ServerCounters& counters() { return counters_; }
+    const Router& router() const { return router_; }
+    const ServerLimits& limits() const { return limits_; }
+    boost::asio::io_context& io() { return io_; }
+
+    // Called by a connection when it has closed its socket.
+    void remove(Connection* connection);
+
+private:
+    void on_accepted(UniqueFd socket, int family);
+    void stop_if_drained();
+
+    boost::asio::io_context& io_;
+    const Router& router_;
+    ServerLimits limits_;
+    ServerCounters counters_;
+    std::vector<std::unique_ptr<Acceptor>> acceptors_;
+    std::unordered_map<Connection*, std::shared_ptr<Connection>> connections_;
+    bool draining_ = false;
+    boost::asio::steady_timer drain_deadline_;
+    std::function<void()> on_stopped_;
+};
+
+}  // namespace prefork

@@ -1,0 +1,58 @@
+#include "control_client.hpp"
+#include "run_modes.hpp"
+#include "server.hpp"
+
+#include <prefork/common/control_protocol.hpp>
+#include <prefork/common/log.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+
+namespace prefork {
+
+int run_under_master(const Router& router, int control_fd) {
+    // First act: no process this worker starts may inherit the control socket, nor take
+    // itself for a worker.
+    if (::fcntl(control_fd, F_SETFD, FD_CLOEXEC) != 0) {
+        log::error("fcntl(F_SETFD) on control socket ", control_fd, ": ", std::strerror(errno));
+        return 1;
+    }
+    ::unsetenv(control::kControlFdEnv);
+    log::set_role("worker");
+    struct stat st{};
+    if (::fstat(control_fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+        log::error("descriptor ", control_fd, " is not the master's control socket");
+        return 1;
+    }
+    // Socket writes use MSG_NOSIGNAL already; this covers pipes a handler writes to.
+    ::signal(SIGPIPE, SIG_IGN);
+
+    boost::asio::io_context io(1);
+    Server server(io, router);
+    ControlClient control(io, UniqueFd(control_fd), server, [&io] { io.stop(); });
+
+    // INT comes from a terminal to the whole process group: the master decides what it
+    // means. TERM to a worker alone drains it; QUIT stops it at once.
+    boost::asio::signal_set signals(io, SIGTERM, SIGINT, SIGQUIT);
+    std::function<void()> wait_for_signal = [&] {
+        signals.async_wait([&](boost::system::error_code ec, int signal) {
+            if (ec) return;
+            if (signal == SIGTERM) control.drain();
+            if (signal == SIGQUIT) return io.stop();
+            wait_for_signal();
+        });
+    };
+    wait_for_signal();
+
+    control.start();
+    io.run();
+    return 0;
+}
+
+}  // namespace prefork
