@@ -154,7 +154,8 @@ void Supervisor::manage_workers() {
 void Supervisor::spawn_worker() {
     WorkerProcess worker;
     try {
-        worker = master::spawn_worker(io_, {options_.command, options_.worker_env, generation_});
+        worker = master::spawn_worker(io_, {options_.command, options_.worker_env, generation_,
+                                            options_.log_format == log::Format::json ? "json" : "text"});
     } catch (const std::exception& error) {
         log::error("cannot start worker: ", error.what());
         return note_failed_start(error.what());

@@ -34,6 +34,7 @@ struct WorkerLaunch {
     std::vector<std::string> command;      // program (resolved on PATH) and arguments
     std::vector<std::string> environment;  // NAME=VALUE added to the master's environment
     int generation = 0;
+    std::string log_format = "text";
 };
 
 // Starts the worker command with Boost.Process (fork + exec): stdin from /dev/null,

@@ -117,6 +117,7 @@ void Connection::complete(std::uint64_t request_id, Response response) {
 
 void Connection::send_error(int status) {
     keep_alive_ = false;
+    input_left_unread_ = true;  // the rest of a refused request may still be arriving
     head_request_ = false;
     request_version_ = 11;
     finish_response(Response::error(status));
@@ -125,6 +126,7 @@ void Connection::send_error(int status) {
 // Completes the headers the worker owns and starts the write.
 void Connection::finish_response(Response response) {
     pending_.reset();
+    if (server_.draining()) keep_alive_ = false;  // the worker is stopping: last response here
     response_ = std::move(response);
     auto& message = response_.message();
     message.version(request_version_ == 10 ? 10 : 11);
@@ -163,11 +165,16 @@ void Connection::on_write(error_code ec, std::size_t bytes) {
     server_.counters().bytes_out += bytes;
     response_ = Response();  // frees a large body now, not at the next request
     if (ec) return close();  // the client left (EPIPE, reset) or the write timed out
-    if (!keep_alive_) return do_linger();
+    if (!keep_alive_) return has_unread_input() ? do_linger() : close();
     do_read();
 }
 
 // --- closing -------------------------------------------------------------------------------
+
+bool Connection::has_unread_input() {
+    error_code ec;
+    return input_left_unread_ || buffer_.size() > 0 || socket_.available(ec) > 0;
+}
 
 // Closes our side first and reads what the client still sends until it closes too, so
 // that unread input never turns our close into a reset that could destroy the response.

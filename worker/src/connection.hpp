@@ -54,6 +54,7 @@ private:
     void finish_response(Response response);
     void do_write();
     void on_write(boost::system::error_code ec, std::size_t bytes);
+    bool has_unread_input();
     void do_linger();
     void on_linger_read(boost::system::error_code ec);
 
@@ -76,6 +77,7 @@ private:
     ReadDeadline read_deadline_ = ReadDeadline::idle;
     bool keep_alive_ = true;
     bool timed_out_ = false;
+    bool input_left_unread_ = false;
 };
 
 }  // namespace prefork

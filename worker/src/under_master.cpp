@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 
 #include <cstdlib>
+#include <cstring>
+#include <string_view>
 
 namespace prefork {
 
@@ -25,6 +27,9 @@ int run_under_master(const Router& router, int control_fd) {
     }
     ::unsetenv(control::kControlFdEnv);
     log::set_role("worker");
+    if (const char* format = std::getenv("PREFORK_LOG_FORMAT"); format && std::string_view(format) == "json") {
+        log::set_format(log::Format::json);
+    }
     struct stat st{};
     if (::fstat(control_fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
         log::error("descriptor ", control_fd, " is not the master's control socket");

@@ -1,0 +1,114 @@
+// A worker holds exactly the descriptors it needs, and every one it opened itself is
+// close-on-exec: nothing leaks into a process that a handler starts.
+
+#include "http_client.hpp"
+#include "prefork_process.hpp"
+
+#include <gtest/gtest.h>
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+
+namespace prefork::testing {
+namespace {
+
+struct Descriptor {
+    int fd;
+    std::string target;  // what /proc/PID/fd/N points to
+    bool close_on_exec;
+};
+
+std::vector<Descriptor> descriptors_of(pid_t pid) {
+    std::vector<Descriptor> found;
+    std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+    DIR* listing = ::opendir(dir.c_str());
+    if (listing == nullptr) return found;
+    while (dirent* entry = ::readdir(listing)) {
+        if (entry->d_name[0] == '.') continue;
+        int fd = std::stoi(entry->d_name);
+        char target[256] = {};
+        ssize_t n = ::readlink((dir + "/" + entry->d_name).c_str(), target, sizeof(target) - 1);
+        if (n < 0) continue;
+        std::ifstream info("/proc/" + std::to_string(pid) + "/fdinfo/" + entry->d_name);
+        std::string key, flags;
+        while (info >> key && key != "flags:") {}
+        info >> flags;
+        bool cloexec = (std::stoul(flags, nullptr, 8) & 02000000) != 0;  // O_CLOEXEC
+        found.push_back({fd, target, cloexec});
+    }
+    ::closedir(listing);
+    return found;
+}
+
+std::set<std::string> socket_targets(pid_t pid) {
+    std::set<std::string> sockets;
+    for (const auto& d : descriptors_of(pid)) {
+        if (d.target.starts_with("socket:")) sockets.insert(d.target);
+    }
+    return sockets;
+}
+
+TEST(Descriptors, WorkerHoldsOnlyWhatItNeedsAndAllOfItIsCloseOnExec) {
+    char dir[] = "/tmp/prefork-it-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    std::string unix_path = std::string(dir) + "/app.sock";
+    PreforkServer server({"--bind", "127.0.0.1:0", "--bind", "unix:" + unix_path, "--workers", "1"}, 1);
+    auto workers = server.children();
+    ASSERT_EQ(workers.size(), 1u);
+    pid_t worker = workers[0];
+
+    // One client connection open while we look.
+    HttpConnection client(server.port());
+    ASSERT_EQ(client.get("/").result_int(), 200);
+
+    std::set<std::string> master_sockets = socket_targets(server.pid());
+    std::map<std::string, int> kinds;
+    for (const Descriptor& d : descriptors_of(worker)) {
+        SCOPED_TRACE("fd " + std::to_string(d.fd) + " -> " + d.target);
+        if (d.fd == 0) {
+            EXPECT_EQ(d.target, "/dev/null") << "stdin: /dev/null, given by the master";
+        } else if (d.fd == 1 || d.fd == 2) {
+            EXPECT_TRUE(d.target.starts_with("/tmp/prefork-test-log-")) << "stdout/stderr: the master's";
+        } else if (d.fd == 3) {
+            EXPECT_TRUE(d.target.starts_with("socket:")) << "the control socket";
+            EXPECT_FALSE(master_sockets.count(d.target)) << "the worker's own end, not the master's";
+            EXPECT_TRUE(d.close_on_exec) << "made close-on-exec as the worker's first act";
+        } else {
+            EXPECT_TRUE(d.close_on_exec) << "every descriptor past 3 is close-on-exec";
+            if (d.target.starts_with("socket:") && master_sockets.count(d.target)) {
+                ++kinds["listener"];  // the master's listening sockets, shared
+            } else if (d.target.starts_with("socket:")) {
+                ++kinds["client connection"];
+            } else if (d.target == "anon_inode:[eventpoll]") {
+                ++kinds["epoll"];  // the event loop's reactor
+            } else if (d.target == "anon_inode:[eventfd]") {
+                ++kinds["eventfd"];  // wakes the loop when work is posted to it
+            } else if (d.target == "anon_inode:[timerfd]") {
+                ++kinds["timerfd"];  // the loop's timers
+            } else if (d.target.starts_with("pipe:")) {
+                ++kinds["signal pipe"];  // both ends of Asio's signal_set self-pipe
+            } else {
+                ADD_FAILURE() << "unexpected descriptor";
+            }
+        }
+    }
+    std::map<std::string, int> expected = {{"listener", 2},   {"client connection", 1},
+                                           {"epoll", 1},      {"eventfd", 1},
+                                           {"timerfd", 1},    {"signal pipe", 2}};
+    EXPECT_EQ(kinds, expected);
+}
+
+TEST(Descriptors, MasterDescriptorsAreCloseOnExec) {
+    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+    for (const Descriptor& d : descriptors_of(server.pid())) {
+        if (d.fd <= 2) continue;
+        EXPECT_TRUE(d.close_on_exec) << "fd " << d.fd << " -> " << d.target;
+    }
+}
+
+}  // namespace
+}  // namespace prefork::testing

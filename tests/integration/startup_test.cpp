@@ -1,0 +1,127 @@
+// What a user sees when prefork cannot start: one line naming the problem, and the exit
+// status that says whose mistake it was.
+
+#include "http_client.hpp"
+#include "prefork_process.hpp"
+
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cstring>
+#include <fstream>
+
+#include <sstream>
+
+namespace prefork::testing {
+namespace {
+
+std::vector<std::string> lines_of(const std::string& text) {
+    std::vector<std::string> lines;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
+}
+
+TEST(Startup, BusyPortExitsOneWithOneLineNamingTheAddress) {
+    int busy = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(busy, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    ASSERT_EQ(::listen(busy, 1), 0);
+    socklen_t length = sizeof(address);
+    ::getsockname(busy, reinterpret_cast<sockaddr*>(&address), &length);
+    std::string bind = "127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+
+    ChildProcess prefork({prefork_binary(), "--bind", bind, "--", demo_binary()});
+    EXPECT_EQ(prefork.wait_exit_status(5s), 1);
+    auto lines = lines_of(prefork.output());
+    ASSERT_EQ(lines.size(), 1u) << prefork.output();
+    EXPECT_NE(lines[0].find(bind), std::string::npos) << lines[0];
+    EXPECT_NE(lines[0].find("Address already in use"), std::string::npos) << lines[0];
+    ::close(busy);
+}
+
+TEST(Startup, BadAddressIsAUsageError) {
+    ChildProcess prefork({prefork_binary(), "--bind", "localhost", "--", demo_binary()});
+    EXPECT_EQ(prefork.wait_exit_status(5s), 2);
+    auto lines = lines_of(prefork.output());
+    ASSERT_EQ(lines.size(), 1u) << prefork.output();
+    EXPECT_NE(lines[0].find("\"localhost\""), std::string::npos) << lines[0];
+}
+
+TEST(Startup, UnknownOptionAndMissingCommandAreUsageErrors) {
+    ChildProcess unknown({prefork_binary(), "--frobnicate", "--", demo_binary()});
+    EXPECT_EQ(unknown.wait_exit_status(5s), 2);
+    EXPECT_EQ(lines_of(unknown.output()).size(), 1u) << unknown.output();
+
+    ChildProcess no_command({prefork_binary(), "--workers", "1"});
+    EXPECT_EQ(no_command.wait_exit_status(5s), 2);
+    EXPECT_EQ(lines_of(no_command.output()).size(), 1u) << no_command.output();
+}
+
+TEST(Startup, WorkerCommandThatDoesNotExistExitsOne) {
+    ChildProcess prefork({prefork_binary(), "--bind", "127.0.0.1:0", "--", "/nonexistent/app"});
+    EXPECT_EQ(prefork.wait_exit_status(10s), 1) << prefork.output();
+    EXPECT_NE(prefork.output().find("/nonexistent/app"), std::string::npos);
+}
+
+TEST(Startup, HelpAndVersion) {
+    ChildProcess help({prefork_binary(), "--help"});
+    EXPECT_EQ(help.wait_exit_status(5s), 0);
+    EXPECT_NE(help.output().find("usage: prefork"), std::string::npos);
+    ChildProcess version({prefork_binary(), "--version"});
+    EXPECT_EQ(version.wait_exit_status(5s), 0);
+    EXPECT_TRUE(version.output().starts_with("prefork "));
+}
+
+TEST(Startup, StaleUnixSocketFileIsReplaced) {
+    char dir[] = "/tmp/prefork-it-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    std::string path = std::string(dir) + "/app.sock";
+    {
+        int stale = ::socket(AF_UNIX, SOCK_STREAM, 0);
+        sockaddr_un address{};
+        address.sun_family = AF_UNIX;
+        std::strcpy(address.sun_path, path.c_str());
+        ASSERT_EQ(::bind(stale, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+        ::close(stale);  // the file stays, nothing listens: left by a server that died
+    }
+    {
+        PreforkServer server({"--bind", "unix:" + path, "--workers", "1"}, 1);
+        EXPECT_EQ(HttpConnection(path).get("/").body(), "Hello, World!");
+    }
+    ::unlink(path.c_str());
+    ::rmdir(dir);
+}
+
+TEST(Startup, PidFileHoldsTheMasterPidUntilItStops) {
+    std::string path = "/tmp/prefork-it-pid-" + std::to_string(::getpid());
+    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1", "--pid-file", path}, 1);
+    std::ifstream in(path);
+    pid_t pid = 0;
+    in >> pid;
+    EXPECT_EQ(pid, server.pid());
+    server.signal(SIGTERM);
+    EXPECT_EQ(server.wait_exit_status(10s), 0);
+    EXPECT_NE(::access(path.c_str(), F_OK), 0);
+}
+
+TEST(Startup, JsonLogLinesAreJson) {
+    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1", "--log-format", "json"}, 1);
+    server.signal(SIGTERM);
+    EXPECT_EQ(server.wait_exit_status(10s), 0);
+    for (const auto& line : lines_of(server.output())) {
+        EXPECT_TRUE(line.starts_with("{\"time\":\"") && line.ends_with("}")) << line;
+        bool has_role = line.find("\"role\":\"master\"") != std::string::npos ||
+                        line.find("\"role\":\"worker\"") != std::string::npos;
+        EXPECT_TRUE(has_role) << line;
+    }
+}
+
+}  // namespace
+}  // namespace prefork::testing

@@ -1,0 +1,197 @@
+#include "prefork_process.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+extern char** environ;
+
+namespace prefork::testing {
+
+std::string prefork_binary() { return PREFORK_BINARY; }
+std::string demo_binary() { return PREFORK_DEMO_BINARY; }
+
+namespace {
+
+std::string make_log_path() {
+    char path[] = "/tmp/prefork-test-log-XXXXXX";
+    int fd = ::mkstemp(path);
+    if (fd < 0) throw std::runtime_error("mkstemp failed");
+    ::close(fd);
+    return path;
+}
+
+}  // namespace
+
+ChildProcess::ChildProcess(std::vector<std::string> argv, std::vector<std::string> extra_env)
+    : log_path_(make_log_path()) {
+    std::vector<std::string> env;
+    for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+    for (auto& extra : extra_env) env.push_back(extra);
+    std::vector<char*> argv_c, env_c;
+    for (auto& a : argv) argv_c.push_back(a.data());
+    argv_c.push_back(nullptr);
+    for (auto& e : env) env_c.push_back(e.data());
+    env_c.push_back(nullptr);
+
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 1, log_path_.c_str(), O_WRONLY | O_APPEND, 0);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    posix_spawn_file_actions_addclosefrom_np(&actions, 3);  // it starts with 0, 1, 2 only
+    posix_spawnattr_t attributes;
+    posix_spawnattr_init(&attributes);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                              POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setpgroup(&attributes, 0);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attributes, &none);
+    posix_spawnattr_setsigdefault(&attributes, &all);
+    int rc = ::posix_spawn(&pid_, argv_c[0], &actions, &attributes, argv_c.data(), env_c.data());
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attributes);
+    if (rc != 0) throw std::runtime_error("posix_spawn " + argv[0] + ": " + std::strerror(rc));
+}
+
+ChildProcess::~ChildProcess() {
+    if (pid_ > 0) {
+        ::kill(-pid_, SIGKILL);  // the whole group: the process and whatever it started
+        if (!wait_status_) ::waitpid(pid_, nullptr, 0);
+    }
+    ::unlink(log_path_.c_str());
+}
+
+void ChildProcess::signal(int signal) const { ::kill(pid_, signal); }
+
+std::optional<int> ChildProcess::wait_exit(std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!wait_status_) {
+        int status = 0;
+        pid_t done = ::waitpid(pid_, &status, WNOHANG);
+        if (done == pid_) {
+            wait_status_ = status;
+            break;
+        }
+        if (std::chrono::steady_clock::now() >= deadline) break;
+        std::this_thread::sleep_for(10ms);
+    }
+    return wait_status_;
+}
+
+int ChildProcess::wait_exit_status(std::chrono::milliseconds timeout) {
+    auto status = wait_exit(timeout);
+    if (!status || !WIFEXITED(*status)) return -1;
+    return WEXITSTATUS(*status);
+}
+
+std::string ChildProcess::output() const {
+    std::ifstream in(log_path_);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+std::vector<std::string> ChildProcess::wait_for_lines(const std::string& needle, std::size_t count,
+                                                      std::chrono::milliseconds timeout) const {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        std::vector<std::string> found;
+        std::istringstream lines(output());
+        for (std::string line; std::getline(lines, line);) {
+            if (line.find(needle) != std::string::npos) found.push_back(line);
+        }
+        if (found.size() >= count || std::chrono::steady_clock::now() >= deadline) return found;
+        std::this_thread::sleep_for(20ms);
+    }
+}
+
+std::vector<pid_t> ChildProcess::children() const {
+    std::vector<pid_t> pids;
+    std::ifstream in("/proc/" + std::to_string(pid_) + "/task/" + std::to_string(pid_) + "/children");
+    for (pid_t pid; in >> pid;) {
+        if (!process_gone(pid)) pids.push_back(pid);
+    }
+    return pids;
+}
+
+PreforkServer::PreforkServer(std::vector<std::string> args, int workers,
+                             std::vector<std::string> extra_env)
+    : ChildProcess(
+          [&] {
+              std::vector<std::string> argv{prefork_binary()};
+              argv.insert(argv.end(), args.begin(), args.end());
+              argv.push_back("--");
+              argv.push_back(demo_binary());
+              return argv;
+          }(),
+          std::move(extra_env)) {
+    auto lines = wait_for_lines(" ready", static_cast<std::size_t>(workers));
+    if (lines.size() < static_cast<std::size_t>(workers)) {
+        throw std::runtime_error("prefork did not get " + std::to_string(workers) +
+                                 " workers ready; its log:\n" + output());
+    }
+    for (const std::string& line : wait_for_lines("listening on ", 1)) {
+        auto start = line.find("listening on ") + 13;
+        auto end = line.find(' ', start);
+        std::string address = line.substr(start, end - start);
+        if (address.starts_with("unix:")) continue;
+        ports_.push_back(static_cast<std::uint16_t>(std::stoi(address.substr(address.rfind(':') + 1))));
+    }
+}
+
+std::uint16_t PreforkServer::port(std::size_t n) const {
+    if (n >= ports_.size()) throw std::runtime_error("no TCP listener #" + std::to_string(n));
+    return ports_[n];
+}
+
+bool process_gone(pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    if (!stat) return true;
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    auto close = text.rfind(')');
+    return close == std::string::npos || close + 2 >= text.size() || text[close + 2] == 'Z' ||
+           text[close + 2] == 'X';
+}
+
+bool wait_until_gone(const std::vector<pid_t>& pids, std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        bool all_gone = true;
+        for (pid_t pid : pids) all_gone = all_gone && process_gone(pid);
+        if (all_gone) return true;
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(10ms);
+    }
+}
+
+bool port_is_free(std::uint16_t port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+                 ::listen(fd, 1) == 0;
+    ::close(fd);
+    return bound;
+}
+
+}  // namespace prefork::testing

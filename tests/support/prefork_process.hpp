@@ -1,0 +1,73 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace prefork::testing {
+
+using namespace std::chrono_literals;
+
+// The paths of the binaries under test (set by CMake).
+std::string prefork_binary();
+std::string demo_binary();
+
+// A process started by a test, in a process group of its own, with stdout and stderr
+// going to a log file. The destructor kills the whole group by its pid and reaps the
+// process, so nothing outlives the test, whether it passed or failed.
+class ChildProcess {
+public:
+    ChildProcess(std::vector<std::string> argv, std::vector<std::string> extra_env = {});
+    ~ChildProcess();
+    ChildProcess(const ChildProcess&) = delete;
+    ChildProcess& operator=(const ChildProcess&) = delete;
+
+    pid_t pid() const { return pid_; }
+    void signal(int signal) const;
+
+    // The wait status once it exited within `timeout`; nullopt while it still runs.
+    std::optional<int> wait_exit(std::chrono::milliseconds timeout);
+    // Its exit status, or -1 when it did not exit normally or in time.
+    int wait_exit_status(std::chrono::milliseconds timeout);
+
+    // Everything it wrote to stdout and stderr so far.
+    std::string output() const;
+    // Waits until `count` lines of its output contain `needle`; returns those lines.
+    std::vector<std::string> wait_for_lines(const std::string& needle, std::size_t count,
+                                            std::chrono::milliseconds timeout = 10s) const;
+    // Its live child processes (for the master: its workers).
+    std::vector<pid_t> children() const;
+
+private:
+    pid_t pid_ = -1;
+    std::optional<int> wait_status_;
+    std::string log_path_;
+};
+
+// The prefork master with the demo as its worker command.
+class PreforkServer : public ChildProcess {
+public:
+    // Starts `prefork ARGS -- prefork-demo` and waits until `workers` workers are ready.
+    explicit PreforkServer(std::vector<std::string> args, int workers = 2,
+                           std::vector<std::string> extra_env = {});
+
+    // The port of the n-th TCP listener, as the master reported it.
+    std::uint16_t port(std::size_t n = 0) const;
+
+private:
+    std::vector<std::uint16_t> ports_;
+};
+
+// True when a process with this pid is gone (or only a zombie is left of it).
+bool process_gone(pid_t pid);
+// Waits until every pid is gone.
+bool wait_until_gone(const std::vector<pid_t>& pids, std::chrono::milliseconds timeout);
+// True when a TCP socket can be bound to 127.0.0.1:port (with SO_REUSEADDR, as any server
+// would bind it).
+bool port_is_free(std::uint16_t port);
+
+}  // namespace prefork::testing
