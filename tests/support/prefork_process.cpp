@@ -7,6 +7,8 @@
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -37,7 +39,7 @@ std::string make_log_path() {
 }  // namespace
 
 ChildProcess::ChildProcess(std::vector<std::string> argv, std::vector<std::string> extra_env)
-    : log_path_(make_log_path()) {
+    : log_path_(make_log_path()), argv0_(argv.at(0)) {
     std::vector<std::string> env;
     for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
     for (auto& extra : extra_env) env.push_back(extra);
@@ -73,6 +75,15 @@ ChildProcess::~ChildProcess() {
     if (pid_ > 0) {
         ::kill(-pid_, SIGKILL);  // the whole group: the process and whatever it started
         if (!wait_status_) ::waitpid(pid_, nullptr, 0);
+    }
+    // Under the sanitizer build, any report from the process or its workers fails the test.
+    std::string log = output();
+    for (const char* marker : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                               "runtime error:", "WARNING: ThreadSanitizer"}) {
+        if (log.find(marker) != std::string::npos) {
+            ADD_FAILURE() << "sanitizer report from " << argv0_ << ":\n" << log;
+            break;
+        }
     }
     ::unlink(log_path_.c_str());
 }

@@ -18,7 +18,8 @@ std::string demo_binary();
 
 // A process started by a test, in a process group of its own, with stdout and stderr
 // going to a log file. The destructor kills the whole group by its pid and reaps the
-// process, so nothing outlives the test, whether it passed or failed.
+// process, so nothing outlives the test, whether it passed or failed; it also fails the
+// test when the log holds a sanitizer report.
 class ChildProcess {
 public:
     ChildProcess(std::vector<std::string> argv, std::vector<std::string> extra_env = {});
@@ -46,6 +47,7 @@ private:
     pid_t pid_ = -1;
     std::optional<int> wait_status_;
     std::string log_path_;
+    std::string argv0_;
 };
 
 // The prefork master with the demo as its worker command.
