@@ -13,6 +13,7 @@ struct Encoder {
         return {{"type", "listeners"},
                 {"generation", m.generation},
                 {"graceful_timeout_ms", m.graceful_timeout_ms},
+                {"max_requests", m.max_requests},
                 {"names", std::move(names)}};
     }
     json::object operator()(const Drain& m) const {
@@ -55,6 +56,7 @@ Listeners decode_listeners(const json::object& object) {
     if (object.contains("graceful_timeout_ms")) {
         m.graceful_timeout_ms = number<std::int64_t>(object, "graceful_timeout_ms");
     }
+    m.max_requests = optional_number<std::uint64_t>(object, "max_requests");
     const json::value& names = field(object, "names");
     if (!names.is_array()) throw ProtocolError("field \"names\" is not an array");
     for (const json::value& name : names.get_array()) {

@@ -101,5 +101,13 @@ int main(int argc, char** argv) {
         });
     });
 
+    // Starts `sleep S` as a child of this worker and answers its pid at once.
+    app.get("/spawn", [](const Request& request) {
+        auto seconds = number_param(request, "seconds", 5, 24 * 3600);
+        if (!seconds) return bad_parameter("seconds", 24 * 3600);
+        pid_t pid = prefork::spawn_process({"sleep", std::to_string(*seconds)});
+        return Response::text(std::to_string(pid));
+    });
+
     return app.run(argc, argv);
 }

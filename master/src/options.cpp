@@ -15,6 +15,7 @@ namespace {
 struct Given {
     std::vector<std::string> binds;
     std::optional<std::string> workers, timeout, graceful_timeout, log_format;
+    std::optional<std::string> max_requests, max_requests_jitter;
     std::vector<std::string> env;
     std::string pid_file;
 };
@@ -71,6 +72,10 @@ Options resolve(Given given, std::vector<std::string> command) {
     if (!given.workers) given.workers = environment("PREFORK_WORKERS");
     if (!given.timeout) given.timeout = environment("PREFORK_TIMEOUT");
     if (!given.graceful_timeout) given.graceful_timeout = environment("PREFORK_GRACEFUL_TIMEOUT");
+    if (!given.max_requests) given.max_requests = environment("PREFORK_MAX_REQUESTS");
+    if (!given.max_requests_jitter) {
+        given.max_requests_jitter = environment("PREFORK_MAX_REQUESTS_JITTER");
+    }
 
     Options options;
     if (given.binds.empty()) given.binds.push_back("127.0.0.1:8080");
@@ -86,6 +91,13 @@ Options resolve(Given given, std::vector<std::string> command) {
     if (given.timeout) options.timeout = parse_seconds("--timeout", *given.timeout);
     if (given.graceful_timeout) {
         options.graceful_timeout = parse_seconds("--graceful-timeout", *given.graceful_timeout);
+    }
+    if (given.max_requests) {
+        options.max_requests = parse_count("--max-requests", *given.max_requests, 0, 1'000'000'000);
+    }
+    if (given.max_requests_jitter) {
+        options.max_requests_jitter =
+            parse_count("--max-requests-jitter", *given.max_requests_jitter, 0, 1'000'000'000);
     }
     for (const auto& pair : given.env) {
         auto equals = pair.find('=');
@@ -122,6 +134,8 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
         {"--workers", [&](const std::string& v) { given.workers = v; }},
         {"--timeout", [&](const std::string& v) { given.timeout = v; }},
         {"--graceful-timeout", [&](const std::string& v) { given.graceful_timeout = v; }},
+        {"--max-requests", [&](const std::string& v) { given.max_requests = v; }},
+        {"--max-requests-jitter", [&](const std::string& v) { given.max_requests_jitter = v; }},
         {"--env", [&](const std::string& v) { given.env.push_back(v); }},
         {"--pid-file", [&](const std::string& v) { given.pid_file = v; }},
         {"--log-format", [&](const std::string& v) { given.log_format = v; }},
@@ -176,6 +190,10 @@ options (environment variable in brackets):
   --graceful-timeout SECONDS
                             how long a stopping worker may finish its requests
                             [PREFORK_GRACEFUL_TIMEOUT] (default 30)
+  --max-requests N          replace a worker after about N requests; 0: never
+                            [PREFORK_MAX_REQUESTS] (default 0)
+  --max-requests-jitter N   add 0..N to each worker's --max-requests, so that workers
+                            are not all replaced at once [PREFORK_MAX_REQUESTS_JITTER]
   --env NAME=VALUE          extra environment for the workers; repeatable
   --pid-file FILE           write the master's pid to FILE
   --log-format text|json    format of the log lines on stderr (default text)
@@ -183,7 +201,7 @@ options (environment variable in brackets):
   -V, --version             print the version
 
 signals: TERM/INT stop gracefully (a second one stops at once), QUIT stops at once,
-TTIN/TTOU add/remove a worker.
+TTIN/TTOU add/remove a worker, CHLD reaps (prefork is a child subreaper).
 )";
 }
 

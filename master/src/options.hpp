@@ -4,6 +4,7 @@
 #include <prefork/common/log.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -17,6 +18,8 @@ struct Options {
     int workers = 1;
     std::chrono::milliseconds timeout{30'000};
     std::chrono::milliseconds graceful_timeout{30'000};
+    std::uint64_t max_requests = 0;  // recycle a worker after about this many; 0: never
+    std::uint64_t max_requests_jitter = 0;
     std::vector<std::string> worker_env;  // NAME=VALUE, added to the workers' environment
     std::string pid_file;
     log::Format log_format = log::Format::text;

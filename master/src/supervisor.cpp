@@ -6,6 +6,7 @@
 
 #include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -33,6 +34,10 @@ std::string uptime(const WorkerProcess& worker) {
     return text;
 }
 
+std::chrono::milliseconds as_millis(Clock::duration d) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(d);
+}
+
 }  // namespace
 
 Supervisor::Supervisor(Options options, ListenerSet listeners)
@@ -42,7 +47,10 @@ Supervisor::Supervisor(Options options, ListenerSet listeners)
       stop_timer_(io_),
       options_(std::move(options)),
       listeners_(std::move(listeners)),
-      target_workers_(options_.workers) {
+      target_workers_(options_.workers),
+      random_(static_cast<unsigned>(::getpid())) {
+    // Every signal prefork documents has a handler, so each works when prefork is PID 1
+    // (where the kernel drops signals that have none).
     for (int signal : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1, SIGCHLD}) {
         signals_.add(signal);
     }
@@ -56,7 +64,11 @@ int Supervisor::run() {
     tick();
     io_.run();
     listeners_.close_all();
-    log::info(exit_status_ == 0 ? "stopped" : "stopped after an error");
+    if (exit_status_ == 0) {
+        log::info("stopped (", stop_reason_, ")");
+    } else {
+        log::error("stopped with exit status ", exit_status_, ": ", stop_reason_);
+    }
     return exit_status_;
 }
 
@@ -72,15 +84,10 @@ void Supervisor::wait_for_signal() {
 
 void Supervisor::handle_signal(int signal) {
     switch (signal) {
-        case SIGCHLD: return handle_chld();
-        case SIGTERM:
-        case SIGINT:
-            log::info("received ", ::sigabbrev_np(signal) ? ::sigabbrev_np(signal) : "signal",
-                      phase_ == Phase::running ? ": stopping gracefully" : " again: stopping now");
-            return phase_ == Phase::running ? stop_gracefully() : stop_now(0);
-        case SIGQUIT:
-            log::info("received QUIT: stopping now");
-            return stop_now(0);
+        case SIGCHLD: return reap_workers();
+        case SIGTERM: return handle_term("TERM");
+        case SIGINT: return handle_term("INT");
+        case SIGQUIT: return handle_quit();
         case SIGTTIN: return handle_ttin();
         case SIGTTOU: return handle_ttou();
         case SIGHUP:
@@ -92,7 +99,20 @@ void Supervisor::handle_signal(int signal) {
     }
 }
 
-void Supervisor::handle_chld() { reap_workers(); }
+void Supervisor::handle_term(const char* name) {
+    if (phase_ == Phase::running) {
+        log::info("received ", name, ": stopping gracefully");
+        stop_reason_ = std::string(name) + ", graceful";
+        return stop_gracefully();
+    }
+    log::info("received ", name, " again: stopping now");
+    stop_now(0, std::string(name) + " twice, immediate");
+}
+
+void Supervisor::handle_quit() {
+    log::info("received QUIT: stopping now");
+    stop_now(0, "QUIT, immediate");
+}
 
 void Supervisor::handle_ttin() {
     if (phase_ != Phase::running) return;
@@ -112,9 +132,9 @@ void Supervisor::handle_ttou() {
     // Drain the youngest worker: the older ones have warm caches.
     WorkerProcess* youngest = nullptr;
     for (auto& [pid, worker] : workers_) {
-        bool active = worker.state == WorkerProcess::State::starting ||
-                      worker.state == WorkerProcess::State::ready;
-        if (active && (!youngest || worker.started_at > youngest->started_at)) youngest = &worker;
+        if (worker.is_active() && (!youngest || worker.started_at > youngest->started_at)) {
+            youngest = &worker;
+        }
     }
     if (youngest) drain_worker(*youngest);
 }
@@ -124,6 +144,7 @@ void Supervisor::handle_ttou() {
 void Supervisor::tick() {
     reap_workers();  // a SIGCHLD merged with another is never lost
     murder_workers();
+    manage_workers();
     tick_timer_.expires_after(1s);
     tick_timer_.async_wait([this](boost::system::error_code ec) {
         if (!ec) tick();
@@ -131,16 +152,13 @@ void Supervisor::tick() {
 }
 
 int Supervisor::active_workers() const {
-    return static_cast<int>(std::count_if(workers_.begin(), workers_.end(), [](const auto& entry) {
-        auto state = entry.second.state;
-        return state == WorkerProcess::State::starting || state == WorkerProcess::State::ready;
-    }));
+    return static_cast<int>(std::count_if(workers_.begin(), workers_.end(),
+                                          [](const auto& entry) { return entry.second.is_active(); }));
 }
 
 void Supervisor::manage_workers() {
     while (phase_ == Phase::running && active_workers() < target_workers_) {
-        auto now = Clock::now();
-        if (now < next_spawn_at_) {
+        if (Clock::now() < next_spawn_at_) {
             respawn_timer_.expires_at(next_spawn_at_);
             respawn_timer_.async_wait([this](boost::system::error_code ec) {
                 if (!ec) manage_workers();
@@ -157,22 +175,31 @@ void Supervisor::spawn_worker() {
         worker = master::spawn_worker(io_, {options_.command, options_.worker_env, generation_,
                                             options_.log_format == log::Format::json ? "json" : "text"});
     } catch (const std::exception& error) {
-        log::error("cannot start worker: ", error.what());
+        if (!any_worker_ready_) {
+            // Not found, not executable: trying again will not help.
+            log::error("cannot start the worker command: ", error.what());
+            return stop_now(1, std::string("cannot start the worker command: ") + error.what());
+        }
+        log::error("cannot start a worker: ", error.what());
         return note_failed_start(error.what());
     }
     pid_t pid = worker.pid;
+    worker.max_requests = pick_max_requests();
     worker.control->start(
         [this, pid](control::Message message, std::vector<UniqueFd>) {
             on_worker_message(pid, std::move(message));
         },
         [pid] { log::debug("worker ", pid, ": control socket closed"); });
-    auto graceful = std::chrono::duration_cast<std::chrono::milliseconds>(options_.graceful_timeout);
-    worker.control->send(control::Listeners{listeners_.names(), generation_, graceful.count()},
+    worker.control->send(control::Listeners{listeners_.names(), generation_,
+                                            as_millis(options_.graceful_timeout).count(),
+                                            worker.max_requests},
                          listeners_.fds());
     log::info("worker ", pid, " started (generation ", generation_, ")");
     workers_.emplace(pid, std::move(worker));
 }
 
+// Reaps every child that has ended: workers, and the orphans that the kernel hands to a
+// child subreaper (processes that handlers started and whose worker is gone).
 void Supervisor::reap_workers() {
     for (;;) {
         int status = 0;
@@ -197,19 +224,33 @@ void Supervisor::murder_workers() {
         auto silent = now - worker.last_heard;
         if (silent <= options_.timeout) continue;
         log::error("worker ", pid, " (generation ", worker.generation, ") silent for ",
-                   static_cast<int>(seconds(silent)), "s: killing it with SIGABRT");
+                   static_cast<int>(seconds(silent)), "s: killing it with SIGABRT, then SIGKILL");
         ::kill(pid, SIGABRT);
-        worker.state = WorkerProcess::State::stopping;
+        set_state(worker, WorkerProcess::State::stopping);
         worker.last_heard = now;  // starts the grace before SIGKILL
     }
+}
+
+// A worker that has served its --max-requests keeps serving until its replacement is
+// ready (on_worker_ready), so capacity never drops.
+void Supervisor::retire_worker(WorkerProcess& worker) {
+    log::info("worker ", worker.pid, " served ", worker.counters.requests,
+              " requests: replacing it");
+    worker.retiring = true;
     manage_workers();
 }
 
 void Supervisor::drain_worker(WorkerProcess& worker) {
-    auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(options_.graceful_timeout);
-    worker.control->send(control::Drain{timeout.count()});
-    worker.state = WorkerProcess::State::draining;
-    log::debug("worker ", worker.pid, ": draining");
+    worker.control->send(control::Drain{as_millis(options_.graceful_timeout).count()});
+    set_state(worker, WorkerProcess::State::draining);
+}
+
+void Supervisor::drain_a_retiring_worker() {
+    for (auto& [pid, worker] : workers_) {
+        if (worker.retiring && worker.state == WorkerProcess::State::ready) {
+            return drain_worker(worker);
+        }
+    }
 }
 
 void Supervisor::stop_gracefully() {
@@ -229,14 +270,15 @@ void Supervisor::stop_gracefully() {
     finish_if_stopped();
 }
 
-void Supervisor::stop_now(int exit_status) {
+void Supervisor::stop_now(int exit_status, std::string reason) {
     phase_ = Phase::stopping_now;
     exit_status_ = exit_status;
+    stop_reason_ = std::move(reason);
     respawn_timer_.cancel();
     listeners_.close_all();
     for (auto& [pid, worker] : workers_) {
         ::kill(pid, SIGKILL);
-        worker.state = WorkerProcess::State::stopping;
+        set_state(worker, WorkerProcess::State::stopping);
     }
     finish_if_stopped();
 }
@@ -252,22 +294,35 @@ void Supervisor::on_worker_message(pid_t pid, control::Message message) {
     auto found = workers_.find(pid);
     if (found == workers_.end()) return;
     WorkerProcess& worker = found->second;
+    if (worker.state == WorkerProcess::State::stopping) return;  // being killed: not heard
     worker.last_heard = Clock::now();
 
-    if (std::holds_alternative<control::Ready>(message)) {
-        if (worker.state == WorkerProcess::State::starting) {
-            worker.state = WorkerProcess::State::ready;
-            any_worker_ready_ = true;
-            log::info("worker ", pid, " ready");
-        }
-    } else if (auto* heartbeat = std::get_if<control::Heartbeat>(&message)) {
-        worker.counters = *heartbeat;
-        if (worker.state == WorkerProcess::State::ready && quick_deaths_in_a_row_ > 0 &&
-            worker.last_heard - worker.started_at > kQuickDeath) {
-            quick_deaths_in_a_row_ = 0;  // it has stayed up: the crash loop is over
-        }
-    } else if (std::holds_alternative<control::Draining>(message)) {
+    if (std::holds_alternative<control::Ready>(message)) return on_worker_ready(worker);
+    if (auto* heartbeat = std::get_if<control::Heartbeat>(&message)) {
+        return on_worker_heartbeat(worker, *heartbeat);
+    }
+    if (std::holds_alternative<control::Draining>(message)) {
         log::debug("worker ", pid, ": stopped accepting, finishing in-flight requests");
+    }
+}
+
+void Supervisor::on_worker_ready(WorkerProcess& worker) {
+    if (worker.state != WorkerProcess::State::starting) return;
+    set_state(worker, WorkerProcess::State::ready);
+    any_worker_ready_ = true;
+    log::info("worker ", worker.pid, " ready");
+    drain_a_retiring_worker();  // its replacement is here
+}
+
+void Supervisor::on_worker_heartbeat(WorkerProcess& worker, const control::Heartbeat& heartbeat) {
+    worker.counters = heartbeat;
+    if (worker.state != WorkerProcess::State::ready) return;
+    if (quick_deaths_in_a_row_ > 0 && worker.last_heard - worker.started_at > kQuickDeath) {
+        quick_deaths_in_a_row_ = 0;  // it has stayed up: the crash loop is over
+    }
+    if (worker.max_requests > 0 && heartbeat.requests >= worker.max_requests && !worker.retiring &&
+        phase_ == Phase::running) {
+        retire_worker(worker);
     }
 }
 
@@ -280,8 +335,7 @@ void Supervisor::on_worker_exit(pid_t pid, int wait_status) {
     WorkerProcess worker = std::move(found->second);
     workers_.erase(found);
 
-    bool expected = phase_ != Phase::running || worker.state == WorkerProcess::State::draining ||
-                    worker.state == WorkerProcess::State::stopping;
+    bool expected = phase_ != Phase::running || worker.state == WorkerProcess::State::draining;
     std::string cause = describe_wait_status(wait_status);
     if (expected) {
         log::info("worker ", pid, " (generation ", worker.generation, ") ", cause, " after ",
@@ -302,10 +356,12 @@ void Supervisor::on_worker_exit(pid_t pid, int wait_status) {
 // Spaces out replacements of workers that keep dying, and gives up on a command that has
 // never produced a ready worker.
 void Supervisor::note_failed_start(const std::string& reason) {
+    if (phase_ != Phase::running) return;
     if (!any_worker_ready_ && ++failures_before_ready_ >= kStartAttempts) {
-        log::error("giving up: the worker command failed ", failures_before_ready_,
-                   " times before any worker was ready (last: ", reason, ")");
-        return stop_now(1);
+        std::string why = "the worker command failed " + std::to_string(failures_before_ready_) +
+                          " times before any worker was ready (last: " + reason + ")";
+        log::error("giving up: ", why);
+        return stop_now(1, why);
     }
     ++quick_deaths_in_a_row_;
     Clock::duration backoff = kFirstBackoff * (1 << std::min(quick_deaths_in_a_row_ - 1, 10));
@@ -313,6 +369,20 @@ void Supervisor::note_failed_start(const std::string& reason) {
     next_spawn_at_ = Clock::now() + backoff;
     log::warning("crash loop: next worker in ", seconds(backoff), "s (", quick_deaths_in_a_row_,
                  " quick failure", quick_deaths_in_a_row_ == 1 ? "" : "s", " in a row)");
+}
+
+void Supervisor::set_state(WorkerProcess& worker, WorkerProcess::State state) {
+    log::debug("worker ", worker.pid, ": ", state_name(worker.state), " -> ", state_name(state));
+    worker.state = state;
+}
+
+std::uint64_t Supervisor::pick_max_requests() {
+    if (options_.max_requests == 0) return 0;
+    std::uint64_t jitter = 0;
+    if (options_.max_requests_jitter > 0) {
+        jitter = std::uniform_int_distribution<std::uint64_t>(0, options_.max_requests_jitter)(random_);
+    }
+    return options_.max_requests + jitter;
 }
 
 }  // namespace prefork::master

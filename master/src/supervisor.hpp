@@ -9,6 +9,8 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <map>
+#include <random>
+#include <string>
 
 namespace prefork::master {
 
@@ -24,26 +26,37 @@ public:
 private:
     enum class Phase { running, stopping_gracefully, stopping_now };
 
+    // Signals.
     void wait_for_signal();
     void handle_signal(int signal);
-    void handle_chld();
+    void handle_term(const char* name);
+    void handle_quit();
     void handle_ttin();
     void handle_ttou();
 
+    // The verbs.
     void tick();
     void manage_workers();
     void spawn_worker();
     void reap_workers();
     void murder_workers();
+    void retire_worker(WorkerProcess& worker);
     void drain_worker(WorkerProcess& worker);
+    void drain_a_retiring_worker();
     void stop_gracefully();
-    void stop_now(int exit_status);
+    void stop_now(int exit_status, std::string reason);
     void finish_if_stopped();
 
+    // What workers say and how they end.
     void on_worker_message(pid_t pid, control::Message message);
+    void on_worker_ready(WorkerProcess& worker);
+    void on_worker_heartbeat(WorkerProcess& worker, const control::Heartbeat& heartbeat);
     void on_worker_exit(pid_t pid, int wait_status);
     void note_failed_start(const std::string& reason);
+
+    void set_state(WorkerProcess& worker, WorkerProcess::State state);
     int active_workers() const;
+    std::uint64_t pick_max_requests();
 
     boost::asio::io_context io_;
     boost::asio::signal_set signals_;
@@ -57,6 +70,8 @@ private:
     int generation_ = 1;
     Phase phase_ = Phase::running;
     int exit_status_ = 0;
+    std::string stop_reason_;
+    std::minstd_rand random_;
 
     // Crash-loop protection: workers that die soon after starting are replaced ever later.
     bool any_worker_ready_ = false;

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,7 +25,14 @@ struct WorkerProcess {
     Clock::time_point started_at;
     Clock::time_point last_heard;  // the last message from its event loop
     control::Heartbeat counters;
+    std::uint64_t max_requests = 0;  // recycle after this many requests; 0: never
+    bool retiring = false;           // serves until its replacement is ready, then drains
     std::unique_ptr<ControlChannel> control;
+
+    // Counts towards the number of workers the master keeps up.
+    bool is_active() const {
+        return (state == State::starting || state == State::ready) && !retiring;
+    }
 };
 
 const char* state_name(WorkerProcess::State state);

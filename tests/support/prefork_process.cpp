@@ -25,6 +25,7 @@ namespace prefork::testing {
 
 std::string prefork_binary() { return PREFORK_BINARY; }
 std::string demo_binary() { return PREFORK_DEMO_BINARY; }
+std::string crash_worker_binary() { return PREFORK_CRASH_WORKER_BINARY; }
 
 namespace {
 
@@ -65,7 +66,7 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, std::vector<std::strin
     sigfillset(&all);
     posix_spawnattr_setsigmask(&attributes, &none);
     posix_spawnattr_setsigdefault(&attributes, &all);
-    int rc = ::posix_spawn(&pid_, argv_c[0], &actions, &attributes, argv_c.data(), env_c.data());
+    int rc = ::posix_spawnp(&pid_, argv_c[0], &actions, &attributes, argv_c.data(), env_c.data());
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attributes);
     if (rc != 0) throw std::runtime_error("posix_spawn " + argv[0] + ": " + std::strerror(rc));
@@ -141,17 +142,30 @@ std::vector<pid_t> ChildProcess::children() const {
     return pids;
 }
 
+namespace {
+
+std::vector<std::string> prefork_command(std::vector<std::string> prefix, const std::vector<std::string>& args) {
+    prefix.push_back(prefork_binary());
+    prefix.insert(prefix.end(), args.begin(), args.end());
+    prefix.push_back("--");
+    prefix.push_back(demo_binary());
+    return prefix;
+}
+
+}  // namespace
+
 PreforkServer::PreforkServer(std::vector<std::string> args, int workers,
                              std::vector<std::string> extra_env)
-    : ChildProcess(
-          [&] {
-              std::vector<std::string> argv{prefork_binary()};
-              argv.insert(argv.end(), args.begin(), args.end());
-              argv.push_back("--");
-              argv.push_back(demo_binary());
-              return argv;
-          }(),
-          std::move(extra_env)) {
+    : ChildProcess(prefork_command({}, args), std::move(extra_env)) {
+    wait_until_ready(workers);
+}
+
+PreforkServer::PreforkServer(std::vector<std::string> prefix, std::vector<std::string> args, int workers)
+    : ChildProcess(prefork_command(std::move(prefix), args)) {
+    wait_until_ready(workers);
+}
+
+void PreforkServer::wait_until_ready(int workers) {
     auto lines = wait_for_lines(" ready", static_cast<std::size_t>(workers));
     if (lines.size() < static_cast<std::size_t>(workers)) {
         throw std::runtime_error("prefork did not get " + std::to_string(workers) +

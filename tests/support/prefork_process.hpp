@@ -15,6 +15,7 @@ using namespace std::chrono_literals;
 // The paths of the binaries under test (set by CMake).
 std::string prefork_binary();
 std::string demo_binary();
+std::string crash_worker_binary();
 
 // A process started by a test, in a process group of its own, with stdout and stderr
 // going to a log file. The destructor kills the whole group by its pid and reaps the
@@ -56,11 +57,15 @@ public:
     // Starts `prefork ARGS -- prefork-demo` and waits until `workers` workers are ready.
     explicit PreforkServer(std::vector<std::string> args, int workers = 2,
                            std::vector<std::string> extra_env = {});
+    // Starts `PREFIX... prefork ARGS -- prefork-demo` (PREFIX: e.g. unshare and its options).
+    PreforkServer(std::vector<std::string> prefix, std::vector<std::string> args, int workers);
 
     // The port of the n-th TCP listener, as the master reported it.
     std::uint16_t port(std::size_t n = 0) const;
 
 private:
+    void wait_until_ready(int workers);
+
     std::vector<std::uint16_t> ports_;
 };
 

@@ -70,7 +70,7 @@ void Connection::on_read(error_code ec, std::size_t bytes) {
 void Connection::handle_request() {
     state_ = State::handling;
     timer_.cancel();
-    ++server_.counters().requests;
+    server_.count_request();
     ++request_id_;
 
     Request request(parser_->release());

@@ -48,6 +48,15 @@ void Server::on_accepted(UniqueFd socket, int family) {
     connection->start();
 }
 
+void Server::set_request_limit(std::uint64_t limit, std::function<void()> on_reached) {
+    request_limit_ = limit;
+    on_request_limit_ = std::move(on_reached);
+}
+
+void Server::count_request() {
+    if (++counters_.requests == request_limit_ && on_request_limit_) on_request_limit_();
+}
+
 void Server::remove(Connection* connection) {
     connections_.erase(connection);
     stop_if_drained();

@@ -52,6 +52,11 @@ public:
     void drain(std::chrono::milliseconds timeout, std::function<void()> on_stopped);
     bool draining() const { return draining_; }
 
+    // Calls `on_reached` once, when the request count reaches `limit` (0: never).
+    void set_request_limit(std::uint64_t limit, std::function<void()> on_reached);
+    // Counts one request received.
+    void count_request();
+
     std::size_t active_connections() const { return connections_.size(); }
     ServerCounters& counters() { return counters_; }
     const Router& router() const { return router_; }
@@ -74,6 +79,8 @@ private:
     bool draining_ = false;
     boost::asio::steady_timer drain_deadline_;
     std::function<void()> on_stopped_;
+    std::uint64_t request_limit_ = 0;
+    std::function<void()> on_request_limit_;
 };
 
 }  // namespace prefork

@@ -1,3 +1,4 @@
+#include "child_reaper.hpp"
 #include "run_modes.hpp"
 #include "server.hpp"
 
@@ -63,6 +64,8 @@ int run_standalone(const Router& router, int argc, char** argv) {
 
     boost::asio::io_context io(1);
     Server server(io, router);
+    ChildReaper reaper(io);
+    ChildReaper::set_current(&reaper);
     for (const ListenAddress& address : addresses) {
         try {
             UniqueFd fd = bind_listener(address);
@@ -85,6 +88,7 @@ int run_standalone(const Router& router, int argc, char** argv) {
     };
     wait_for_signal();
     io.run();
+    ChildReaper::set_current(nullptr);
 
     for (const ListenAddress& address : addresses) {
         if (address.kind == ListenAddress::Kind::unix_socket) ::unlink(address.path.c_str());

@@ -1,4 +1,5 @@
 #include "control_client.hpp"
+#include "child_reaper.hpp"
 #include "run_modes.hpp"
 #include "server.hpp"
 
@@ -40,6 +41,8 @@ int run_under_master(const Router& router, int control_fd) {
 
     boost::asio::io_context io(1);
     Server server(io, router);
+    ChildReaper reaper(io);
+    ChildReaper::set_current(&reaper);
     ControlClient control(io, UniqueFd(control_fd), server, [&io] { io.stop(); });
 
     // INT comes from a terminal to the whole process group: the master decides what it
@@ -57,6 +60,7 @@ int run_under_master(const Router& router, int control_fd) {
 
     control.start();
     io.run();
+    ChildReaper::set_current(nullptr);
     return 0;
 }
 

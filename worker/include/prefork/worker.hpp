@@ -6,3 +6,4 @@
 #include <prefork/request.hpp>
 #include <prefork/responder.hpp>
 #include <prefork/response.hpp>
+#include <prefork/subprocess.hpp>

@@ -19,11 +19,13 @@ inline constexpr const char* kControlFdEnv = "PREFORK_CONTROL_FD";
 
 // master -> worker: the listening sockets, one descriptor per entry, in order.
 // graceful_timeout_ms is how long the worker may finish its requests should the master go
-// away without a word.
+// away without a word; after max_requests requests (0: never) the worker sends a heartbeat
+// at once, so the master can replace it.
 struct Listeners {
     std::vector<std::string> names;
     int generation = 0;
     std::int64_t graceful_timeout_ms = 30'000;
+    std::uint64_t max_requests = 0;
 };
 
 // master -> worker: stop accepting, finish in-flight requests within timeout_ms, exit.
