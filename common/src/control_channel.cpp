@@ -38,7 +38,8 @@ void ControlChannel::on_readable() {
             continue;
         }
         if (ec) {
-            if (ec != std::errc::connection_reset) log::error("recvmsg on control socket: ", ec.message());
+            if (ec != std::errc::connection_reset)
+                log::error("recvmsg on control socket: ", ec.message());
             return on_peer_gone();
         }
         if (received.end_of_stream) return on_peer_gone();
@@ -75,7 +76,8 @@ void ControlChannel::close() {
 ControlSocketPair make_control_socket_pair() {
     int fds[2];
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) != 0) {
-        throw std::system_error(errno, std::system_category(), "socketpair(AF_UNIX, SOCK_SEQPACKET)");
+        throw std::system_error(errno, std::system_category(),
+                                "socketpair(AF_UNIX, SOCK_SEQPACKET)");
     }
     return {UniqueFd(fds[0]), UniqueFd(fds[1])};
 }

@@ -8,7 +8,9 @@
 namespace prefork {
 namespace {
 
-std::error_code last_error() { return {errno, std::system_category()}; }
+std::error_code last_error() {
+    return {errno, std::system_category()};
+}
 
 // Takes every descriptor of every SCM_RIGHTS header into `out`, so that each is owned
 // (and closed on any later error) from here on.

@@ -27,7 +27,9 @@ std::uint16_t parse_port(std::string_view text, std::string_view whole) {
     return static_cast<std::uint16_t>(value);
 }
 
-std::string system_reason(int error) { return std::strerror(error); }
+std::string system_reason(int error) {
+    return std::strerror(error);
+}
 
 [[noreturn]] void fail(const ListenAddress& address, std::string_view what, int error) {
     throw AddressError("cannot " + std::string(what) + " " + address.to_string() + ": " +
@@ -69,7 +71,7 @@ sockaddr_un unix_sockaddr(const std::string& path) {
 // A socket file that nothing accepts on is left over from a server that died: remove it.
 // Anything else at that path is the user's, and stays.
 void remove_stale_socket(const ListenAddress& address) {
-    struct stat st{};
+    struct stat st {};
     if (::lstat(address.path.c_str(), &st) != 0) return;
     if (!S_ISSOCK(st.st_mode)) fail(address, "bind", EEXIST);
     UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -109,8 +111,9 @@ ListenAddress parse_listen_address(std::string_view text) {
         address.path = std::string(text.substr(kUnixPrefix.size()));
         if (address.path.empty()) throw AddressError("empty path in address \"unix:\"");
         if (address.path.size() >= sizeof(sockaddr_un::sun_path)) {
-            throw AddressError("unix socket path too long in \"" + std::string(text) + "\" (at most " +
-                               std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes)");
+            throw AddressError("unix socket path too long in \"" + std::string(text) +
+                               "\" (at most " + std::to_string(sizeof(sockaddr_un::sun_path) - 1) +
+                               " bytes)");
         }
         return address;
     }

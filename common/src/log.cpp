@@ -19,20 +19,11 @@ std::string g_role = "prefork";
 Format g_format = Format::text;
 std::atomic<Level> g_level{Level::info};
 
-const char* level_name(Level level) {
-    switch (level) {
-        case Level::debug: return "debug";
-        case Level::info: return "info";
-        case Level::warning: return "warning";
-        case Level::error: return "error";
-    }
-    return "info";
-}
-
 std::string timestamp() {
     auto now = std::chrono::system_clock::now();
     auto seconds = std::chrono::system_clock::to_time_t(now);
-    auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
+    auto millis =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
     std::tm utc{};
     ::gmtime_r(&seconds, &utc);
     char buffer[40];
@@ -59,10 +50,39 @@ void write_all(const std::string& line) {
 
 }  // namespace
 
-void set_role(std::string_view role) { g_role = role; }
-void set_format(Format format) { g_format = format; }
-void set_level(Level level) { g_level = level; }
-bool enabled(Level level) { return level >= g_level.load(std::memory_order_relaxed); }
+const char* level_name(Level level) {
+    switch (level) {
+        case Level::debug:
+            return "debug";
+        case Level::info:
+            return "info";
+        case Level::warning:
+            return "warning";
+        case Level::error:
+            return "error";
+    }
+    return "info";
+}
+
+std::optional<Level> parse_level(std::string_view name) {
+    for (Level level : {Level::debug, Level::info, Level::warning, Level::error}) {
+        if (name == level_name(level)) return level;
+    }
+    return std::nullopt;
+}
+
+void set_role(std::string_view role) {
+    g_role = role;
+}
+void set_format(Format format) {
+    g_format = format;
+}
+void set_level(Level level) {
+    g_level = level;
+}
+bool enabled(Level level) {
+    return level >= g_level.load(std::memory_order_relaxed);
+}
 
 void write(Level level, std::string_view message) {
     std::string line;

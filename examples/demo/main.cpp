@@ -39,8 +39,8 @@ std::optional<long long> number_param(const Request& request, std::string_view n
 }
 
 Response bad_parameter(std::string_view name, long long max) {
-    return Response::text("query parameter " + std::string(name) + " must be a whole number from 0 to " +
-                              std::to_string(max) + "\n",
+    return Response::text("query parameter " + std::string(name) +
+                              " must be a whole number from 0 to " + std::to_string(max) + "\n",
                           400);
 }
 
@@ -69,7 +69,8 @@ int main(int argc, char** argv) {
 
     app.get("/env", [](const Request& request) {
         auto name = request.query("name");
-        if (!name || name->empty()) return Response::text("query parameter name is required\n", 400);
+        if (!name || name->empty())
+            return Response::text("query parameter name is required\n", 400);
         const char* value = std::getenv(name->c_str());
         if (value == nullptr) return Response::text(*name + " is not set\n", 404);
         return Response::text(value);
@@ -96,9 +97,10 @@ int main(int argc, char** argv) {
         if (!ms) return (void)out.send(bad_parameter("ms", kMaxMillis));
         auto timer = std::make_shared<boost::asio::steady_timer>(out.executor());
         timer->expires_after(std::chrono::milliseconds(*ms));
-        timer->async_wait([timer, ms = *ms, out = std::move(out)](boost::system::error_code) mutable {
-            out.send(Response::text("slept " + std::to_string(ms) + " ms\n"));
-        });
+        timer->async_wait(
+            [timer, ms = *ms, out = std::move(out)](boost::system::error_code) mutable {
+                out.send(Response::text("slept " + std::to_string(ms) + " ms\n"));
+            });
     });
 
     // Starts `sleep S` as a child of this worker and answers its pid at once.

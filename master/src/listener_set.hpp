@@ -11,7 +11,7 @@ namespace prefork::master {
 // The master's listening sockets. They are bound before any worker starts and stay open
 // while workers come and go, so the accept queue outlives every worker.
 class ListenerSet {
-public:
+  public:
     ListenerSet() = default;
     ListenerSet(ListenerSet&&) = default;
     ListenerSet& operator=(ListenerSet&&) = default;
@@ -29,7 +29,7 @@ public:
     std::vector<int> fds() const;
     std::vector<std::string> names() const;
 
-private:
+  private:
     struct Listener {
         ListenAddress address;
         UniqueFd fd;

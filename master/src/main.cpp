@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
     Options& options = parsed.options;
     prefork::log::set_role("master");
     prefork::log::set_format(options.log_format);
+    prefork::log::set_level(options.log_level);
 
     // As a container's PID 1, or under another supervisor, orphans of our workers' children
     // become ours to reap.

@@ -15,7 +15,7 @@ namespace {
 struct Given {
     std::vector<std::string> binds;
     std::optional<std::string> workers, timeout, graceful_timeout, log_format;
-    std::optional<std::string> max_requests, max_requests_jitter;
+    std::optional<std::string> max_requests, max_requests_jitter, log_level;
     std::vector<std::string> env;
     std::string pid_file;
 };
@@ -43,8 +43,9 @@ int parse_count(const std::string& name, const std::string& text, int min, int m
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || value < min ||
         value > max) {
-        throw UsageError("invalid value \"" + text + "\" for " + name + " (expected a whole number from " +
-                         std::to_string(min) + " to " + std::to_string(max) + ")");
+        throw UsageError("invalid value \"" + text + "\" for " + name +
+                         " (expected a whole number from " + std::to_string(min) + " to " +
+                         std::to_string(max) + ")");
     }
     return value;
 }
@@ -73,6 +74,7 @@ Options resolve(Given given, std::vector<std::string> command) {
     if (!given.timeout) given.timeout = environment("PREFORK_TIMEOUT");
     if (!given.graceful_timeout) given.graceful_timeout = environment("PREFORK_GRACEFUL_TIMEOUT");
     if (!given.max_requests) given.max_requests = environment("PREFORK_MAX_REQUESTS");
+    if (!given.log_level) given.log_level = environment("PREFORK_LOG_LEVEL");
     if (!given.max_requests_jitter) {
         given.max_requests_jitter = environment("PREFORK_MAX_REQUESTS_JITTER");
     }
@@ -86,8 +88,8 @@ Options resolve(Given given, std::vector<std::string> command) {
             throw UsageError(error.what());
         }
     }
-    options.workers = given.workers ? parse_count("--workers", *given.workers, 1, 1024)
-                                    : default_workers();
+    options.workers =
+        given.workers ? parse_count("--workers", *given.workers, 1, 1024) : default_workers();
     if (given.timeout) options.timeout = parse_seconds("--timeout", *given.timeout);
     if (given.graceful_timeout) {
         options.graceful_timeout = parse_seconds("--graceful-timeout", *given.graceful_timeout);
@@ -117,8 +119,17 @@ Options resolve(Given given, std::vector<std::string> command) {
                              "\" for --log-format (expected text or json)");
         }
     }
+    if (given.log_level) {
+        auto level = log::parse_level(*given.log_level);
+        if (!level) {
+            throw UsageError("invalid value \"" + *given.log_level +
+                             "\" for --log-level (expected debug, info, warning or error)");
+        }
+        options.log_level = *level;
+    }
     if (command.empty()) {
-        throw UsageError("no worker command given (usage: prefork [OPTIONS] -- WORKER_COMMAND [ARGS...])");
+        throw UsageError(
+            "no worker command given (usage: prefork [OPTIONS] -- WORKER_COMMAND [ARGS...])");
     }
     options.command = std::move(command);
     return options;
@@ -139,6 +150,7 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
         {"--env", [&](const std::string& v) { given.env.push_back(v); }},
         {"--pid-file", [&](const std::string& v) { given.pid_file = v; }},
         {"--log-format", [&](const std::string& v) { given.log_format = v; }},
+        {"--log-level", [&](const std::string& v) { given.log_level = v; }},
     };
 
     ParsedCommandLine parsed;
@@ -197,6 +209,7 @@ options (environment variable in brackets):
   --env NAME=VALUE          extra environment for the workers; repeatable
   --pid-file FILE           write the master's pid to FILE
   --log-format text|json    format of the log lines on stderr (default text)
+  --log-level LEVEL         debug, info, warning or error [PREFORK_LOG_LEVEL] (default info)
   -h, --help                print this help
   -V, --version             print the version
 

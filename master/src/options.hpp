@@ -23,6 +23,7 @@ struct Options {
     std::vector<std::string> worker_env;  // NAME=VALUE, added to the workers' environment
     std::string pid_file;
     log::Format log_format = log::Format::text;
+    log::Level log_level = log::Level::info;
     std::vector<std::string> command;  // the worker command and its arguments
 };
 
@@ -36,7 +37,7 @@ struct ParsedCommandLine {
 
 // A user's mistake on the command line; what() is one sentence.
 class UsageError : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 

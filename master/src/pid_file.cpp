@@ -26,7 +26,8 @@ PidFile PidFile::create(const std::string& path) {
     PidFile file;
     if (path.empty()) return file;
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) throw std::runtime_error("cannot write pid file " + path + ": " + std::strerror(errno));
+    if (fd < 0)
+        throw std::runtime_error("cannot write pid file " + path + ": " + std::strerror(errno));
     std::string text = std::to_string(::getpid()) + "\n";
     bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
     ::close(fd);

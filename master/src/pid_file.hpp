@@ -7,7 +7,7 @@ namespace prefork::master {
 
 // The master's pid in a file, removed when prefork stops.
 class PidFile {
-public:
+  public:
     PidFile() = default;
     PidFile(PidFile&& other) noexcept : path_(std::exchange(other.path_, {})) {}
     PidFile& operator=(PidFile&& other) noexcept;
@@ -17,7 +17,7 @@ public:
     // naming the file when it cannot be written.
     static PidFile create(const std::string& path);
 
-private:
+  private:
     std::string path_;
 };
 

@@ -26,7 +26,9 @@ constexpr int kStartAttempts = 3;
 // How long a worker killed with SIGABRT for hanging may take to dump core.
 constexpr auto kAbortGrace = 2s;
 
-double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+double seconds(Clock::duration d) {
+    return std::chrono::duration<double>(d).count();
+}
 
 std::string uptime(const WorkerProcess& worker) {
     char text[32];
@@ -84,12 +86,18 @@ void Supervisor::wait_for_signal() {
 
 void Supervisor::handle_signal(int signal) {
     switch (signal) {
-        case SIGCHLD: return reap_workers();
-        case SIGTERM: return handle_term("TERM");
-        case SIGINT: return handle_term("INT");
-        case SIGQUIT: return handle_quit();
-        case SIGTTIN: return handle_ttin();
-        case SIGTTOU: return handle_ttou();
+        case SIGCHLD:
+            return reap_workers();
+        case SIGTERM:
+            return handle_term("TERM");
+        case SIGINT:
+            return handle_term("INT");
+        case SIGQUIT:
+            return handle_quit();
+        case SIGTTIN:
+            return handle_ttin();
+        case SIGTTOU:
+            return handle_ttou();
         case SIGHUP:
             log::warning("received HUP: reloading is not available in this version; ignored");
             return;
@@ -152,8 +160,9 @@ void Supervisor::tick() {
 }
 
 int Supervisor::active_workers() const {
-    return static_cast<int>(std::count_if(workers_.begin(), workers_.end(),
-                                          [](const auto& entry) { return entry.second.is_active(); }));
+    return static_cast<int>(std::count_if(workers_.begin(), workers_.end(), [](const auto& entry) {
+        return entry.second.is_active();
+    }));
 }
 
 void Supervisor::manage_workers() {
@@ -172,8 +181,10 @@ void Supervisor::manage_workers() {
 void Supervisor::spawn_worker() {
     WorkerProcess worker;
     try {
-        worker = master::spawn_worker(io_, {options_.command, options_.worker_env, generation_,
-                                            options_.log_format == log::Format::json ? "json" : "text"});
+        worker =
+            master::spawn_worker(io_, {options_.command, options_.worker_env, generation_,
+                                       options_.log_format == log::Format::json ? "json" : "text",
+                                       log::level_name(options_.log_level)});
     } catch (const std::exception& error) {
         if (!any_worker_ready_) {
             // Not found, not executable: trying again will not help.
@@ -190,10 +201,10 @@ void Supervisor::spawn_worker() {
             on_worker_message(pid, std::move(message));
         },
         [pid] { log::debug("worker ", pid, ": control socket closed"); });
-    worker.control->send(control::Listeners{listeners_.names(), generation_,
-                                            as_millis(options_.graceful_timeout).count(),
-                                            worker.max_requests},
-                         listeners_.fds());
+    worker.control->send(
+        control::Listeners{listeners_.names(), generation_,
+                           as_millis(options_.graceful_timeout).count(), worker.max_requests},
+        listeners_.fds());
     log::info("worker ", pid, " started (generation ", generation_, ")");
     workers_.emplace(pid, std::move(worker));
 }
@@ -310,7 +321,7 @@ void Supervisor::on_worker_ready(WorkerProcess& worker) {
     if (worker.state != WorkerProcess::State::starting) return;
     set_state(worker, WorkerProcess::State::ready);
     any_worker_ready_ = true;
-    log::info("worker ", worker.pid, " ready");
+    log::info("worker ", worker.pid, " ready (generation ", worker.generation, ")");
     drain_a_retiring_worker();  // its replacement is here
 }
 
@@ -380,7 +391,8 @@ std::uint64_t Supervisor::pick_max_requests() {
     if (options_.max_requests == 0) return 0;
     std::uint64_t jitter = 0;
     if (options_.max_requests_jitter > 0) {
-        jitter = std::uniform_int_distribution<std::uint64_t>(0, options_.max_requests_jitter)(random_);
+        jitter =
+            std::uniform_int_distribution<std::uint64_t>(0, options_.max_requests_jitter)(random_);
     }
     return options_.max_requests + jitter;
 }

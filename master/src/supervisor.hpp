@@ -17,13 +17,13 @@ namespace prefork::master {
 // The master's whole job, on one thread and one event loop: take the next signal or
 // worker message, act on it, then keep the set of workers what it should be.
 class Supervisor {
-public:
+  public:
     Supervisor(Options options, ListenerSet listeners);
 
     // Starts the workers and supervises them until prefork stops; returns the exit status.
     int run();
 
-private:
+  private:
     enum class Phase { running, stopping_gracefully, stopping_now };
 
     // Signals.

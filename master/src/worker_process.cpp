@@ -55,10 +55,14 @@ boost::filesystem::path resolve_program(const std::string& program) {
 
 const char* state_name(WorkerProcess::State state) {
     switch (state) {
-        case WorkerProcess::State::starting: return "starting";
-        case WorkerProcess::State::ready: return "ready";
-        case WorkerProcess::State::draining: return "draining";
-        case WorkerProcess::State::stopping: return "stopping";
+        case WorkerProcess::State::starting:
+            return "starting";
+        case WorkerProcess::State::ready:
+            return "ready";
+        case WorkerProcess::State::draining:
+            return "draining";
+        case WorkerProcess::State::stopping:
+            return "stopping";
     }
     return "?";
 }
@@ -74,6 +78,7 @@ WorkerProcess spawn_worker(boost::asio::io_context& io, const WorkerLaunch& laun
     environment[control::kControlFdEnv] = std::to_string(control::kWorkerControlFd);
     environment["PREFORK_WORKER_GENERATION"] = std::to_string(launch.generation);
     environment["PREFORK_LOG_FORMAT"] = launch.log_format;
+    environment["PREFORK_LOG_LEVEL"] = launch.log_level;
 
     UniqueFd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     if (!dev_null) throw std::system_error(errno, std::system_category(), "open(/dev/null)");

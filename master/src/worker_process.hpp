@@ -43,6 +43,7 @@ struct WorkerLaunch {
     std::vector<std::string> environment;  // NAME=VALUE added to the master's environment
     int generation = 0;
     std::string log_format = "text";
+    std::string log_level = "info";
 };
 
 // Starts the worker command with Boost.Process (fork + exec): stdin from /dev/null,

@@ -35,7 +35,8 @@ std::vector<Descriptor> descriptors_of(pid_t pid) {
         if (n < 0) continue;
         std::ifstream info("/proc/" + std::to_string(pid) + "/fdinfo/" + entry->d_name);
         std::string key, flags;
-        while (info >> key && key != "flags:") {}
+        while (info >> key && key != "flags:") {
+        }
         info >> flags;
         bool cloexec = (std::stoul(flags, nullptr, 8) & 02000000) != 0;  // O_CLOEXEC
         found.push_back({fd, target, cloexec});
@@ -56,7 +57,8 @@ TEST(Descriptors, WorkerHoldsOnlyWhatItNeedsAndAllOfItIsCloseOnExec) {
     char dir[] = "/tmp/prefork-it-XXXXXX";
     ASSERT_NE(::mkdtemp(dir), nullptr);
     std::string unix_path = std::string(dir) + "/app.sock";
-    PreforkServer server({"--bind", "127.0.0.1:0", "--bind", "unix:" + unix_path, "--workers", "1"}, 1);
+    PreforkServer server({"--bind", "127.0.0.1:0", "--bind", "unix:" + unix_path, "--workers", "1"},
+                         1);
     auto workers = server.children();
     ASSERT_EQ(workers.size(), 1u);
     pid_t worker = workers[0];
@@ -72,10 +74,12 @@ TEST(Descriptors, WorkerHoldsOnlyWhatItNeedsAndAllOfItIsCloseOnExec) {
         if (d.fd == 0) {
             EXPECT_EQ(d.target, "/dev/null") << "stdin: /dev/null, given by the master";
         } else if (d.fd == 1 || d.fd == 2) {
-            EXPECT_TRUE(d.target.starts_with("/tmp/prefork-test-log-")) << "stdout/stderr: the master's";
+            EXPECT_TRUE(d.target.starts_with("/tmp/prefork-test-log-"))
+                << "stdout/stderr: the master's";
         } else if (d.fd == 3) {
             EXPECT_TRUE(d.target.starts_with("socket:")) << "the control socket";
-            EXPECT_FALSE(master_sockets.count(d.target)) << "the worker's own end, not the master's";
+            EXPECT_FALSE(master_sockets.count(d.target))
+                << "the worker's own end, not the master's";
             EXPECT_TRUE(d.close_on_exec) << "made close-on-exec as the worker's first act";
         } else {
             EXPECT_TRUE(d.close_on_exec) << "every descriptor past 3 is close-on-exec";
@@ -96,9 +100,9 @@ TEST(Descriptors, WorkerHoldsOnlyWhatItNeedsAndAllOfItIsCloseOnExec) {
             }
         }
     }
-    std::map<std::string, int> expected = {{"listener", 2},   {"client connection", 1},
-                                           {"epoll", 1},      {"eventfd", 1},
-                                           {"timerfd", 1},    {"signal pipe", 2}};
+    std::map<std::string, int> expected = {{"listener", 2}, {"client connection", 1},
+                                           {"epoll", 1},    {"eventfd", 1},
+                                           {"timerfd", 1},  {"signal pipe", 2}};
     EXPECT_EQ(kinds, expected);
 }
 

@@ -55,8 +55,9 @@ TEST(Serving, PipelinedRequestsAreAnsweredInOrder) {
     std::string pipelined;
     std::vector<std::string> bodies = {"first", "second-and-longer", "3", "fourth"};
     for (const auto& body : bodies) {
-        pipelined += "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/x-test\r\nContent-Length: " +
-                     std::to_string(body.size()) + "\r\n\r\n" + body;
+        pipelined +=
+            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/x-test\r\nContent-Length: " +
+            std::to_string(body.size()) + "\r\n\r\n" + body;
     }
     pipelined += "GET /sleep?ms=50 HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n";
     connection.send_raw(pipelined);  // all in one write
@@ -110,7 +111,8 @@ TEST(Serving, MalformedRequestGets400AndTheConnectionIsClosed) {
 }
 
 TEST(Serving, DemoEndpoints) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1", "--env", "GREETING=hi there"}, 1);
+    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1", "--env", "GREETING=hi there"},
+                         1);
     HttpConnection connection(server.port());
     EXPECT_EQ(connection.get("/bytes?n=100000").body(), std::string(100000, 'x'));
     EXPECT_EQ(connection.get("/bytes?n=-1").result_int(), 400);
@@ -125,7 +127,8 @@ TEST(Serving, DemoEndpoints) {
 
 TEST(Serving, SleepWaitsOnATimerWithoutBlockingTheLoop) {
     PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
-    auto sleeping = std::async(std::launch::async, [&] { return http_get(server.port(), "/sleep?ms=1500"); });
+    auto sleeping =
+        std::async(std::launch::async, [&] { return http_get(server.port(), "/sleep?ms=1500"); });
     std::this_thread::sleep_for(100ms);
     // The only worker is waiting on a timer, not blocked: it answers at once.
     HttpConnection connection(server.port(), 1000ms);
@@ -172,7 +175,8 @@ TEST(Serving, TcpAndUnixListenersTogether) {
     ASSERT_NE(::mkdtemp(dir), nullptr);
     std::string path = std::string(dir) + "/app.sock";
     {
-        PreforkServer server({"--bind", "127.0.0.1:0", "--bind", "unix:" + path, "--workers", "1"}, 1);
+        PreforkServer server({"--bind", "127.0.0.1:0", "--bind", "unix:" + path, "--workers", "1"},
+                             1);
         EXPECT_EQ(http_get(server.port(), "/").body(), "Hello, World!");
         EXPECT_EQ(HttpConnection(path).get("/").body(), "Hello, World!");
     }

@@ -18,7 +18,8 @@ namespace prefork::testing {
 namespace {
 
 // A keep-alive connection to a worker other than `not_pid`.
-std::unique_ptr<HttpConnection> connection_to_other_worker(std::uint16_t port, const std::string& not_pid) {
+std::unique_ptr<HttpConnection> connection_to_other_worker(std::uint16_t port,
+                                                           const std::string& not_pid) {
     for (int i = 0; i < 400; ++i) {
         auto connection = std::make_unique<HttpConnection>(port);
         if (connection->get("/pid").body() != not_pid) return connection;
@@ -43,7 +44,10 @@ TEST(Supervision, CrashedWorkerIsReplacedWhileTheOtherKeepsServing) {
     std::thread loop([&] {
         for (int i = 0; i < 5000 && !stop; ++i) {
             try {
-                if (survivor.get("/").result_int() == 200) ++served; else ++failures;
+                if (survivor.get("/").result_int() == 200)
+                    ++served;
+                else
+                    ++failures;
             } catch (...) {
                 ++failures;
             }
@@ -52,10 +56,12 @@ TEST(Supervision, CrashedWorkerIsReplacedWhileTheOtherKeepsServing) {
     victim->send_raw("GET /crash HTTP/1.1\r\nHost: x\r\n\r\n");
     EXPECT_THROW(victim->read_response(), boost::system::system_error) << "no answer from a crash";
 
-    auto died = server.wait_for_lines("worker " + victim_pid + " (generation 1) killed by SIGSEGV", 1);
+    auto died =
+        server.wait_for_lines("worker " + victim_pid + " (generation 1) killed by SIGSEGV", 1);
     ASSERT_EQ(died.size(), 1u) << server.output();
     EXPECT_NE(died[0].find("replacing it"), std::string::npos);
-    EXPECT_EQ(server.wait_for_lines(" ready", 3).size(), 3u) << "no replacement became ready";
+    EXPECT_EQ(server.wait_for_lines(" ready (generation", 3).size(), 3u)
+        << "no replacement became ready";
     stop = true;
     loop.join();
 
@@ -69,14 +75,16 @@ TEST(Supervision, CrashedWorkerIsReplacedWhileTheOtherKeepsServing) {
 }
 
 TEST(Supervision, WorkerCommandThatExitsAtOnceMakesPreforkExitOne) {
-    ChildProcess prefork({prefork_binary(), "--bind", "127.0.0.1:0", "--workers", "2", "--", "/bin/false"});
+    ChildProcess prefork(
+        {prefork_binary(), "--bind", "127.0.0.1:0", "--workers", "2", "--", "/bin/false"});
     EXPECT_EQ(prefork.wait_exit_status(15s), 1) << prefork.output();
     auto giving_up = prefork.wait_for_lines("giving up", 1, 0ms);
     ASSERT_EQ(giving_up.size(), 1u) << prefork.output();
     EXPECT_NE(giving_up[0].find("exited with status 1 before it was ready"), std::string::npos)
         << giving_up[0];
     EXPECT_LE(prefork.wait_for_lines(" started (generation", 100, 0ms).size(), 4u)
-        << "a respawn storm:\n" << prefork.output();
+        << "a respawn storm:\n"
+        << prefork.output();
 }
 
 TEST(Supervision, CrashLoopBacksOffMoreAndMoreAndTermStillStops) {
@@ -102,12 +110,16 @@ TEST(Supervision, HungWorkerIsKilledAndReplacedWhileTheOtherAnswers) {
     hung.send_raw("GET /block?ms=30000 HTTP/1.1\r\nHost: x\r\n\r\n");
 
     ClientLoad load(server.port(), "/", "Hello, World!", 2, 2, 15s);
-    auto killed = server.wait_for_lines("worker " + hung_pid + " (generation 1) silent for", 1, 10s);
+    auto killed =
+        server.wait_for_lines("worker " + hung_pid + " (generation 1) silent for", 1, 10s);
     ASSERT_EQ(killed.size(), 1u) << server.output();
     EXPECT_NE(killed[0].find("SIGABRT"), std::string::npos);
-    EXPECT_EQ(server.wait_for_lines("worker " + hung_pid + " (generation 1) killed by SIGABRT", 1, 5s).size(), 1u)
+    EXPECT_EQ(
+        server.wait_for_lines("worker " + hung_pid + " (generation 1) killed by SIGABRT", 1, 5s)
+            .size(),
+        1u)
         << server.output();
-    EXPECT_EQ(server.wait_for_lines(" ready", 3, 5s).size(), 3u);
+    EXPECT_EQ(server.wait_for_lines(" ready (generation", 3, 5s).size(), 3u);
     auto result = load.stop();
     EXPECT_EQ(result.failed, 0u) << (result.errors.empty() ? "" : result.errors[0]);
     EXPECT_GT(result.ok, 0u);
@@ -130,14 +142,15 @@ TEST(Supervision, MaxRequestsRecyclesWorkersWithoutFailingARequest) {
         ASSERT_TRUE(std::regex_search(line, served, std::regex("served (\\d+) requests")));
         EXPECT_GE(std::stoi(served[1]), 50);
     }
-    EXPECT_EQ(server.wait_for_lines("; replacing it", 1, 0ms).size(), 0u) << "a worker died unexpectedly";
+    EXPECT_EQ(server.wait_for_lines("; replacing it", 1, 0ms).size(), 0u)
+        << "a worker died unexpectedly";
     EXPECT_EQ(server.children().size(), 2u);
 }
 
 TEST(Supervision, TtinAddsAWorkerAndTtouRemovesOneButNeverTheLast) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--log-level", "debug"});
     server.signal(SIGTTIN);
-    EXPECT_EQ(server.wait_for_lines(" ready", 3).size(), 3u);
+    EXPECT_EQ(server.wait_for_lines(" ready (generation", 3).size(), 3u);
     EXPECT_EQ(server.children().size(), 3u);
 
     for (int i = 0; i < 3; ++i) {
@@ -151,13 +164,16 @@ TEST(Supervision, TtinAddsAWorkerAndTtouRemovesOneButNeverTheLast) {
     }
     EXPECT_EQ(server.children().size(), 1u);
     EXPECT_EQ(http_get(server.port(), "/").result_int(), 200);
+    // Each removed worker went through draining, as the debug log shows.
+    EXPECT_EQ(server.wait_for_lines(": ready -> draining", 2, 0ms).size(), 2u) << server.output();
 }
 
 // --- PID 1 ------------------------------------------------------------------------------
 
 std::vector<pid_t> children_of(pid_t parent) {
     std::vector<pid_t> children;
-    std::ifstream in("/proc/" + std::to_string(parent) + "/task/" + std::to_string(parent) + "/children");
+    std::ifstream in("/proc/" + std::to_string(parent) + "/task/" + std::to_string(parent) +
+                     "/children");
     for (pid_t p; in >> p;) children.push_back(p);
     return children;
 }
@@ -203,7 +219,8 @@ TEST(Supervision, AsPid1ItReapsOrphansOfCrashedWorkersAndStopsOnTerm) {
         return pid_t{0};
     };
     pid_t orphan = 0;
-    for (auto deadline = std::chrono::steady_clock::now() + 1s; !orphan && std::chrono::steady_clock::now() < deadline;) {
+    for (auto deadline = std::chrono::steady_clock::now() + 1s;
+         !orphan && std::chrono::steady_clock::now() < deadline;) {
         orphan = adopted();
     }
     ASSERT_NE(orphan, 0) << "the crashed worker's child was not adopted by the master";
@@ -215,7 +232,7 @@ TEST(Supervision, AsPid1ItReapsOrphansOfCrashedWorkersAndStopsOnTerm) {
     EXPECT_NE(::access(("/proc/" + std::to_string(orphan)).c_str(), F_OK), 0)
         << "the orphan was not reaped (zombie or still running)";
     EXPECT_TRUE(zombies_of(master).empty()) << "a zombie stays in the namespace";
-    EXPECT_EQ(server.wait_for_lines(" ready", 3).size(), 3u);
+    EXPECT_EQ(server.wait_for_lines(" ready (generation", 3).size(), 3u);
     EXPECT_EQ(http_get(server.port(), "/").result_int(), 200);
 
     ::kill(master, SIGTERM);  // PID 1 gets it because prefork handles it

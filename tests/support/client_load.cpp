@@ -14,11 +14,15 @@ ClientLoad::ClientLoad(std::uint16_t port, std::string target, std::string expec
       expected_body_(std::move(expected_body)),
       deadline_(std::chrono::steady_clock::now() + max_duration),
       max_requests_(max_requests_per_client) {
-    for (int i = 0; i < keep_alive_clients; ++i) threads_.emplace_back([this] { run_client(true); });
-    for (int i = 0; i < new_connection_clients; ++i) threads_.emplace_back([this] { run_client(false); });
+    for (int i = 0; i < keep_alive_clients; ++i)
+        threads_.emplace_back([this] { run_client(true); });
+    for (int i = 0; i < new_connection_clients; ++i)
+        threads_.emplace_back([this] { run_client(false); });
 }
 
-ClientLoad::~ClientLoad() { stop(); }
+ClientLoad::~ClientLoad() {
+    stop();
+}
 
 ClientLoad::Result ClientLoad::stop() {
     stopping_ = true;
@@ -41,7 +45,8 @@ void ClientLoad::record_failure(const std::string& what) {
 
 void ClientLoad::run_client(bool keep_alive) {
     std::unique_ptr<HttpConnection> connection;
-    for (int i = 0; i < max_requests_ && !stopping_ && std::chrono::steady_clock::now() < deadline_; ++i) {
+    for (int i = 0; i < max_requests_ && !stopping_ && std::chrono::steady_clock::now() < deadline_;
+         ++i) {
         try {
             if (!connection) connection = std::make_unique<HttpConnection>(port_);
             auto response = connection->get(target_);

@@ -16,7 +16,7 @@ namespace prefork::testing {
 // anything else, a reset or an empty reply included, is a failure. Stops by itself after
 // `max_duration` or `max_requests_per_client`.
 class ClientLoad {
-public:
+  public:
     struct Result {
         std::uint64_t ok = 0;
         std::uint64_t failed = 0;
@@ -35,7 +35,7 @@ public:
     // Lets the clients finish their requests (or reach max_duration), then returns.
     Result wait();
 
-private:
+  private:
     void run_client(bool keep_alive);
     void record_failure(const std::string& what);
 

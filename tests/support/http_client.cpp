@@ -13,7 +13,8 @@ namespace prefork::testing {
 
 namespace asio = boost::asio;
 
-HttpConnection::HttpConnection(std::uint16_t port, std::chrono::milliseconds timeout) : socket_(io_) {
+HttpConnection::HttpConnection(std::uint16_t port, std::chrono::milliseconds timeout)
+    : socket_(io_) {
     asio::ip::tcp::socket tcp(io_);
     tcp.connect({asio::ip::make_address("127.0.0.1"), port});
     socket_ = asio::generic::stream_protocol::socket(std::move(tcp));
@@ -47,7 +48,9 @@ HttpResponse HttpConnection::request(http::verb method, const std::string& targe
     return read_response(method == http::verb::head);
 }
 
-void HttpConnection::send_raw(const std::string& bytes) { asio::write(socket_, asio::buffer(bytes)); }
+void HttpConnection::send_raw(const std::string& bytes) {
+    asio::write(socket_, asio::buffer(bytes));
+}
 
 HttpResponse HttpConnection::read_response(bool head) {
     http::response_parser<http::string_body> parser;

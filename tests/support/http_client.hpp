@@ -19,8 +19,9 @@ using HttpResponse = http::response<http::string_body>;
 // Every read gives up after `timeout`, so a test never hangs on a server that does not
 // answer; a failure throws boost::system::system_error.
 class HttpConnection {
-public:
-    explicit HttpConnection(std::uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  public:
+    explicit HttpConnection(std::uint16_t port,
+                            std::chrono::milliseconds timeout = std::chrono::seconds(5));
     explicit HttpConnection(const std::string& unix_path,
                             std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
@@ -38,7 +39,7 @@ public:
 
     int native_handle() { return socket_.native_handle(); }
 
-private:
+  private:
     void set_timeout(std::chrono::milliseconds timeout);
 
     boost::asio::io_context io_;

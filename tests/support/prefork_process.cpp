@@ -23,9 +23,15 @@ extern char** environ;
 
 namespace prefork::testing {
 
-std::string prefork_binary() { return PREFORK_BINARY; }
-std::string demo_binary() { return PREFORK_DEMO_BINARY; }
-std::string crash_worker_binary() { return PREFORK_CRASH_WORKER_BINARY; }
+std::string prefork_binary() {
+    return PREFORK_BINARY;
+}
+std::string demo_binary() {
+    return PREFORK_DEMO_BINARY;
+}
+std::string crash_worker_binary() {
+    return PREFORK_CRASH_WORKER_BINARY;
+}
 
 namespace {
 
@@ -58,8 +64,8 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, std::vector<std::strin
     posix_spawn_file_actions_addclosefrom_np(&actions, 3);  // it starts with 0, 1, 2 only
     posix_spawnattr_t attributes;
     posix_spawnattr_init(&attributes);
-    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                              POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setflags(
+        &attributes, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     posix_spawnattr_setpgroup(&attributes, 0);
     sigset_t none, all;
     sigemptyset(&none);
@@ -89,7 +95,9 @@ ChildProcess::~ChildProcess() {
     ::unlink(log_path_.c_str());
 }
 
-void ChildProcess::signal(int signal) const { ::kill(pid_, signal); }
+void ChildProcess::signal(int signal) const {
+    ::kill(pid_, signal);
+}
 
 std::optional<int> ChildProcess::wait_exit(std::chrono::milliseconds timeout) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -135,7 +143,8 @@ std::vector<std::string> ChildProcess::wait_for_lines(const std::string& needle,
 
 std::vector<pid_t> ChildProcess::children() const {
     std::vector<pid_t> pids;
-    std::ifstream in("/proc/" + std::to_string(pid_) + "/task/" + std::to_string(pid_) + "/children");
+    std::ifstream in("/proc/" + std::to_string(pid_) + "/task/" + std::to_string(pid_) +
+                     "/children");
     for (pid_t pid; in >> pid;) {
         if (!process_gone(pid)) pids.push_back(pid);
     }
@@ -144,7 +153,8 @@ std::vector<pid_t> ChildProcess::children() const {
 
 namespace {
 
-std::vector<std::string> prefork_command(std::vector<std::string> prefix, const std::vector<std::string>& args) {
+std::vector<std::string> prefork_command(std::vector<std::string> prefix,
+                                         const std::vector<std::string>& args) {
     prefix.push_back(prefork_binary());
     prefix.insert(prefix.end(), args.begin(), args.end());
     prefix.push_back("--");
@@ -160,13 +170,14 @@ PreforkServer::PreforkServer(std::vector<std::string> args, int workers,
     wait_until_ready(workers);
 }
 
-PreforkServer::PreforkServer(std::vector<std::string> prefix, std::vector<std::string> args, int workers)
+PreforkServer::PreforkServer(std::vector<std::string> prefix, std::vector<std::string> args,
+                             int workers)
     : ChildProcess(prefork_command(std::move(prefix), args)) {
     wait_until_ready(workers);
 }
 
 void PreforkServer::wait_until_ready(int workers) {
-    auto lines = wait_for_lines(" ready", static_cast<std::size_t>(workers));
+    auto lines = wait_for_lines(" ready (generation", static_cast<std::size_t>(workers));
     if (lines.size() < static_cast<std::size_t>(workers)) {
         throw std::runtime_error("prefork did not get " + std::to_string(workers) +
                                  " workers ready; its log:\n" + output());
@@ -176,7 +187,8 @@ void PreforkServer::wait_until_ready(int workers) {
         auto end = line.find(' ', start);
         std::string address = line.substr(start, end - start);
         if (address.starts_with("unix:")) continue;
-        ports_.push_back(static_cast<std::uint16_t>(std::stoi(address.substr(address.rfind(':') + 1))));
+        ports_.push_back(
+            static_cast<std::uint16_t>(std::stoi(address.substr(address.rfind(':') + 1))));
     }
 }
 

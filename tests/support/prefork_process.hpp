@@ -22,7 +22,7 @@ std::string crash_worker_binary();
 // process, so nothing outlives the test, whether it passed or failed; it also fails the
 // test when the log holds a sanitizer report.
 class ChildProcess {
-public:
+  public:
     ChildProcess(std::vector<std::string> argv, std::vector<std::string> extra_env = {});
     ~ChildProcess();
     ChildProcess(const ChildProcess&) = delete;
@@ -44,7 +44,7 @@ public:
     // Its live child processes (for the master: its workers).
     std::vector<pid_t> children() const;
 
-private:
+  private:
     pid_t pid_ = -1;
     std::optional<int> wait_status_;
     std::string log_path_;
@@ -53,7 +53,7 @@ private:
 
 // The prefork master with the demo as its worker command.
 class PreforkServer : public ChildProcess {
-public:
+  public:
     // Starts `prefork ARGS -- prefork-demo` and waits until `workers` workers are ready.
     explicit PreforkServer(std::vector<std::string> args, int workers = 2,
                            std::vector<std::string> extra_env = {});
@@ -63,7 +63,7 @@ public:
     // The port of the n-th TCP listener, as the master reported it.
     std::uint16_t port(std::size_t n = 0) const;
 
-private:
+  private:
     void wait_until_ready(int workers);
 
     std::vector<std::uint16_t> ports_;

@@ -6,11 +6,12 @@ namespace prefork::control {
 namespace {
 
 TEST(ControlProtocol, ListenersRoundTrip) {
-    Listeners sent{{"127.0.0.1:8080", "unix:/run/app.sock"}, 3, 12'500};
+    Listeners sent{{"127.0.0.1:8080", "unix:/run/app.sock"}, 3, 12'500, 1000};
     auto decoded = std::get<Listeners>(decode(encode(sent)));
     EXPECT_EQ(decoded.names, sent.names);
     EXPECT_EQ(decoded.generation, 3);
     EXPECT_EQ(decoded.graceful_timeout_ms, 12'500);
+    EXPECT_EQ(decoded.max_requests, 1000u);
 }
 
 TEST(ControlProtocol, EveryMessageRoundTrips) {
@@ -30,12 +31,12 @@ TEST(ControlProtocol, MessagesAreOneJsonObjectWithAType) {
 }
 
 TEST(ControlProtocol, RejectsGarbage) {
-    for (const char* garbage : {"", "not json", "[]", "42", R"({"no_type":1})", R"({"type":5})",
-                                R"({"type":"reboot"})", R"({"type":"listeners"})",
-                                R"({"type":"listeners","names":"a"})",
-                                R"({"type":"listeners","names":[1]})", R"({"type":"drain"})",
-                                R"({"type":"drain","timeout_ms":"soon"})",
-                                R"({"type":"heartbeat","requests":-1})", "{\"type\":\"ready\""}) {
+    for (const char* garbage :
+         {"", "not json", "[]", "42", R"({"no_type":1})", R"({"type":5})", R"({"type":"reboot"})",
+          R"({"type":"listeners"})", R"({"type":"listeners","names":"a"})",
+          R"({"type":"listeners","names":[1]})", R"({"type":"drain"})",
+          R"({"type":"drain","timeout_ms":"soon"})", R"({"type":"heartbeat","requests":-1})",
+          "{\"type\":\"ready\""}) {
         EXPECT_THROW(decode(garbage), ProtocolError) << garbage;
     }
 }

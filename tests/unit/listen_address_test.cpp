@@ -35,9 +35,9 @@ TEST(ListenAddress, ParsesTheThreeForms) {
 }
 
 TEST(ListenAddress, RejectsWhatIsNotAnAddress) {
-    for (const char* bad : {"", "8080", ":8080", "127.0.0.1:", "127.0.0.1:http", "127.0.0.1:65536",
-                            "127.0.0.1:-1", "[::1]8080", "[::1]:", "[nonsense]:80", "::1:80",
-                            "unix:", "127.0.0.1:80x"}) {
+    for (const char* bad :
+         {"", "8080", ":8080", "127.0.0.1:", "127.0.0.1:http", "127.0.0.1:65536", "127.0.0.1:-1",
+          "[::1]8080", "[::1]:", "[nonsense]:80", "::1:80", "unix:", "127.0.0.1:80x"}) {
         EXPECT_THROW(parse_listen_address(bad), AddressError) << bad;
     }
     EXPECT_THROW(parse_listen_address("unix:/" + std::string(200, 'a')), AddressError);
@@ -76,7 +76,7 @@ TEST(BindListener, BusyPortNamesTheAddressAndTheReason) {
 }
 
 class UnixSocketPath : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         char dir[] = "/tmp/prefork-unit-XXXXXX";
         ASSERT_NE(::mkdtemp(dir), nullptr);

@@ -16,10 +16,11 @@ ParsedCommandLine parse(std::vector<std::string> args) {
 }
 
 class Options : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
-        for (const char* name : {"PREFORK_BIND", "PREFORK_WORKERS", "PREFORK_TIMEOUT",
-                                 "PREFORK_GRACEFUL_TIMEOUT"}) {
+        for (const char* name :
+             {"PREFORK_BIND", "PREFORK_WORKERS", "PREFORK_TIMEOUT", "PREFORK_GRACEFUL_TIMEOUT",
+              "PREFORK_MAX_REQUESTS", "PREFORK_MAX_REQUESTS_JITTER", "PREFORK_LOG_LEVEL"}) {
             ::unsetenv(name);
         }
     }
@@ -27,9 +28,29 @@ protected:
 };
 
 TEST_F(Options, ReadsEveryOptionAndTheWorkerCommand) {
-    auto parsed = parse({"--bind", "127.0.0.1:9000", "--bind=unix:/tmp/a.sock", "--workers", "3",
-                         "--graceful-timeout", "1.5", "--timeout=7", "--env", "A=b=c", "--pid-file",
-                         "/tmp/p", "--log-format", "json", "--", "app", "--port", "1"});
+    auto parsed = parse({"--bind",
+                         "127.0.0.1:9000",
+                         "--bind=unix:/tmp/a.sock",
+                         "--workers",
+                         "3",
+                         "--graceful-timeout",
+                         "1.5",
+                         "--timeout=7",
+                         "--env",
+                         "A=b=c",
+                         "--pid-file",
+                         "/tmp/p",
+                         "--log-format",
+                         "json",
+                         "--max-requests",
+                         "1000",
+                         "--max-requests-jitter=50",
+                         "--log-level",
+                         "debug",
+                         "--",
+                         "app",
+                         "--port",
+                         "1"});
     const auto& o = parsed.options;
     ASSERT_EQ(o.binds.size(), 2u);
     EXPECT_EQ(o.binds[0].port, 9000);
@@ -40,6 +61,9 @@ TEST_F(Options, ReadsEveryOptionAndTheWorkerCommand) {
     EXPECT_EQ(o.worker_env, std::vector<std::string>{"A=b=c"});
     EXPECT_EQ(o.pid_file, "/tmp/p");
     EXPECT_EQ(o.log_format, log::Format::json);
+    EXPECT_EQ(o.max_requests, 1000u);
+    EXPECT_EQ(o.max_requests_jitter, 50u);
+    EXPECT_EQ(o.log_level, log::Level::debug);
     EXPECT_EQ(o.command, (std::vector<std::string>{"app", "--port", "1"}));
 }
 
@@ -65,17 +89,21 @@ TEST_F(Options, HelpAndVersion) {
 }
 
 TEST_F(Options, MistakesAreUsageErrors) {
-    for (auto args : std::vector<std::vector<std::string>>{
-             {"--", },
-             {},
-             {"--workers", "0", "--", "app"},
-             {"--workers", "two", "--", "app"},
-             {"--graceful-timeout", "-1", "--", "app"},
-             {"--bind", "nonsense", "--", "app"},
-             {"--env", "NOVALUE", "--", "app"},
-             {"--log-format", "xml", "--", "app"},
-             {"--frobnicate", "--", "app"},
-             {"--workers"}}) {
+    for (auto args :
+         std::vector<std::vector<std::string>>{{
+                                                   "--",
+                                               },
+                                               {},
+                                               {"--workers", "0", "--", "app"},
+                                               {"--workers", "two", "--", "app"},
+                                               {"--graceful-timeout", "-1", "--", "app"},
+                                               {"--bind", "nonsense", "--", "app"},
+                                               {"--env", "NOVALUE", "--", "app"},
+                                               {"--log-format", "xml", "--", "app"},
+                                               {"--max-requests", "-5", "--", "app"},
+                                               {"--log-level", "loud", "--", "app"},
+                                               {"--frobnicate", "--", "app"},
+                                               {"--workers"}}) {
         EXPECT_THROW(parse(args), UsageError);
     }
 }

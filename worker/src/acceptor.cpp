@@ -36,7 +36,9 @@ Acceptor::Acceptor(boost::asio::io_context& io, UniqueFd listener, std::string n
     listener_.non_blocking(true);
 }
 
-void Acceptor::start() { do_wait(); }
+void Acceptor::start() {
+    do_wait();
+}
 
 void Acceptor::close() {
     boost::system::error_code ignored;
@@ -58,18 +60,20 @@ void Acceptor::do_wait() {
 
 void Acceptor::on_readable() {
     for (int taken = 0; taken < kAcceptBatch && listener_.is_open(); ++taken) {
-        int fd = ::accept4(listener_.native_handle(), nullptr, nullptr,
-                           SOCK_CLOEXEC | SOCK_NONBLOCK);
+        int fd =
+            ::accept4(listener_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd >= 0) {
             on_accept_(UniqueFd(fd), family_);
             continue;
         }
         switch (errno) {
-            case EAGAIN: break;  // another worker took it, or the queue is empty
+            case EAGAIN:
+                break;  // another worker took it, or the queue is empty
             case EINTR:
             case ECONNABORTED:
             case EPROTO:
-            case EPERM: continue;
+            case EPERM:
+                continue;
             case EMFILE:
             case ENFILE:
             case ENOBUFS:

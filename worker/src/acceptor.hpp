@@ -15,7 +15,7 @@ namespace prefork {
 // waits until the socket is readable, then takes a few connections with
 // accept4(SOCK_CLOEXEC | SOCK_NONBLOCK), so that no descriptor is ever inheritable.
 class Acceptor {
-public:
+  public:
     // Called with each accepted connection and the listener's address family.
     using AcceptHandler = std::function<void(UniqueFd connection, int family)>;
 
@@ -27,7 +27,7 @@ public:
     void close();
     const std::string& name() const { return name_; }
 
-private:
+  private:
     void do_wait();
     void on_readable();
     void pause();

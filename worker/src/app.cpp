@@ -63,7 +63,8 @@ int App::run(int argc, char** argv) {
     int fd = -1;
     auto [end, ec] = std::from_chars(control_fd, control_fd + std::strlen(control_fd), fd);
     if (ec != std::errc{} || *end != '\0' || fd < 0) {
-        std::cerr << "prefork worker: invalid " << control::kControlFdEnv << "=" << control_fd << "\n";
+        std::cerr << "prefork worker: invalid " << control::kControlFdEnv << "=" << control_fd
+                  << "\n";
         return 2;
     }
     return run_under_master(*router_, fd);

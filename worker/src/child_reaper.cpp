@@ -10,10 +10,16 @@ namespace {
 thread_local ChildReaper* g_current = nullptr;
 }
 
-ChildReaper::ChildReaper(boost::asio::io_context& io) : sigchld_(io, SIGCHLD) { wait_for_sigchld(); }
+ChildReaper::ChildReaper(boost::asio::io_context& io) : sigchld_(io, SIGCHLD) {
+    wait_for_sigchld();
+}
 
-ChildReaper* ChildReaper::current() { return g_current; }
-void ChildReaper::set_current(ChildReaper* reaper) { g_current = reaper; }
+ChildReaper* ChildReaper::current() {
+    return g_current;
+}
+void ChildReaper::set_current(ChildReaper* reaper) {
+    g_current = reaper;
+}
 
 void ChildReaper::adopt(pid_t pid) {
     children_.insert(pid);

@@ -13,7 +13,7 @@ namespace prefork {
 // ended. Only the pids it was given: a child that user code waits for itself keeps its
 // exit status.
 class ChildReaper {
-public:
+  public:
     explicit ChildReaper(boost::asio::io_context& io);
 
     void adopt(pid_t pid);
@@ -23,7 +23,7 @@ public:
     static ChildReaper* current();
     static void set_current(ChildReaper* reaper);
 
-private:
+  private:
     void wait_for_sigchld();
     void reap();
 

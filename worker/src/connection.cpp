@@ -28,7 +28,9 @@ std::string describe(const Request& request, const std::string& known) {
 Connection::Connection(Socket socket, Server& server)
     : socket_(std::move(socket)), server_(server), timer_(server.io()) {}
 
-void Connection::start() { do_read(); }
+void Connection::start() {
+    do_read();
+}
 
 bool Connection::is_idle() const {
     return state_ == State::reading && buffer_.size() == 0 && !(parser_ && parser_->got_some());
@@ -184,19 +186,17 @@ void Connection::do_linger() {
     socket_.shutdown(Socket::shutdown_send, ignored);
     arm_timer(server_.limits().linger_timeout);
     buffer_.clear();
-    socket_.async_read_some(buffer_.prepare(4096),
-                            [self = shared_from_this()](error_code ec, std::size_t) {
-                                self->on_linger_read(ec);
-                            });
+    socket_.async_read_some(
+        buffer_.prepare(4096),
+        [self = shared_from_this()](error_code ec, std::size_t) { self->on_linger_read(ec); });
 }
 
 void Connection::on_linger_read(error_code ec) {
     if (state_ == State::closed) return;
     if (ec) return close();
-    socket_.async_read_some(buffer_.prepare(4096),
-                            [self = shared_from_this()](error_code ec, std::size_t) {
-                                self->on_linger_read(ec);
-                            });
+    socket_.async_read_some(
+        buffer_.prepare(4096),
+        [self = shared_from_this()](error_code ec, std::size_t) { self->on_linger_read(ec); });
 }
 
 void Connection::drain() {
@@ -244,9 +244,11 @@ void Connection::on_timeout() {
             socket_.cancel();  // on_read sees operation_aborted
             return;
         case State::writing:
-        case State::lingering: return close();
+        case State::lingering:
+            return close();
         case State::handling:
-        case State::closed: return;
+        case State::closed:
+            return;
     }
 }
 

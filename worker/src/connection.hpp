@@ -27,7 +27,7 @@ struct PendingResponse;
 // Every completion handler holds shared_from_this(), so the connection lives as long as
 // an operation on it is pending.
 class Connection : public std::enable_shared_from_this<Connection> {
-public:
+  public:
     using Socket = boost::asio::generic::stream_protocol::socket;
 
     Connection(Socket socket, Server& server);
@@ -42,7 +42,7 @@ public:
     // (ignored when that request is no longer the one waiting).
     void complete(std::uint64_t request_id, Response response);
 
-private:
+  private:
     enum class State { reading, handling, writing, lingering, closed };
     enum class ReadDeadline { idle, request };
 
@@ -68,7 +68,7 @@ private:
     boost::asio::steady_timer timer_;
     boost::beast::flat_buffer buffer_;
     std::optional<http::request_parser<http::string_body>> parser_;
-    Response response_;  // kept here until its write completes
+    Response response_;                                 // kept here until its write completes
     std::shared_ptr<detail::PendingResponse> pending_;  // an asynchronous handler's answer
     std::uint64_t request_id_ = 0;
     bool head_request_ = false;

@@ -12,17 +12,19 @@ namespace {
 constexpr auto kHeartbeatInterval = std::chrono::seconds(1);
 }
 
-ControlClient::ControlClient(boost::asio::io_context& io, UniqueFd control_socket,
-                             Server& server, std::function<void()> on_stopped)
+ControlClient::ControlClient(boost::asio::io_context& io, UniqueFd control_socket, Server& server,
+                             std::function<void()> on_stopped)
     : channel_(io, std::move(control_socket)),
       server_(server),
       heartbeat_timer_(io),
       on_stopped_(std::move(on_stopped)) {}
 
 void ControlClient::start() {
-    channel_.start([this](control::Message message,
-                          std::vector<UniqueFd> fds) { on_message(std::move(message), std::move(fds)); },
-                   [this] { on_master_gone(); });
+    channel_.start(
+        [this](control::Message message, std::vector<UniqueFd> fds) {
+            on_message(std::move(message), std::move(fds));
+        },
+        [this] { on_master_gone(); });
     schedule_heartbeat();
 }
 
@@ -46,7 +48,8 @@ void ControlClient::on_listeners(const control::Listeners& listeners, std::vecto
     if (server_.draining()) return;  // told to stop before it started: the fds just close
     // Tell the master at once, not at the next heartbeat: under load a second is many requests.
     server_.set_request_limit(listeners.max_requests, [this] { send_heartbeat(); });
-    for (std::size_t i = 0; i < fds.size(); ++i) server_.listen(std::move(fds[i]), listeners.names[i]);
+    for (std::size_t i = 0; i < fds.size(); ++i)
+        server_.listen(std::move(fds[i]), listeners.names[i]);
     channel_.send(control::Ready{::getpid()});
     log::debug("accepting on ", fds.size(), " listener(s), generation ", listeners.generation);
 }

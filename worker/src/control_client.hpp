@@ -15,7 +15,7 @@ class Server;
 // The worker's side of the control socket (fd 3): takes its listening sockets and the
 // order to drain from the master, and tells the master it is ready, alive, and draining.
 class ControlClient {
-public:
+  public:
     ControlClient(boost::asio::io_context& io, UniqueFd control_socket, Server& server,
                   std::function<void()> on_stopped);
 
@@ -25,7 +25,7 @@ public:
     void drain(std::chrono::milliseconds timeout);
     void drain() { drain(graceful_timeout_); }
 
-private:
+  private:
     void on_message(control::Message message, std::vector<UniqueFd> fds);
     void on_listeners(const control::Listeners& listeners, std::vector<UniqueFd> fds);
     void on_master_gone();

@@ -12,16 +12,18 @@ namespace {
 
 void deliver(std::shared_ptr<detail::PendingResponse> pending, Response response) {
     boost::asio::any_io_executor loop = pending->loop;
-    boost::asio::post(loop, [pending = std::move(pending), response = std::move(response)]() mutable {
-        if (auto connection = pending->connection.lock()) {
-            connection->complete(pending->request_id, std::move(response));
-        }
-    });
+    boost::asio::post(loop,
+                      [pending = std::move(pending), response = std::move(response)]() mutable {
+                          if (auto connection = pending->connection.lock()) {
+                              connection->complete(pending->request_id, std::move(response));
+                          }
+                      });
 }
 
 }  // namespace
 
-Responder::Responder(std::shared_ptr<detail::PendingResponse> pending) : pending_(std::move(pending)) {}
+Responder::Responder(std::shared_ptr<detail::PendingResponse> pending)
+    : pending_(std::move(pending)) {}
 Responder::Responder(Responder&&) noexcept = default;
 
 Responder& Responder::operator=(Responder&& other) noexcept {
@@ -46,6 +48,8 @@ bool Responder::send(Response response) {
     return true;
 }
 
-boost::asio::any_io_executor Responder::executor() const { return pending_->loop; }
+boost::asio::any_io_executor Responder::executor() const {
+    return pending_->loop;
+}
 
 }  // namespace prefork

@@ -5,7 +5,9 @@
 
 namespace prefork {
 
-Response::Response() { message_.result(http::status::ok); }
+Response::Response() {
+    message_.result(http::status::ok);
+}
 
 Response::Response(int status, std::string body, std::string_view content_type) {
     message_.result(static_cast<unsigned>(status));

@@ -3,8 +3,8 @@
 #include <prefork/app.hpp>
 
 #include <string>
-#include <variant>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 namespace prefork {
@@ -12,7 +12,7 @@ namespace prefork {
 // Maps a method and a path to a handler. Patterns are matched segment by segment; a
 // {name} segment matches any one segment and is handed to the handler as a parameter.
 class Router {
-public:
+  public:
     using RouteHandler = std::variant<Handler, AsyncHandler>;
 
     // Throws std::invalid_argument for a pattern that does not start with '/' or has an
@@ -21,14 +21,14 @@ public:
 
     struct Match {
         const RouteHandler* handler = nullptr;  // null: see status
-        int status = 200;                  // 404 (no such path) or 405 (not this method)
-        std::string allow;                 // with 405: the methods the path has
+        int status = 200;                       // 404 (no such path) or 405 (not this method)
+        std::string allow;                      // with 405: the methods the path has
     };
 
     // Finds the route for `request` and stores its parameters in it.
     Match match(Request& request) const;
 
-private:
+  private:
     struct Segment {
         std::string text;  // the literal, or the parameter's name
         bool is_param = false;

@@ -22,13 +22,13 @@ class Router;
 
 // Limits and timeouts of every connection, and the status each produces.
 struct ServerLimits {
-    std::size_t header_limit = 16 * 1024;                 // larger headers: 431
-    std::uint64_t body_limit = 8 * 1024 * 1024;           // larger bodies: 413
-    std::chrono::milliseconds header_timeout{10'000};     // a request not read by then: 408
-    std::chrono::milliseconds idle_timeout{15'000};       // keep-alive with no request: close
-    std::chrono::milliseconds write_timeout{30'000};      // a client that stops reading: close
-    std::chrono::milliseconds drain_idle_grace{500};      // idle keep-alive when draining: close
-    std::chrono::milliseconds linger_timeout{2'000};      // reading after our FIN, at most
+    std::size_t header_limit = 16 * 1024;              // larger headers: 431
+    std::uint64_t body_limit = 8 * 1024 * 1024;        // larger bodies: 413
+    std::chrono::milliseconds header_timeout{10'000};  // a request not read by then: 408
+    std::chrono::milliseconds idle_timeout{15'000};    // keep-alive with no request: close
+    std::chrono::milliseconds write_timeout{30'000};   // a client that stops reading: close
+    std::chrono::milliseconds drain_idle_grace{500};   // idle keep-alive when draining: close
+    std::chrono::milliseconds linger_timeout{2'000};   // reading after our FIN, at most
 };
 
 struct ServerCounters {
@@ -39,7 +39,7 @@ struct ServerCounters {
 
 // The HTTP side of a worker: its acceptors and its connections, on one event loop.
 class Server {
-public:
+  public:
     Server(boost::asio::io_context& io, const Router& router, ServerLimits limits = {});
     ~Server();
 
@@ -66,7 +66,7 @@ public:
     // Called by a connection when it has closed its socket.
     void remove(Connection* connection);
 
-private:
+  private:
     void on_accepted(UniqueFd socket, int family);
     void stop_if_drained();
 

@@ -29,7 +29,8 @@ struct DefaultSignals : bp::extend::handler {
 
 pid_t spawn_process(const std::vector<std::string>& argv) {
     ChildReaper* reaper = ChildReaper::current();
-    if (reaper == nullptr) throw std::logic_error("spawn_process: no App is running on this thread");
+    if (reaper == nullptr)
+        throw std::logic_error("spawn_process: no App is running on this thread");
     if (argv.empty()) throw std::runtime_error("spawn_process: empty command");
 
     boost::filesystem::path program = argv[0];

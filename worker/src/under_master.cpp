@@ -1,5 +1,5 @@
-#include "control_client.hpp"
 #include "child_reaper.hpp"
+#include "control_client.hpp"
 #include "run_modes.hpp"
 #include "server.hpp"
 
@@ -28,10 +28,14 @@ int run_under_master(const Router& router, int control_fd) {
     }
     ::unsetenv(control::kControlFdEnv);
     log::set_role("worker");
-    if (const char* format = std::getenv("PREFORK_LOG_FORMAT"); format && std::string_view(format) == "json") {
+    if (const char* format = std::getenv("PREFORK_LOG_FORMAT");
+        format && std::string_view(format) == "json") {
         log::set_format(log::Format::json);
     }
-    struct stat st{};
+    if (const char* name = std::getenv("PREFORK_LOG_LEVEL")) {
+        if (auto level = log::parse_level(name)) log::set_level(*level);
+    }
+    struct stat st {};
     if (::fstat(control_fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
         log::error("descriptor ", control_fd, " is not the master's control socket");
         return 1;

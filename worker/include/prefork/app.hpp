@@ -26,7 +26,7 @@ using AsyncHandler = std::function<void(Request, Responder)>;
 // Route patterns are paths whose segments may be {name} placeholders ("/users/{id}"),
 // matched one whole segment each; Request::param("id") gives the value.
 class App {
-public:
+  public:
     App();
     ~App();
     App(App&&) noexcept;
@@ -57,7 +57,7 @@ public:
 
     const Router& router() const { return *router_; }
 
-private:
+  private:
     std::unique_ptr<Router> router_;
 };
 

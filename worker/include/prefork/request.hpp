@@ -17,7 +17,7 @@ namespace http = boost::beast::http;
 // An HTTP request as a handler sees it: the message, the values of the route's {name}
 // segments, and the query string. Cheap to move; copy it only when you must.
 class Request {
-public:
+  public:
     using Message = http::request<http::string_body>;
 
     Request() = default;
@@ -49,7 +49,7 @@ public:
         params_ = std::move(params);
     }
 
-private:
+  private:
     Message message_;
     std::vector<std::pair<std::string, std::string>> params_;
 };

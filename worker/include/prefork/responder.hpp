@@ -18,7 +18,7 @@ struct PendingResponse;
 // it: from a timer on the worker's loop, from a thread pool, from anywhere. The write
 // itself always happens on the worker's event loop. Movable, not copyable.
 class Responder {
-public:
+  public:
     explicit Responder(std::shared_ptr<detail::PendingResponse> pending);
     Responder(Responder&&) noexcept;
     Responder& operator=(Responder&&) noexcept;
@@ -36,7 +36,7 @@ public:
     // The worker's event loop: run timers and other asynchronous work of the handler here.
     boost::asio::any_io_executor executor() const;
 
-private:
+  private:
     std::shared_ptr<detail::PendingResponse> pending_;
 };
 

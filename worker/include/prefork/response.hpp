@@ -13,7 +13,7 @@ namespace http = boost::beast::http;
 // An HTTP response a handler returns. The worker adds Date, Server, Content-Length and
 // Connection, and strips the body for HEAD.
 class Response {
-public:
+  public:
     using Message = http::response<http::string_body>;
 
     // 200 with an empty body.
@@ -44,7 +44,7 @@ public:
     Message& message() { return message_; }
     const Message& message() const { return message_; }
 
-private:
+  private:
     Message message_;
 };
 

@@ -16,7 +16,7 @@ namespace prefork {
 // One end of a master/worker control socket (AF_UNIX, SOCK_SEQPACKET) on an event loop:
 // receives datagrams as they come and sends without blocking. Lives on one thread.
 class ControlChannel {
-public:
+  public:
     // Called with each decoded message and the descriptors that came with it.
     using MessageHandler = std::function<void(control::Message, std::vector<UniqueFd>)>;
     // Called once when the peer has gone (end of stream or a receive error).
@@ -33,7 +33,7 @@ public:
     bool is_open() const { return descriptor_.is_open(); }
     int native_handle() { return descriptor_.native_handle(); }
 
-private:
+  private:
     void do_wait();
     void on_readable();
     void on_peer_gone();

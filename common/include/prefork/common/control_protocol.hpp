@@ -52,7 +52,7 @@ struct Draining {};
 using Message = std::variant<Listeners, Drain, Ready, Heartbeat, Draining>;
 
 class ProtocolError : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 

@@ -25,7 +25,7 @@ struct ListenAddress {
 
 // A user's mistake in an address; what() is one sentence that names it.
 class AddressError : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 

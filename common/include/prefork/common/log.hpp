@@ -3,6 +3,7 @@
 // One event per line on stderr, written with a single write() so that lines of
 // different processes sharing the stream never interleave.
 
+#include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -17,6 +18,10 @@ void set_role(std::string_view role);
 void set_format(Format format);
 void set_level(Level level);
 bool enabled(Level level);
+
+const char* level_name(Level level);
+// "debug", "info", "warning" or "error"; nullopt for anything else.
+std::optional<Level> parse_level(std::string_view name);
 
 void write(Level level, std::string_view message);
 
