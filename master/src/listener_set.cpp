@@ -4,6 +4,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 namespace prefork::master {
 
 void ListenerSet::bind_all(const std::vector<ListenAddress>& addresses) {
@@ -22,14 +24,52 @@ void ListenerSet::bind_all(const std::vector<ListenAddress>& addresses) {
     }
 }
 
-void ListenerSet::close_all() {
-    for (Listener& listener : listeners_) {
-        if (!listener.fd) continue;
-        listener.fd.reset();
-        if (listener.address.kind == ListenAddress::Kind::unix_socket) {
-            ::unlink(listener.address.path.c_str());
+void ListenerSet::update(const std::vector<ListenAddress>& addresses) {
+    std::vector<Listener> next;
+    try {
+        for (const ListenAddress& address : addresses) {
+            auto kept = std::find_if(listeners_.begin(), listeners_.end(),
+                                     [&](const Listener& l) { return l.address == address; });
+            if (kept != listeners_.end() && kept->fd) {
+                next.push_back({address, std::move(kept->fd)});  // the old entry keeps its address
+            } else {
+                next.push_back({address, bind_listener(address)});
+                log::info("listening on ", local_address(next.back().fd.get()), " (",
+                          address.to_string(), ")");
+            }
         }
+    } catch (...) {
+        // Put back what was kept; close what was bound for this attempt.
+        for (Listener& listener : next) {
+            auto slot = std::find_if(listeners_.begin(), listeners_.end(), [&](const Listener& l) {
+                return l.address == listener.address;
+            });
+            if (slot != listeners_.end() && !slot->fd) {
+                slot->fd = std::move(listener.fd);
+            } else {
+                close(listener);
+            }
+        }
+        throw;
     }
+    for (Listener& removed : listeners_) {
+        if (!removed.fd) continue;
+        log::info("closing listener ", removed.address.to_string(), " (no longer configured)");
+        close(removed);
+    }
+    listeners_ = std::move(next);
+}
+
+void ListenerSet::close(Listener& listener) {
+    if (!listener.fd) return;
+    listener.fd.reset();
+    if (listener.address.kind == ListenAddress::Kind::unix_socket) {
+        ::unlink(listener.address.path.c_str());
+    }
+}
+
+void ListenerSet::close_all() {
+    for (Listener& listener : listeners_) close(listener);
     listeners_.clear();
 }
 

@@ -21,6 +21,12 @@ class ListenerSet {
     // what it had bound).
     void bind_all(const std::vector<ListenAddress>& addresses);
 
+    // Moves to a new list of addresses (a reload): an address that stays keeps its socket,
+    // never closed and rebound, so no connection is refused meanwhile; a new one is bound;
+    // a removed one is closed here (its port is free once the workers that still hold it
+    // have drained). Throws AddressError, changing nothing, when a new address cannot be bound.
+    void update(const std::vector<ListenAddress>& addresses);
+
     // Closes every socket (the port is free once the workers' copies are closed too) and
     // removes the unix socket files this set created.
     void close_all();
@@ -34,6 +40,8 @@ class ListenerSet {
         ListenAddress address;
         UniqueFd fd;
     };
+    static void close(Listener& listener);
+
     std::vector<Listener> listeners_;
 };
 

@@ -59,7 +59,12 @@ int main(int argc, char** argv) {
         std::cout << "prefork " << PREFORK_VERSION << "\n";
         return 0;
     }
-    Options& options = parsed.options;
+    Options options;
+    try {
+        options = resolve_options(parsed.settings);
+    } catch (const UsageError& error) {
+        return fail(kExitUsage, error.what());
+    }
     prefork::log::set_role("master");
     prefork::log::set_format(options.log_format);
     prefork::log::set_level(options.log_level);
@@ -81,7 +86,8 @@ int main(int argc, char** argv) {
         return fail(kExitRuntimeError, error.what());
     }
     try {
-        return Supervisor(std::move(options), std::move(listeners)).run();
+        return Supervisor(std::move(parsed.settings), std::move(options), std::move(listeners))
+            .run();
     } catch (const std::exception& error) {
         return fail(kExitRuntimeError, error.what());
     }

@@ -1,5 +1,7 @@
 #include "options.hpp"
 
+#include "config_file.hpp"
+
 #include <unistd.h>
 
 #include <charconv>
@@ -11,19 +13,33 @@
 namespace prefork::master {
 namespace {
 
-// The values as given, before defaults: a field left empty was not said.
-struct Given {
-    std::vector<std::string> binds;
-    std::optional<std::string> workers, timeout, graceful_timeout, log_format;
-    std::optional<std::string> max_requests, max_requests_jitter, log_level;
-    std::vector<std::string> env;
-    std::string pid_file;
-};
+[[noreturn]] void invalid(const Setting& setting, const std::string& expected) {
+    std::string where = setting.location.empty() ? "" : setting.location + ": ";
+    throw UsageError(where + "invalid value \"" + setting.value + "\" for " + setting.name +
+                     " (expected " + expected + ")");
+}
 
-std::optional<std::string> environment(const char* name) {
-    const char* value = std::getenv(name);
-    if (value == nullptr || *value == '\0') return std::nullopt;
-    return std::string(value);
+std::uint64_t parse_count(const Setting& setting, std::uint64_t min, std::uint64_t max) {
+    const std::string& text = setting.value;
+    std::uint64_t value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || value < min ||
+        value > max) {
+        invalid(setting,
+                "a whole number from " + std::to_string(min) + " to " + std::to_string(max));
+    }
+    return value;
+}
+
+std::chrono::milliseconds parse_seconds(const Setting& setting) {
+    const std::string& text = setting.value;
+    char* end = nullptr;
+    double seconds = std::strtod(text.c_str(), &end);
+    if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(seconds) ||
+        seconds <= 0 || seconds > 86400 * 365) {
+        invalid(setting, "a number of seconds greater than 0");
+    }
+    return std::chrono::milliseconds(static_cast<long long>(std::llround(seconds * 1000)));
 }
 
 std::vector<std::string> split_commas(const std::string& text) {
@@ -38,27 +54,27 @@ std::vector<std::string> split_commas(const std::string& text) {
     return parts;
 }
 
-int parse_count(const std::string& name, const std::string& text, int min, int max) {
-    int value = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || value < min ||
-        value > max) {
-        throw UsageError("invalid value \"" + text + "\" for " + name +
-                         " (expected a whole number from " + std::to_string(min) + " to " +
-                         std::to_string(max) + ")");
-    }
-    return value;
+std::optional<Setting> from_environment(const char* name) {
+    const char* value = std::getenv(name);
+    if (value == nullptr || *value == '\0') return std::nullopt;
+    return Setting{value, name, ""};
 }
 
-std::chrono::milliseconds parse_seconds(const std::string& name, const std::string& text) {
-    char* end = nullptr;
-    double seconds = std::strtod(text.c_str(), &end);
-    if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(seconds) ||
-        seconds <= 0 || seconds > 86400 * 365) {
-        throw UsageError("invalid value \"" + text + "\" for " + name +
-                         " (expected a number of seconds greater than 0)");
+Settings read_environment() {
+    Settings env;
+    if (auto binds = from_environment("PREFORK_BIND")) {
+        env.binds.emplace();
+        for (auto& address : split_commas(binds->value))
+            env.binds->push_back({address, binds->name, ""});
     }
-    return std::chrono::milliseconds(static_cast<long long>(std::llround(seconds * 1000)));
+    env.workers = from_environment("PREFORK_WORKERS");
+    env.timeout = from_environment("PREFORK_TIMEOUT");
+    env.graceful_timeout = from_environment("PREFORK_GRACEFUL_TIMEOUT");
+    env.max_requests = from_environment("PREFORK_MAX_REQUESTS");
+    env.max_requests_jitter = from_environment("PREFORK_MAX_REQUESTS_JITTER");
+    env.log_level = from_environment("PREFORK_LOG_LEVEL");
+    env.config = from_environment("PREFORK_CONFIG");
+    return env;
 }
 
 int default_workers() {
@@ -66,105 +82,115 @@ int default_workers() {
     return cpus > 0 ? static_cast<int>(cpus) : 1;
 }
 
-Options resolve(Given given, std::vector<std::string> command) {
-    if (given.binds.empty()) {
-        if (auto env = environment("PREFORK_BIND")) given.binds = split_commas(*env);
-    }
-    if (!given.workers) given.workers = environment("PREFORK_WORKERS");
-    if (!given.timeout) given.timeout = environment("PREFORK_TIMEOUT");
-    if (!given.graceful_timeout) given.graceful_timeout = environment("PREFORK_GRACEFUL_TIMEOUT");
-    if (!given.max_requests) given.max_requests = environment("PREFORK_MAX_REQUESTS");
-    if (!given.log_level) given.log_level = environment("PREFORK_LOG_LEVEL");
-    if (!given.max_requests_jitter) {
-        given.max_requests_jitter = environment("PREFORK_MAX_REQUESTS_JITTER");
-    }
-
+// Turns what was said into checked options, with the defaults for what was not.
+Options check(const Settings& said) {
     Options options;
-    if (given.binds.empty()) given.binds.push_back("127.0.0.1:8080");
-    for (const auto& bind : given.binds) {
-        try {
-            options.binds.push_back(parse_listen_address(bind));
-        } catch (const AddressError& error) {
-            throw UsageError(error.what());
+    if (said.binds && !said.binds->empty()) {
+        for (const Setting& bind : *said.binds) {
+            try {
+                options.binds.push_back(parse_listen_address(bind.value));
+            } catch (const AddressError& error) {
+                throw UsageError((bind.location.empty() ? "" : bind.location + ": ") +
+                                 error.what());
+            }
         }
+    } else {
+        options.binds.push_back(parse_listen_address("127.0.0.1:8080"));
     }
     options.workers =
-        given.workers ? parse_count("--workers", *given.workers, 1, 1024) : default_workers();
-    if (given.timeout) options.timeout = parse_seconds("--timeout", *given.timeout);
-    if (given.graceful_timeout) {
-        options.graceful_timeout = parse_seconds("--graceful-timeout", *given.graceful_timeout);
+        said.workers ? static_cast<int>(parse_count(*said.workers, 1, 1024)) : default_workers();
+    if (said.timeout) options.timeout = parse_seconds(*said.timeout);
+    if (said.graceful_timeout) options.graceful_timeout = parse_seconds(*said.graceful_timeout);
+    if (said.max_requests) options.max_requests = parse_count(*said.max_requests, 0, 1'000'000'000);
+    if (said.max_requests_jitter) {
+        options.max_requests_jitter = parse_count(*said.max_requests_jitter, 0, 1'000'000'000);
     }
-    if (given.max_requests) {
-        options.max_requests = parse_count("--max-requests", *given.max_requests, 0, 1'000'000'000);
+    for (const Setting& pair : said.env) {
+        auto equals = pair.value.find('=');
+        if (equals == std::string::npos || equals == 0) invalid(pair, "NAME=VALUE");
+        options.worker_env.push_back(pair.value);
     }
-    if (given.max_requests_jitter) {
-        options.max_requests_jitter =
-            parse_count("--max-requests-jitter", *given.max_requests_jitter, 0, 1'000'000'000);
-    }
-    for (const auto& pair : given.env) {
-        auto equals = pair.find('=');
-        if (equals == std::string::npos || equals == 0) {
-            throw UsageError("invalid value \"" + pair + "\" for --env (expected NAME=VALUE)");
-        }
-        options.worker_env.push_back(pair);
-    }
-    options.pid_file = given.pid_file;
-    if (given.log_format) {
-        if (*given.log_format == "text") {
+    if (said.pid_file) options.pid_file = said.pid_file->value;
+    if (said.log_format) {
+        if (said.log_format->value == "text") {
             options.log_format = log::Format::text;
-        } else if (*given.log_format == "json") {
+        } else if (said.log_format->value == "json") {
             options.log_format = log::Format::json;
         } else {
-            throw UsageError("invalid value \"" + *given.log_format +
-                             "\" for --log-format (expected text or json)");
+            invalid(*said.log_format, "text or json");
         }
     }
-    if (given.log_level) {
-        auto level = log::parse_level(*given.log_level);
-        if (!level) {
-            throw UsageError("invalid value \"" + *given.log_level +
-                             "\" for --log-level (expected debug, info, warning or error)");
-        }
+    if (said.log_level) {
+        auto level = log::parse_level(said.log_level->value);
+        if (!level) invalid(*said.log_level, "debug, info, warning or error");
         options.log_level = *level;
     }
-    if (command.empty()) {
+    if (said.config) options.config_file = said.config->value;
+    if (!said.command || said.command->empty()) {
         throw UsageError(
-            "no worker command given (usage: prefork [OPTIONS] -- WORKER_COMMAND [ARGS...])");
+            "no worker command given (usage: prefork [OPTIONS] -- WORKER_COMMAND [ARGS...], or "
+            "command = [...] in the configuration file)");
     }
-    options.command = std::move(command);
+    options.command = *said.command;
     return options;
 }
 
 }  // namespace
 
+void Settings::fill_from(const Settings& weaker) {
+    auto fill = [](auto& mine, const auto& theirs) {
+        if (!mine && theirs) mine = theirs;
+    };
+    fill(binds, weaker.binds);
+    fill(workers, weaker.workers);
+    fill(timeout, weaker.timeout);
+    fill(graceful_timeout, weaker.graceful_timeout);
+    fill(max_requests, weaker.max_requests);
+    fill(max_requests_jitter, weaker.max_requests_jitter);
+    fill(pid_file, weaker.pid_file);
+    fill(log_format, weaker.log_format);
+    fill(log_level, weaker.log_level);
+    fill(config, weaker.config);
+    fill(command, weaker.command);
+    // The weaker source's variables first: a worker sees the last value of a name.
+    env.insert(env.begin(), weaker.env.begin(), weaker.env.end());
+}
+
 ParsedCommandLine parse_command_line(int argc, char** argv) {
-    Given given;
-    using Setter = std::function<void(const std::string&)>;
+    ParsedCommandLine parsed;
+    Settings& cli = parsed.settings;
+    using Setter = std::function<void(Setting)>;
+    auto into = [](std::optional<Setting>& field) -> Setter {
+        return [&field](Setting s) { field = std::move(s); };
+    };
     const std::map<std::string, Setter> with_value = {
-        {"--bind", [&](const std::string& v) { given.binds.push_back(v); }},
-        {"--workers", [&](const std::string& v) { given.workers = v; }},
-        {"--timeout", [&](const std::string& v) { given.timeout = v; }},
-        {"--graceful-timeout", [&](const std::string& v) { given.graceful_timeout = v; }},
-        {"--max-requests", [&](const std::string& v) { given.max_requests = v; }},
-        {"--max-requests-jitter", [&](const std::string& v) { given.max_requests_jitter = v; }},
-        {"--env", [&](const std::string& v) { given.env.push_back(v); }},
-        {"--pid-file", [&](const std::string& v) { given.pid_file = v; }},
-        {"--log-format", [&](const std::string& v) { given.log_format = v; }},
-        {"--log-level", [&](const std::string& v) { given.log_level = v; }},
+        {"--bind",
+         [&](Setting s) {
+             if (!cli.binds) cli.binds.emplace();
+             cli.binds->push_back(std::move(s));
+         }},
+        {"--workers", into(cli.workers)},
+        {"--timeout", into(cli.timeout)},
+        {"--graceful-timeout", into(cli.graceful_timeout)},
+        {"--max-requests", into(cli.max_requests)},
+        {"--max-requests-jitter", into(cli.max_requests_jitter)},
+        {"--env", [&](Setting s) { cli.env.push_back(std::move(s)); }},
+        {"--pid-file", into(cli.pid_file)},
+        {"--log-format", into(cli.log_format)},
+        {"--log-level", into(cli.log_level)},
+        {"--config", into(cli.config)},
     };
 
-    ParsedCommandLine parsed;
-    std::vector<std::string> command;
     for (int i = 1; i < argc; ++i) {
         std::string arg = argv[i];
         if (arg == "--") {
-            command.assign(argv + i + 1, argv + argc);
+            cli.command = std::vector<std::string>(argv + i + 1, argv + argc);
             break;
         }
         if (arg == "-h" || arg == "--help") return {Action::help, {}};
         if (arg == "-V" || arg == "--version") return {Action::version, {}};
         if (!arg.starts_with("-")) {  // the worker command starts here
-            command.assign(argv + i, argv + argc);
+            cli.command = std::vector<std::string>(argv + i, argv + argc);
             break;
         }
         std::string name = arg, value;
@@ -182,19 +208,36 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
             if (i + 1 >= argc) throw UsageError("option " + name + " needs a value");
             value = argv[++i];
         }
-        option->second(value);
+        option->second(Setting{value, name, ""});
     }
-    parsed.options = resolve(std::move(given), std::move(command));
+    if (cli.command && cli.command->empty()) cli.command.reset();
     return parsed;
+}
+
+Options resolve_options(const Settings& command_line) {
+    Settings said = command_line;
+    Settings environment = read_environment();
+    std::optional<Setting> config = said.config ? said.config : environment.config;
+    if (config) {
+        try {
+            said.fill_from(read_config_file(config->value));
+        } catch (const ConfigError& error) {
+            throw UsageError(error.what());
+        }
+    }
+    said.fill_from(environment);
+    return check(said);
 }
 
 std::string usage_text() {
     return R"(usage: prefork [OPTIONS] -- WORKER_COMMAND [ARGS...]
+       prefork --config FILE            (the worker command in the file)
 
 Binds the listening sockets, starts WORKER_COMMAND as worker processes, hands each
 worker the sockets, and supervises them.
 
-options (environment variable in brackets):
+options (environment variable in brackets; the command line wins over the configuration
+file, which wins over the environment):
   --bind ADDR               listen on HOST:PORT, [V6]:PORT or unix:PATH; repeatable
                             [PREFORK_BIND, comma separated] (default 127.0.0.1:8080)
   --workers N               number of worker processes [PREFORK_WORKERS] (default: CPUs)
@@ -207,6 +250,7 @@ options (environment variable in brackets):
   --max-requests-jitter N   add 0..N to each worker's --max-requests, so that workers
                             are not all replaced at once [PREFORK_MAX_REQUESTS_JITTER]
   --env NAME=VALUE          extra environment for the workers; repeatable
+  --config FILE             the same settings in a TOML file, re-read on HUP [PREFORK_CONFIG]
   --pid-file FILE           write the master's pid to FILE
   --log-format text|json    format of the log lines on stderr (default text)
   --log-level LEVEL         debug, info, warning or error [PREFORK_LOG_LEVEL] (default info)
@@ -214,6 +258,7 @@ options (environment variable in brackets):
   -V, --version             print the version
 
 signals: TERM/INT stop gracefully (a second one stops at once), QUIT stops at once,
+HUP reloads (re-reads the configuration, replaces every worker, fails no request),
 TTIN/TTOU add/remove a worker, CHLD reaps (prefork is a child subreaper).
 )";
 }

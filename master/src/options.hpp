@@ -1,18 +1,20 @@
 #pragma once
 
+#include "settings.hpp"
+
 #include <prefork/common/listen_address.hpp>
 #include <prefork/common/log.hpp>
 
 #include <chrono>
 #include <cstdint>
-#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace prefork::master {
 
-// Everything the master is told, from the command line and the PREFORK_* environment.
+// Everything the master runs by, checked: the command line over the configuration file
+// over the PREFORK_* environment over the defaults.
 struct Options {
     std::vector<ListenAddress> binds;
     int workers = 1;
@@ -24,6 +26,7 @@ struct Options {
     std::string pid_file;
     log::Format log_format = log::Format::text;
     log::Level log_level = log::Level::info;
+    std::string config_file;           // empty: none
     std::vector<std::string> command;  // the worker command and its arguments
 };
 
@@ -32,17 +35,23 @@ enum class Action { run, help, version };
 
 struct ParsedCommandLine {
     Action action = Action::run;
-    Options options;
+    Settings settings;  // what the command line said
 };
 
-// A user's mistake on the command line; what() is one sentence.
+// A user's mistake in an option, the environment or the configuration file; what() is
+// one line that names it.
 class UsageError : public std::runtime_error {
   public:
     using std::runtime_error::runtime_error;
 };
 
-// Reads argv, then fills what it left unset from the PREFORK_* environment, then defaults.
+// Reads argv alone (nothing else); throws UsageError.
 ParsedCommandLine parse_command_line(int argc, char** argv);
+
+// Reads the configuration file (--config or PREFORK_CONFIG) and the environment, fills
+// what the command line left unsaid from them, and checks every value. Called at start
+// and again on each reload. Throws UsageError.
+Options resolve_options(const Settings& command_line);
 
 std::string usage_text();
 

@@ -1,6 +1,7 @@
 #include "supervisor.hpp"
 
 #include "exit_status.hpp"
+#include "options_diff.hpp"
 
 #include <prefork/common/log.hpp>
 
@@ -42,11 +43,12 @@ std::chrono::milliseconds as_millis(Clock::duration d) {
 
 }  // namespace
 
-Supervisor::Supervisor(Options options, ListenerSet listeners)
+Supervisor::Supervisor(Settings command_line, Options options, ListenerSet listeners)
     : signals_(io_),
       tick_timer_(io_),
       respawn_timer_(io_),
       stop_timer_(io_),
+      command_line_(std::move(command_line)),
       options_(std::move(options)),
       listeners_(std::move(listeners)),
       target_workers_(options_.workers),
@@ -99,8 +101,7 @@ void Supervisor::handle_signal(int signal) {
         case SIGTTOU:
             return handle_ttou();
         case SIGHUP:
-            log::warning("received HUP: reloading is not available in this version; ignored");
-            return;
+            return handle_hup();
         case SIGUSR1:
             log::info("received USR1: logs go to stderr, there is no log file to reopen");
             return;
@@ -145,6 +146,18 @@ void Supervisor::handle_ttou() {
         }
     }
     if (youngest) drain_worker(*youngest);
+}
+
+void Supervisor::handle_hup() {
+    if (phase_ != Phase::running) return;
+    if (reloading_ && quick_deaths_in_a_row_ == 0) {
+        log::info("received HUP during a reload: one more reload follows it");
+        reload_queued_ = true;
+        return;
+    }
+    // A reload whose new workers keep dying never completes: a new one replaces it.
+    log::info("received HUP: reloading");
+    reload();
 }
 
 // --- the verbs ---------------------------------------------------------------------------
@@ -256,11 +269,71 @@ void Supervisor::drain_worker(WorkerProcess& worker) {
     set_state(worker, WorkerProcess::State::draining);
 }
 
-void Supervisor::drain_a_retiring_worker() {
-    for (auto& [pid, worker] : workers_) {
-        if (worker.retiring && worker.state == WorkerProcess::State::ready) {
-            return drain_worker(worker);
+// As replacements become ready, drains one retiring worker for each, the oldest first, so
+// that the ready workers never number fewer than the target.
+void Supervisor::drain_replaced_workers() {
+    for (;;) {
+        int ready = 0;
+        WorkerProcess* oldest_retiring = nullptr;
+        for (auto& [pid, worker] : workers_) {
+            if (worker.state != WorkerProcess::State::ready) continue;
+            ++ready;
+            if (worker.retiring &&
+                (!oldest_retiring || worker.started_at < oldest_retiring->started_at)) {
+                oldest_retiring = &worker;
+            }
         }
+        if (!oldest_retiring || ready <= target_workers_) return;
+        drain_worker(*oldest_retiring);
+    }
+}
+
+// Re-reads the configuration (command line, file, environment), moves the listeners to it,
+// and starts a new generation of workers; the old one drains as the new one becomes ready.
+// A configuration that does not parse or bind changes nothing.
+void Supervisor::reload() {
+    Options next;
+    try {
+        next = resolve_options(command_line_);
+        listeners_.update(next.binds);
+    } catch (const std::exception& error) {
+        log::error("reload failed, the running configuration stays: ", error.what());
+        return;
+    }
+    std::string changes = describe_changes(options_, next);
+    next.pid_file = options_.pid_file;  // written once at start
+    options_ = std::move(next);
+    log::set_format(options_.log_format);
+    log::set_level(options_.log_level);
+    target_workers_ = options_.workers;
+    ++generation_;
+    reloading_ = true;
+    quick_deaths_in_a_row_ = 0;
+    next_spawn_at_ = {};
+    log::info("reload: starting generation ", generation_, " (", changes, ")");
+
+    for (auto& [pid, worker] : workers_) {
+        if (worker.state == WorkerProcess::State::starting) {
+            drain_worker(worker);  // no capacity to keep: replace it at once
+        } else if (worker.state == WorkerProcess::State::ready) {
+            worker.retiring = true;  // serves until a worker of the new generation is ready
+        }
+    }
+    manage_workers();
+    finish_reload_if_done();
+}
+
+void Supervisor::finish_reload_if_done() {
+    if (!reloading_) return;
+    for (const auto& [pid, worker] : workers_) {
+        if (worker.generation < generation_) return;
+    }
+    reloading_ = false;
+    log::info("reload to generation ", generation_, " complete: the old generation has drained");
+    if (reload_queued_ && phase_ == Phase::running) {
+        reload_queued_ = false;
+        log::info("reloading again, as asked during the last reload");
+        reload();
     }
 }
 
@@ -322,7 +395,7 @@ void Supervisor::on_worker_ready(WorkerProcess& worker) {
     set_state(worker, WorkerProcess::State::ready);
     any_worker_ready_ = true;
     log::info("worker ", worker.pid, " ready (generation ", worker.generation, ")");
-    drain_a_retiring_worker();  // its replacement is here
+    drain_replaced_workers();
 }
 
 void Supervisor::on_worker_heartbeat(WorkerProcess& worker, const control::Heartbeat& heartbeat) {
@@ -361,6 +434,8 @@ void Supervisor::on_worker_exit(pid_t pid, int wait_status) {
         }
     }
     manage_workers();
+    drain_replaced_workers();  // fewer workers wanted than are ready (a reload lowered it)
+    finish_reload_if_done();
     finish_if_stopped();
 }
 

@@ -18,7 +18,8 @@ namespace prefork::master {
 // worker message, act on it, then keep the set of workers what it should be.
 class Supervisor {
   public:
-    Supervisor(Options options, ListenerSet listeners);
+    // `command_line` is kept to resolve the options again on each reload.
+    Supervisor(Settings command_line, Options options, ListenerSet listeners);
 
     // Starts the workers and supervises them until prefork stops; returns the exit status.
     int run();
@@ -33,6 +34,7 @@ class Supervisor {
     void handle_quit();
     void handle_ttin();
     void handle_ttou();
+    void handle_hup();
 
     // The verbs.
     void tick();
@@ -42,7 +44,9 @@ class Supervisor {
     void murder_workers();
     void retire_worker(WorkerProcess& worker);
     void drain_worker(WorkerProcess& worker);
-    void drain_a_retiring_worker();
+    void drain_replaced_workers();
+    void reload();
+    void finish_reload_if_done();
     void stop_gracefully();
     void stop_now(int exit_status, std::string reason);
     void finish_if_stopped();
@@ -63,6 +67,7 @@ class Supervisor {
     boost::asio::steady_timer tick_timer_;
     boost::asio::steady_timer respawn_timer_;
     boost::asio::steady_timer stop_timer_;
+    Settings command_line_;
     Options options_;
     ListenerSet listeners_;
     std::map<pid_t, WorkerProcess> workers_;
@@ -72,6 +77,8 @@ class Supervisor {
     int exit_status_ = 0;
     std::string stop_reason_;
     std::minstd_rand random_;
+    bool reloading_ = false;  // an older generation is still running
+    bool reload_queued_ = false;
 
     // Crash-loop protection: workers that die soon after starting are replaced ever later.
     bool any_worker_ready_ = false;

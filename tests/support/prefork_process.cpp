@@ -176,6 +176,30 @@ PreforkServer::PreforkServer(std::vector<std::string> prefix, std::vector<std::s
     wait_until_ready(workers);
 }
 
+PreforkServer::PreforkServer(FromArgv, std::vector<std::string> argv, int workers)
+    : ChildProcess(std::move(argv)) {
+    wait_until_ready(workers);
+}
+
+std::unique_ptr<PreforkServer> PreforkServer::from_config(const std::string& config_path,
+                                                          int workers) {
+    return std::unique_ptr<PreforkServer>(
+        new PreforkServer(FromArgv{}, {prefork_binary(), "--config", config_path}, workers));
+}
+
+std::vector<std::uint16_t> PreforkServer::ports() const {
+    std::vector<std::uint16_t> ports;
+    for (const std::string& line : wait_for_lines("listening on ", 0, 0ms)) {
+        auto start = line.find("listening on ") + 13;
+        auto end = line.find(' ', start);
+        std::string address = line.substr(start, end - start);
+        if (address.starts_with("unix:")) continue;
+        ports.push_back(
+            static_cast<std::uint16_t>(std::stoi(address.substr(address.rfind(':') + 1))));
+    }
+    return ports;
+}
+
 void PreforkServer::wait_until_ready(int workers) {
     auto lines = wait_for_lines(" ready (generation", static_cast<std::size_t>(workers));
     if (lines.size() < static_cast<std::size_t>(workers)) {

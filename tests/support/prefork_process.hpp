@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -59,11 +60,18 @@ class PreforkServer : public ChildProcess {
                            std::vector<std::string> extra_env = {});
     // Starts `PREFIX... prefork ARGS -- prefork-demo` (PREFIX: e.g. unshare and its options).
     PreforkServer(std::vector<std::string> prefix, std::vector<std::string> args, int workers);
+    // Starts `prefork --config FILE`: the worker command is the file's.
+    static std::unique_ptr<PreforkServer> from_config(const std::string& config_path, int workers);
 
     // The port of the n-th TCP listener, as the master reported it.
     std::uint16_t port(std::size_t n = 0) const;
 
+    // Re-reads the ports the master reported (after a reload bound new ones).
+    std::vector<std::uint16_t> ports() const;
+
   private:
+    struct FromArgv {};
+    PreforkServer(FromArgv, std::vector<std::string> argv, int workers);
     void wait_until_ready(int workers);
 
     std::vector<std::uint16_t> ports_;
