@@ -10,7 +10,8 @@ RUN /src/tools/setup \
 
 FROM debian:12-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libboost-json1.81.0 libboost-filesystem1.81.0 \
+ && apt-get install -y --no-install-recommends \
+      libboost-json1.81.0 libboost-filesystem1.81.0 libtomlplusplus3 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --shell /usr/sbin/nologin prefork
 COPY --from=build /opt/prefork/bin/ /usr/local/bin/

@@ -48,16 +48,6 @@ std::set<pid_t> as_set(const std::vector<pid_t>& pids) {
     return {pids.begin(), pids.end()};
 }
 
-bool wait_for_children(const ChildProcess& server, std::size_t count,
-                       std::chrono::milliseconds timeout) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (server.children().size() != count) {
-        if (std::chrono::steady_clock::now() >= deadline) return false;
-        std::this_thread::sleep_for(20ms);
-    }
-    return true;
-}
-
 TEST(Reload, ServesEveryRequestWhileWorkersAreReplacedUnderLoad) {
     PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
     ClientLoad load(server.port(), "/", "Hello, World!", 32, 4, 60s);
@@ -80,7 +70,7 @@ TEST(Reload, ServesEveryRequestWhileWorkersAreReplacedUnderLoad) {
     EXPECT_GE(completed.size(), started.size()) << server.output();
     EXPECT_EQ(server.wait_for_lines("; replacing it", 1, 0ms).size(), 0u)
         << "a worker died unexpectedly";
-    EXPECT_TRUE(wait_for_children(server, 2, 5s));
+    EXPECT_TRUE(server.wait_for_children(2));
 }
 
 TEST(Reload, NewEnvironmentIsSeenByTheNewWorkers) {
@@ -189,12 +179,12 @@ TEST(Reload, WorkersCountChangeTakesEffect) {
     server->signal(SIGHUP);
     ASSERT_EQ(server->wait_for_lines("complete: the old generation has drained", 1).size(), 1u);
     EXPECT_EQ(server->wait_for_lines("workers 2 -> 3", 1, 0ms).size(), 1u);
-    EXPECT_TRUE(wait_for_children(*server, 3, 5s));
+    EXPECT_TRUE(server->wait_for_children(3));
 
     dir.write(demo_config("bind = [\"127.0.0.1:0\"]\nworkers = 1\n"));
     server->signal(SIGHUP);
     ASSERT_EQ(server->wait_for_lines("complete: the old generation has drained", 2).size(), 2u);
-    EXPECT_TRUE(wait_for_children(*server, 1, 5s));
+    EXPECT_TRUE(server->wait_for_children(1));
     EXPECT_EQ(http_get(server->port(), "/").body(), "Hello, World!");
 }
 

@@ -176,6 +176,15 @@ PreforkServer::PreforkServer(std::vector<std::string> prefix, std::vector<std::s
     wait_until_ready(workers);
 }
 
+bool ChildProcess::wait_for_children(std::size_t count, std::chrono::milliseconds timeout) const {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (children().size() != count) {
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(20ms);
+    }
+    return true;
+}
+
 PreforkServer::PreforkServer(FromArgv, std::vector<std::string> argv, int workers)
     : ChildProcess(std::move(argv)) {
     wait_until_ready(workers);

@@ -44,6 +44,8 @@ class ChildProcess {
                                             std::chrono::milliseconds timeout = 10s) const;
     // Its live child processes (for the master: its workers).
     std::vector<pid_t> children() const;
+    // Waits until it has `count` live children.
+    bool wait_for_children(std::size_t count, std::chrono::milliseconds timeout = 5s) const;
 
   private:
     pid_t pid_ = -1;
