@@ -25,9 +25,13 @@ struct Encoder {
                 {"requests", m.requests},
                 {"active_connections", m.active_connections},
                 {"bytes_in", m.bytes_in},
-                {"bytes_out", m.bytes_out}};
+                {"bytes_out", m.bytes_out},
+                {"responses", json::value_from(m.responses)},
+                {"durations", json::value_from(m.durations)},
+                {"duration_seconds_sum", m.duration_seconds_sum}};
     }
     json::object operator()(const Draining&) const { return {{"type", "draining"}}; }
+    json::object operator()(const ReopenLogs&) const { return {{"type", "reopen_logs"}}; }
 };
 
 const json::value& field(const json::object& object, std::string_view name) {
@@ -66,16 +70,45 @@ Listeners decode_listeners(const json::object& object) {
     return m;
 }
 
+template <std::size_t N>
+void optional_counts(const json::object& object, std::string_view name,
+                     std::array<std::uint64_t, N>& out) {
+    const json::value* value = object.if_contains(name);
+    if (value == nullptr) return;
+    if (!value->is_array() || value->get_array().size() != N) {
+        throw ProtocolError("field \"" + std::string(name) + "\" is not an array of " +
+                            std::to_string(N) + " numbers");
+    }
+    for (std::size_t i = 0; i < N; ++i) {
+        boost::system::error_code ec;
+        out[i] = value->get_array()[i].to_number<std::uint64_t>(ec);
+        if (ec) throw ProtocolError("field \"" + std::string(name) + "\" holds a non-count");
+    }
+}
+
 Heartbeat decode_heartbeat(const json::object& object) {
     Heartbeat m;
     m.requests = optional_number<std::uint64_t>(object, "requests");
     m.active_connections = optional_number<std::uint64_t>(object, "active_connections");
     m.bytes_in = optional_number<std::uint64_t>(object, "bytes_in");
     m.bytes_out = optional_number<std::uint64_t>(object, "bytes_out");
+    optional_counts(object, "responses", m.responses);
+    optional_counts(object, "durations", m.durations);
+    m.duration_seconds_sum = optional_number<double>(object, "duration_seconds_sum");
     return m;
 }
 
 }  // namespace
+
+void WorkerCounters::add(const WorkerCounters& other) {
+    requests += other.requests;
+    active_connections += other.active_connections;
+    bytes_in += other.bytes_in;
+    bytes_out += other.bytes_out;
+    for (std::size_t i = 0; i < responses.size(); ++i) responses[i] += other.responses[i];
+    for (std::size_t i = 0; i < durations.size(); ++i) durations[i] += other.durations[i];
+    duration_seconds_sum += other.duration_seconds_sum;
+}
 
 std::string encode(const Message& message) {
     return json::serialize(std::visit(Encoder{}, message));
@@ -96,6 +129,7 @@ Message decode(std::string_view datagram) {
     if (type == "ready") return Ready{optional_number<std::int64_t>(object, "pid")};
     if (type == "heartbeat") return decode_heartbeat(object);
     if (type == "draining") return Draining{};
+    if (type == "reopen_logs") return ReopenLogs{};
     throw ProtocolError("unknown message type \"" + std::string(type) + "\"");
 }
 

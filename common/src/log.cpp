@@ -19,6 +19,8 @@ std::string g_role = "prefork";
 Format g_format = Format::text;
 std::atomic<Level> g_level{Level::info};
 
+}  // namespace
+
 std::string timestamp() {
     auto now = std::chrono::system_clock::now();
     auto seconds = std::chrono::system_clock::to_time_t(now);
@@ -32,23 +34,25 @@ std::string timestamp() {
     return buffer;
 }
 
+namespace {
+
 std::string json_string(std::string_view text) {
     return boost::json::serialize(boost::json::string(text));
 }
 
-void write_all(const std::string& line) {
+}  // namespace
+
+void write_line(int fd, const std::string& line) {
     const char* data = line.data();
     std::size_t left = line.size();
     while (left > 0) {
-        ssize_t n = ::write(STDERR_FILENO, data, left);
+        ssize_t n = ::write(fd, data, left);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) return;
         data += n;
         left -= static_cast<std::size_t>(n);
     }
 }
-
-}  // namespace
 
 const char* level_name(Level level) {
     switch (level) {
@@ -77,6 +81,9 @@ void set_role(std::string_view role) {
 void set_format(Format format) {
     g_format = format;
 }
+Format format() {
+    return g_format;
+}
 void set_level(Level level) {
     g_level = level;
 }
@@ -97,7 +104,7 @@ void write(Level level, std::string_view message) {
         line += message;
         line += '\n';
     }
-    write_all(line);
+    write_line(STDERR_FILENO, line);
 }
 
 }  // namespace prefork::log

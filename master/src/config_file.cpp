@@ -79,6 +79,8 @@ Settings read_config_file(const std::string& path) {
         {"pid_file", into(settings.pid_file)},
         {"log_format", into(settings.log_format)},
         {"log_level", into(settings.log_level)},
+        {"admin", into(settings.admin)},
+        {"access_log", into(settings.access_log)},
         {"bind",
          [&](std::string_view key, const toml::node& node) {
              std::vector<Setting> binds;

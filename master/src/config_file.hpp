@@ -18,6 +18,7 @@ class ConfigError : public std::runtime_error {
 //   bind = ["127.0.0.1:8080"]        workers = 4        timeout = 30
 //   graceful_timeout = 30            max_requests = 0   max_requests_jitter = 0
 //   log_format = "text"              log_level = "info" pid_file = "/run/prefork.pid"
+//   admin = "127.0.0.1:9000"         access_log = "-"
 //   command = ["/usr/local/bin/app", "--flag"]
 //   [env]
 //   NAME = "value"

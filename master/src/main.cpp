@@ -79,6 +79,14 @@ int main(int argc, char** argv) {
     } catch (const prefork::AddressError& error) {
         return fail(kExitRuntimeError, error.what());
     }
+    prefork::UniqueFd admin;
+    if (options.admin) {
+        try {
+            admin = prefork::bind_listener(*options.admin);
+        } catch (const prefork::AddressError& error) {
+            return fail(kExitRuntimeError, std::string("admin endpoint: ") + error.what());
+        }
+    }
     PidFile pid_file;
     try {
         pid_file = PidFile::create(options.pid_file);
@@ -86,7 +94,8 @@ int main(int argc, char** argv) {
         return fail(kExitRuntimeError, error.what());
     }
     try {
-        return Supervisor(std::move(parsed.settings), std::move(options), std::move(listeners))
+        return Supervisor(std::move(parsed.settings), std::move(options), std::move(listeners),
+                          std::move(admin))
             .run();
     } catch (const std::exception& error) {
         return fail(kExitRuntimeError, error.what());

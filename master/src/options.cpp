@@ -74,6 +74,7 @@ Settings read_environment() {
     env.max_requests_jitter = from_environment("PREFORK_MAX_REQUESTS_JITTER");
     env.log_level = from_environment("PREFORK_LOG_LEVEL");
     env.config = from_environment("PREFORK_CONFIG");
+    env.admin = from_environment("PREFORK_ADMIN");
     return env;
 }
 
@@ -126,6 +127,16 @@ Options check(const Settings& said) {
         options.log_level = *level;
     }
     if (said.config) options.config_file = said.config->value;
+    if (said.admin && said.admin->value != "off") {
+        try {
+            options.admin = parse_listen_address(said.admin->value);
+        } catch (const AddressError& error) {
+            throw UsageError((said.admin->location.empty() ? "" : said.admin->location + ": ") +
+                             "--admin: " + error.what());
+        }
+    }
+    if (said.access_log && said.access_log->value != "off")
+        options.access_log = said.access_log->value;
     if (!said.command || said.command->empty()) {
         throw UsageError(
             "no worker command given (usage: prefork [OPTIONS] -- WORKER_COMMAND [ARGS...], or "
@@ -151,6 +162,8 @@ void Settings::fill_from(const Settings& weaker) {
     fill(log_format, weaker.log_format);
     fill(log_level, weaker.log_level);
     fill(config, weaker.config);
+    fill(admin, weaker.admin);
+    fill(access_log, weaker.access_log);
     fill(command, weaker.command);
     // The weaker source's variables first: a worker sees the last value of a name.
     env.insert(env.begin(), weaker.env.begin(), weaker.env.end());
@@ -179,6 +192,8 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
         {"--log-format", into(cli.log_format)},
         {"--log-level", into(cli.log_level)},
         {"--config", into(cli.config)},
+        {"--admin", into(cli.admin)},
+        {"--access-log", into(cli.access_log)},
     };
 
     for (int i = 1; i < argc; ++i) {
@@ -251,6 +266,9 @@ file, which wins over the environment):
                             are not all replaced at once [PREFORK_MAX_REQUESTS_JITTER]
   --env NAME=VALUE          extra environment for the workers; repeatable
   --config FILE             the same settings in a TOML file, re-read on HUP [PREFORK_CONFIG]
+  --admin ADDR              serve /healthz /readyz /metrics /status and controls on ADDR
+                            (loopback or unix:PATH: it has no authentication) [PREFORK_ADMIN]
+  --access-log -|PATH|off   one line per request, from the workers (default off)
   --pid-file FILE           write the master's pid to FILE
   --log-format text|json    format of the log lines on stderr (default text)
   --log-level LEVEL         debug, info, warning or error [PREFORK_LOG_LEVEL] (default info)
@@ -259,7 +277,8 @@ file, which wins over the environment):
 
 signals: TERM/INT stop gracefully (a second one stops at once), QUIT stops at once,
 HUP reloads (re-reads the configuration, replaces every worker, fails no request),
-TTIN/TTOU add/remove a worker, CHLD reaps (prefork is a child subreaper).
+TTIN/TTOU add/remove a worker, USR1 reopens the access log, CHLD reaps (prefork is a
+child subreaper).
 )";
 }
 

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -26,8 +27,10 @@ struct Options {
     std::string pid_file;
     log::Format log_format = log::Format::text;
     log::Level log_level = log::Level::info;
-    std::string config_file;           // empty: none
-    std::vector<std::string> command;  // the worker command and its arguments
+    std::string config_file;             // empty: none
+    std::optional<ListenAddress> admin;  // the admin endpoint; none: off
+    std::string access_log;              // "-", a path, or empty: off
+    std::vector<std::string> command;    // the worker command and its arguments
 };
 
 // What the command line asked for besides running.

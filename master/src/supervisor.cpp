@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 
 namespace prefork::master {
 namespace {
@@ -43,7 +44,8 @@ std::chrono::milliseconds as_millis(Clock::duration d) {
 
 }  // namespace
 
-Supervisor::Supervisor(Settings command_line, Options options, ListenerSet listeners)
+Supervisor::Supervisor(Settings command_line, Options options, ListenerSet listeners,
+                       UniqueFd admin)
     : signals_(io_),
       tick_timer_(io_),
       respawn_timer_(io_),
@@ -57,6 +59,11 @@ Supervisor::Supervisor(Settings command_line, Options options, ListenerSet liste
     // (where the kernel drops signals that have none).
     for (int signal : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1, SIGCHLD}) {
         signals_.add(signal);
+    }
+    if (admin) {
+        std::string name = options_.admin->to_string();
+        log::info("admin endpoint on ", local_address(admin.get()), " (", name, ")");
+        admin_ = std::make_unique<AdminServer>(io_, std::move(admin), name, *this);
     }
 }
 
@@ -103,8 +110,7 @@ void Supervisor::handle_signal(int signal) {
         case SIGHUP:
             return handle_hup();
         case SIGUSR1:
-            log::info("received USR1: logs go to stderr, there is no log file to reopen");
-            return;
+            return handle_usr1();
     }
 }
 
@@ -138,14 +144,13 @@ void Supervisor::handle_ttou() {
     }
     --target_workers_;
     log::info("received TTOU: now ", target_workers_, " workers");
-    // Drain the youngest worker: the older ones have warm caches.
-    WorkerProcess* youngest = nullptr;
-    for (auto& [pid, worker] : workers_) {
-        if (worker.is_active() && (!youngest || worker.started_at > youngest->started_at)) {
-            youngest = &worker;
-        }
-    }
-    if (youngest) drain_worker(*youngest);
+    drain_youngest_workers(target_workers_);
+}
+
+// The master writes to stderr only; the workers own the access log file.
+void Supervisor::handle_usr1() {
+    log::info("received USR1: the workers reopen the access log");
+    for (auto& [pid, worker] : workers_) worker.control->send(control::ReopenLogs{});
 }
 
 void Supervisor::handle_hup() {
@@ -157,7 +162,7 @@ void Supervisor::handle_hup() {
     }
     // A reload whose new workers keep dying never completes: a new one replaces it.
     log::info("received HUP: reloading");
-    reload();
+    reload_configuration();
 }
 
 // --- the verbs ---------------------------------------------------------------------------
@@ -197,7 +202,7 @@ void Supervisor::spawn_worker() {
         worker =
             master::spawn_worker(io_, {options_.command, options_.worker_env, generation_,
                                        options_.log_format == log::Format::json ? "json" : "text",
-                                       log::level_name(options_.log_level)});
+                                       log::level_name(options_.log_level), options_.access_log});
     } catch (const std::exception& error) {
         if (!any_worker_ready_) {
             // Not found, not executable: trying again will not help.
@@ -219,6 +224,7 @@ void Supervisor::spawn_worker() {
                            as_millis(options_.graceful_timeout).count(), worker.max_requests},
         listeners_.fds());
     log::info("worker ", pid, " started (generation ", generation_, ")");
+    ++worker_starts_;
     workers_.emplace(pid, std::move(worker));
 }
 
@@ -250,6 +256,9 @@ void Supervisor::murder_workers() {
         log::error("worker ", pid, " (generation ", worker.generation, ") silent for ",
                    static_cast<int>(seconds(silent)), "s: killing it with SIGABRT, then SIGKILL");
         ::kill(pid, SIGABRT);
+        record_event("worker " + std::to_string(pid) + " hung (silent " +
+                     std::to_string(static_cast<int>(seconds(silent))) + "s): killed");
+        worker.exit_cause = "hang";
         set_state(worker, WorkerProcess::State::stopping);
         worker.last_heard = now;  // starts the grace before SIGKILL
     }
@@ -261,10 +270,12 @@ void Supervisor::retire_worker(WorkerProcess& worker) {
     log::info("worker ", worker.pid, " served ", worker.counters.requests,
               " requests: replacing it");
     worker.retiring = true;
+    worker.exit_cause = "recycle";
     manage_workers();
 }
 
-void Supervisor::drain_worker(WorkerProcess& worker) {
+void Supervisor::drain_worker(WorkerProcess& worker, const char* cause) {
+    if (worker.exit_cause.empty()) worker.exit_cause = cause;
     worker.control->send(control::Drain{as_millis(options_.graceful_timeout).count()});
     set_state(worker, WorkerProcess::State::draining);
 }
@@ -284,20 +295,22 @@ void Supervisor::drain_replaced_workers() {
             }
         }
         if (!oldest_retiring || ready <= target_workers_) return;
-        drain_worker(*oldest_retiring);
+        drain_worker(*oldest_retiring, "reload");
     }
 }
 
 // Re-reads the configuration (command line, file, environment), moves the listeners to it,
 // and starts a new generation of workers; the old one drains as the new one becomes ready.
 // A configuration that does not parse or bind changes nothing.
-void Supervisor::reload() {
+void Supervisor::reload_configuration() {
     Options next;
     try {
         next = resolve_options(command_line_);
         listeners_.update(next.binds);
     } catch (const std::exception& error) {
         log::error("reload failed, the running configuration stays: ", error.what());
+        ++reload_failures_;
+        record_event(std::string("reload failed: ") + error.what());
         return;
     }
     std::string changes = describe_changes(options_, next);
@@ -311,12 +324,15 @@ void Supervisor::reload() {
     quick_deaths_in_a_row_ = 0;
     next_spawn_at_ = {};
     log::info("reload: starting generation ", generation_, " (", changes, ")");
+    ++reloads_;
+    record_event("reload: generation " + std::to_string(generation_) + " (" + changes + ")");
 
     for (auto& [pid, worker] : workers_) {
         if (worker.state == WorkerProcess::State::starting) {
-            drain_worker(worker);  // no capacity to keep: replace it at once
+            drain_worker(worker, "reload");  // no capacity to keep: replace it at once
         } else if (worker.state == WorkerProcess::State::ready) {
             worker.retiring = true;  // serves until a worker of the new generation is ready
+            worker.exit_cause = "reload";
         }
     }
     manage_workers();
@@ -333,7 +349,7 @@ void Supervisor::finish_reload_if_done() {
     if (reload_queued_ && phase_ == Phase::running) {
         reload_queued_ = false;
         log::info("reloading again, as asked during the last reload");
-        reload();
+        reload_configuration();
     }
 }
 
@@ -342,7 +358,7 @@ void Supervisor::stop_gracefully() {
     respawn_timer_.cancel();
     listeners_.close_all();
     for (auto& [pid, worker] : workers_) {
-        if (worker.state != WorkerProcess::State::stopping) drain_worker(worker);
+        if (worker.state != WorkerProcess::State::stopping) drain_worker(worker, "stop");
     }
     // The workers stop themselves at the deadline; this catches one that cannot.
     stop_timer_.expires_after(options_.graceful_timeout + 1s);
@@ -362,6 +378,7 @@ void Supervisor::stop_now(int exit_status, std::string reason) {
     listeners_.close_all();
     for (auto& [pid, worker] : workers_) {
         ::kill(pid, SIGKILL);
+        if (worker.exit_cause.empty()) worker.exit_cause = "stop";
         set_state(worker, WorkerProcess::State::stopping);
     }
     finish_if_stopped();
@@ -418,15 +435,26 @@ void Supervisor::on_worker_exit(pid_t pid, int wait_status) {
     }
     WorkerProcess worker = std::move(found->second);
     workers_.erase(found);
+    worker.counters.active_connections = 0;
+    retired_totals_.add(worker.counters);
 
     bool expected = phase_ != Phase::running || worker.state == WorkerProcess::State::draining;
     std::string cause = describe_wait_status(wait_status);
+    bool told_to_go = worker.state == WorkerProcess::State::draining ||
+                      worker.state == WorkerProcess::State::stopping;
+    if (told_to_go && !worker.exit_cause.empty()) {
+        ++worker_exits_[worker.exit_cause];
+    } else {
+        ++worker_exits_[phase_ != Phase::running ? "stop" : "crash"];
+    }
     if (expected) {
         log::info("worker ", pid, " (generation ", worker.generation, ") ", cause, " after ",
                   uptime(worker));
     } else {
         log::error("worker ", pid, " (generation ", worker.generation, ") ", cause, " after ",
                    uptime(worker), "; replacing it");
+        record_event("worker " + std::to_string(pid) + " (generation " +
+                     std::to_string(worker.generation) + ") " + cause + " after " + uptime(worker));
         if (worker.state == WorkerProcess::State::starting) {
             note_failed_start(cause + " before it was ready");
         } else if (Clock::now() - worker.started_at < kQuickDeath) {
@@ -447,6 +475,7 @@ void Supervisor::note_failed_start(const std::string& reason) {
         std::string why = "the worker command failed " + std::to_string(failures_before_ready_) +
                           " times before any worker was ready (last: " + reason + ")";
         log::error("giving up: ", why);
+        record_event("giving up: " + why);
         return stop_now(1, why);
     }
     ++quick_deaths_in_a_row_;
@@ -470,6 +499,93 @@ std::uint64_t Supervisor::pick_max_requests() {
             std::uniform_int_distribution<std::uint64_t>(0, options_.max_requests_jitter)(random_);
     }
     return options_.max_requests + jitter;
+}
+
+}  // namespace prefork::master
+
+namespace prefork::master {
+
+void Supervisor::record_event(std::string text) {
+    constexpr std::size_t kRecentEvents = 20;
+    events_.push_back({log::timestamp(), std::move(text)});
+    if (events_.size() > kRecentEvents) events_.pop_front();
+}
+
+// --- the admin endpoint --------------------------------------------------------------------
+
+namespace {
+
+std::uint64_t resident_bytes(pid_t pid) {
+    std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
+    std::uint64_t size = 0, resident = 0;
+    statm >> size >> resident;
+    return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+}  // namespace
+
+StatusReport Supervisor::status() const {
+    StatusReport report;
+    auto now = Clock::now();
+    report.version = PREFORK_VERSION;
+    report.master_pid = ::getpid();
+    report.phase = phase_ == Phase::running ? "running" : "stopping";
+    report.target_workers = target_workers_;
+    report.generation = generation_;
+    report.uptime_seconds = seconds(now - started_at_);
+    report.totals = retired_totals_;
+    for (const auto& [pid, worker] : workers_) {
+        if (worker.state == WorkerProcess::State::ready && phase_ == Phase::running)
+            report.ready = true;
+        report.workers.push_back({pid, worker.generation, state_name(worker.state), worker.retiring,
+                                  seconds(now - worker.started_at),
+                                  seconds(now - worker.last_heard), resident_bytes(pid),
+                                  worker.counters});
+        report.totals.add(worker.counters);
+    }
+    report.worker_starts = worker_starts_;
+    report.worker_exits = worker_exits_;
+    report.reloads = reloads_;
+    report.reload_failures = reload_failures_;
+    report.events.assign(events_.begin(), events_.end());
+    return report;
+}
+
+void Supervisor::reload() {
+    handle_hup();
+}
+
+void Supervisor::stop() {
+    handle_term("the admin endpoint's stop");
+}
+
+bool Supervisor::scale(int workers, std::string& error) {
+    if (workers < 1 || workers > 1024) {
+        error = "workers must be from 1 to 1024";
+        return false;
+    }
+    if (phase_ != Phase::running) {
+        error = "prefork is stopping";
+        return false;
+    }
+    log::info("admin: scaling to ", workers, " workers");
+    target_workers_ = workers;
+    drain_youngest_workers(workers);
+    manage_workers();
+    return true;
+}
+
+// Drains the youngest active workers until `keep` are left: the older ones have warm caches.
+void Supervisor::drain_youngest_workers(int keep) {
+    while (active_workers() > keep) {
+        WorkerProcess* youngest = nullptr;
+        for (auto& [pid, worker] : workers_) {
+            if (worker.is_active() && (!youngest || worker.started_at > youngest->started_at)) {
+                youngest = &worker;
+            }
+        }
+        drain_worker(*youngest, "scale");
+    }
 }
 
 }  // namespace prefork::master

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "admin_server.hpp"
 #include "listener_set.hpp"
 #include "options.hpp"
 #include "worker_process.hpp"
@@ -8,7 +9,9 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <deque>
 #include <map>
+#include <memory>
 #include <random>
 #include <string>
 
@@ -16,13 +19,20 @@ namespace prefork::master {
 
 // The master's whole job, on one thread and one event loop: take the next signal or
 // worker message, act on it, then keep the set of workers what it should be.
-class Supervisor {
+class Supervisor : public AdminActions {
   public:
-    // `command_line` is kept to resolve the options again on each reload.
-    Supervisor(Settings command_line, Options options, ListenerSet listeners);
+    // `command_line` is kept to resolve the options again on each reload; `admin` is the
+    // admin endpoint's listening socket (invalid: none).
+    Supervisor(Settings command_line, Options options, ListenerSet listeners, UniqueFd admin);
 
     // Starts the workers and supervises them until prefork stops; returns the exit status.
     int run();
+
+    // The admin endpoint's view and controls.
+    StatusReport status() const override;
+    void reload() override;
+    void stop() override;
+    bool scale(int workers, std::string& error) override;
 
   private:
     enum class Phase { running, stopping_gracefully, stopping_now };
@@ -35,6 +45,7 @@ class Supervisor {
     void handle_ttin();
     void handle_ttou();
     void handle_hup();
+    void handle_usr1();
 
     // The verbs.
     void tick();
@@ -43,10 +54,11 @@ class Supervisor {
     void reap_workers();
     void murder_workers();
     void retire_worker(WorkerProcess& worker);
-    void drain_worker(WorkerProcess& worker);
+    void drain_worker(WorkerProcess& worker, const char* cause);
     void drain_replaced_workers();
-    void reload();
+    void reload_configuration();
     void finish_reload_if_done();
+    void drain_youngest_workers(int keep);
     void stop_gracefully();
     void stop_now(int exit_status, std::string reason);
     void finish_if_stopped();
@@ -59,6 +71,7 @@ class Supervisor {
     void note_failed_start(const std::string& reason);
 
     void set_state(WorkerProcess& worker, WorkerProcess::State state);
+    void record_event(std::string text);
     int active_workers() const;
     std::uint64_t pick_max_requests();
 
@@ -79,6 +92,16 @@ class Supervisor {
     std::minstd_rand random_;
     bool reloading_ = false;  // an older generation is still running
     bool reload_queued_ = false;
+
+    // What the admin endpoint reports.
+    std::unique_ptr<AdminServer> admin_;
+    Clock::time_point started_at_ = Clock::now();
+    control::WorkerCounters retired_totals_;  // of the workers that have exited
+    std::uint64_t worker_starts_ = 0;
+    std::map<std::string, std::uint64_t> worker_exits_;
+    std::uint64_t reloads_ = 0;
+    std::uint64_t reload_failures_ = 0;
+    std::deque<StatusReport::Event> events_;
 
     // Crash-loop protection: workers that die soon after starting are replaced ever later.
     bool any_worker_ready_ = false;

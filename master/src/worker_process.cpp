@@ -79,6 +79,7 @@ WorkerProcess spawn_worker(boost::asio::io_context& io, const WorkerLaunch& laun
     environment["PREFORK_WORKER_GENERATION"] = std::to_string(launch.generation);
     environment["PREFORK_LOG_FORMAT"] = launch.log_format;
     environment["PREFORK_LOG_LEVEL"] = launch.log_level;
+    environment["PREFORK_ACCESS_LOG"] = launch.access_log;
 
     UniqueFd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     if (!dev_null) throw std::system_error(errno, std::system_category(), "open(/dev/null)");

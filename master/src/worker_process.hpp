@@ -27,6 +27,7 @@ struct WorkerProcess {
     control::Heartbeat counters;
     std::uint64_t max_requests = 0;  // recycle after this many requests; 0: never
     bool retiring = false;           // serves until its replacement is ready, then drains
+    std::string exit_cause;          // why it was told to go: recycle, reload, scale, stop, hang
     std::unique_ptr<ControlChannel> control;
 
     // Counts towards the number of workers the master keeps up.
@@ -44,6 +45,7 @@ struct WorkerLaunch {
     int generation = 0;
     std::string log_format = "text";
     std::string log_level = "info";
+    std::string access_log;  // "-", a path, or empty: off
 };
 
 // Starts the worker command with Boost.Process (fork + exec): stdin from /dev/null,

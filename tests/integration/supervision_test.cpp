@@ -108,6 +108,9 @@ TEST(Supervision, HungWorkerIsKilledAndReplacedWhileTheOtherAnswers) {
     HttpConnection hung(server.port(), 30s);
     std::string hung_pid = hung.get("/pid").body();
     hung.send_raw("GET /block?ms=30000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    // Let the worker take the request and block: connections it accepted before that are
+    // its own to lose; the point is the ones that come after.
+    std::this_thread::sleep_for(300ms);
 
     ClientLoad load(server.port(), "/", "Hello, World!", 2, 2, 15s);
     auto killed =

@@ -25,8 +25,11 @@ std::string describe(const Request& request, const std::string& known) {
 
 }  // namespace
 
-Connection::Connection(Socket socket, Server& server)
-    : socket_(std::move(socket)), server_(server), timer_(server.io()) {}
+Connection::Connection(Socket socket, Server& server, std::string client)
+    : socket_(std::move(socket)),
+      server_(server),
+      timer_(server.io()),
+      client_(std::move(client)) {}
 
 void Connection::start() {
     do_read();
@@ -52,7 +55,7 @@ void Connection::do_read() {
 
 void Connection::on_read(error_code ec, std::size_t bytes) {
     if (state_ == State::closed) return;
-    server_.counters().bytes_in += bytes;
+    server_.totals().bytes_in += bytes;
     if (ec == asio::error::operation_aborted && timed_out_) {
         timed_out_ = false;
         return is_idle() ? close() : send_error(408);
@@ -74,8 +77,13 @@ void Connection::handle_request() {
     timer_.cancel();
     server_.count_request();
     ++request_id_;
+    request_started_ = std::chrono::steady_clock::now();
 
     Request request(parser_->release());
+    if (server_.access_log().enabled()) {
+        method_ = std::string(request.method_string());
+        target_ = std::string(request.target());
+    }
     keep_alive_ = request.keep_alive() && !server_.draining();
     head_request_ = request.method() == http::verb::head;
     request_version_ = request.message().version();
@@ -118,6 +126,9 @@ void Connection::complete(std::uint64_t request_id, Response response) {
 }
 
 void Connection::send_error(int status) {
+    request_started_ = std::chrono::steady_clock::now();
+    method_ = "-";
+    target_ = "-";
     keep_alive_ = false;
     input_left_unread_ = true;  // the rest of a refused request may still be arriving
     head_request_ = false;
@@ -164,7 +175,9 @@ void Connection::do_write() {
 
 void Connection::on_write(error_code ec, std::size_t bytes) {
     if (state_ == State::closed) return;
-    server_.counters().bytes_out += bytes;
+    server_.totals().bytes_out += bytes;
+    server_.count_response(client_, method_, target_, response_.message().result_int(), bytes,
+                           std::chrono::steady_clock::now() - request_started_);
     response_ = Response();  // frees a large body now, not at the next request
     if (ec) return close();  // the client left (EPIPE, reset) or the write timed out
     if (!keep_alive_) return has_unread_input() ? do_linger() : close();

@@ -30,7 +30,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   public:
     using Socket = boost::asio::generic::stream_protocol::socket;
 
-    Connection(Socket socket, Server& server);
+    // `client`: the peer's address for the access log (empty when it is off).
+    Connection(Socket socket, Server& server, std::string client = {});
 
     void start();
     // The worker is draining: an idle connection closes after a short grace; a busy one
@@ -73,6 +74,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::uint64_t request_id_ = 0;
     bool head_request_ = false;
     unsigned request_version_ = 11;
+    std::chrono::steady_clock::time_point request_started_;
+    std::string client_;
+    std::string method_, target_;  // of the request being answered, for the access log
     State state_ = State::reading;
     ReadDeadline read_deadline_ = ReadDeadline::idle;
     bool keep_alive_ = true;

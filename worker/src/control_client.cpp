@@ -35,6 +35,7 @@ void ControlClient::on_message(control::Message message, std::vector<UniqueFd> f
     if (auto* drain_order = std::get_if<control::Drain>(&message)) {
         return drain(std::chrono::milliseconds(drain_order->timeout_ms));
     }
+    if (std::holds_alternative<control::ReopenLogs>(message)) return server_.access_log().reopen();
     log::warning("control socket: unexpected message from the master: ", control::encode(message));
 }
 
@@ -57,7 +58,13 @@ void ControlClient::on_listeners(const control::Listeners& listeners, std::vecto
 void ControlClient::drain(std::chrono::milliseconds timeout) {
     if (server_.draining()) return;
     channel_.send(control::Draining{});
-    server_.drain(timeout, on_stopped_);
+    server_.drain(timeout, [this] { stop(); });
+}
+
+// The last heartbeat carries the final counts, so the master's totals miss nothing.
+void ControlClient::stop() {
+    send_heartbeat();
+    on_stopped_();
 }
 
 // The master died (or closed our socket): nobody will hand out new work or wait for us.
@@ -66,7 +73,7 @@ void ControlClient::on_master_gone() {
     heartbeat_timer_.cancel();
     if (server_.draining()) return;
     log::warning("the master is gone: draining and exiting");
-    server_.drain(graceful_timeout_, on_stopped_);
+    server_.drain(graceful_timeout_, [this] { stop(); });
 }
 
 void ControlClient::schedule_heartbeat() {
@@ -79,9 +86,7 @@ void ControlClient::schedule_heartbeat() {
 }
 
 void ControlClient::send_heartbeat() {
-    const ServerCounters& counters = server_.counters();
-    channel_.send(control::Heartbeat{counters.requests, server_.active_connections(),
-                                     counters.bytes_in, counters.bytes_out});
+    channel_.send(control::Heartbeat{server_.counters()});
 }
 
 }  // namespace prefork

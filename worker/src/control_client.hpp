@@ -30,6 +30,7 @@ class ControlClient {
     void on_listeners(const control::Listeners& listeners, std::vector<UniqueFd> fds);
     void on_master_gone();
     void send_heartbeat();
+    void stop();
     void schedule_heartbeat();
 
     ControlChannel channel_;

@@ -4,14 +4,42 @@
 
 #include <prefork/common/log.hpp>
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
-namespace prefork {
+#include <algorithm>
 
-Server::Server(boost::asio::io_context& io, const Router& router, ServerLimits limits)
-    : io_(io), router_(router), limits_(limits), drain_deadline_(io) {}
+namespace prefork {
+namespace {
+
+// "127.0.0.1:51234", "[::1]:51234" or "unix" (for the access log).
+std::string peer_address(int socket, int family) {
+    if (family == AF_UNIX) return "unix";
+    sockaddr_storage address{};
+    socklen_t length = sizeof(address);
+    if (::getpeername(socket, reinterpret_cast<sockaddr*>(&address), &length) != 0) return "-";
+    char host[INET6_ADDRSTRLEN] = {};
+    if (address.ss_family == AF_INET6) {
+        auto* in6 = reinterpret_cast<sockaddr_in6*>(&address);
+        ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
+    }
+    auto* in = reinterpret_cast<sockaddr_in*>(&address);
+    ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+    return std::string(host) + ":" + std::to_string(ntohs(in->sin_port));
+}
+
+}  // namespace
+
+Server::Server(boost::asio::io_context& io, const Router& router, ServerLimits limits,
+               std::string access_log)
+    : io_(io),
+      router_(router),
+      limits_(limits),
+      access_log_(std::move(access_log)),
+      drain_deadline_(io) {}
 
 Server::~Server() {
     on_stopped_ = nullptr;
@@ -43,7 +71,9 @@ void Server::on_accepted(UniqueFd socket, int family) {
         return;  // `socket` closes it
     }
     (void)socket.release();  // now owned by `stream`
-    auto connection = std::make_shared<Connection>(std::move(stream), *this);
+    std::string client;
+    if (access_log_.enabled()) client = peer_address(stream.native_handle(), family);
+    auto connection = std::make_shared<Connection>(std::move(stream), *this, std::move(client));
     connections_.emplace(connection.get(), connection);
     connection->start();
 }
@@ -55,6 +85,25 @@ void Server::set_request_limit(std::uint64_t limit, std::function<void()> on_rea
 
 void Server::count_request() {
     if (++counters_.requests == request_limit_ && on_request_limit_) on_request_limit_();
+}
+
+void Server::count_response(std::string_view client, std::string_view method,
+                            std::string_view target, unsigned status, std::uint64_t bytes,
+                            std::chrono::steady_clock::duration duration) {
+    unsigned status_class = std::clamp(status / 100, 1u, 5u);
+    ++counters_.responses[status_class - 1];
+    double seconds = std::chrono::duration<double>(duration).count();
+    const auto& bounds = control::kDurationBuckets;
+    auto bucket = std::lower_bound(bounds.begin(), bounds.end(), seconds) - bounds.begin();
+    ++counters_.durations[static_cast<std::size_t>(bucket)];
+    counters_.duration_seconds_sum += seconds;
+    if (access_log_.enabled()) access_log_.write(client, method, target, status, bytes, duration);
+}
+
+control::WorkerCounters Server::counters() const {
+    control::WorkerCounters now = counters_;
+    now.active_connections = connections_.size();
+    return now;
 }
 
 void Server::remove(Connection* connection) {

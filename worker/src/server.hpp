@@ -1,6 +1,9 @@
 #pragma once
 
-#include "acceptor.hpp"
+#include <prefork/common/acceptor.hpp>
+#include "access_log.hpp"
+
+#include <prefork/common/control_protocol.hpp>
 
 #include <prefork/common/unique_fd.hpp>
 
@@ -31,16 +34,11 @@ struct ServerLimits {
     std::chrono::milliseconds linger_timeout{2'000};   // reading after our FIN, at most
 };
 
-struct ServerCounters {
-    std::uint64_t requests = 0;
-    std::uint64_t bytes_in = 0;
-    std::uint64_t bytes_out = 0;
-};
-
 // The HTTP side of a worker: its acceptors and its connections, on one event loop.
 class Server {
   public:
-    Server(boost::asio::io_context& io, const Router& router, ServerLimits limits = {});
+    Server(boost::asio::io_context& io, const Router& router, ServerLimits limits = {},
+           std::string access_log = {});
     ~Server();
 
     // Starts accepting on a listening socket.
@@ -56,9 +54,16 @@ class Server {
     void set_request_limit(std::uint64_t limit, std::function<void()> on_reached);
     // Counts one request received.
     void count_request();
+    // Counts one response written (and logs it when the access log is on).
+    void count_response(std::string_view client, std::string_view method, std::string_view target,
+                        unsigned status, std::uint64_t bytes,
+                        std::chrono::steady_clock::duration duration);
 
+    // The totals since the worker started, and the connections open now.
+    control::WorkerCounters counters() const;
+    control::WorkerCounters& totals() { return counters_; }
     std::size_t active_connections() const { return connections_.size(); }
-    ServerCounters& counters() { return counters_; }
+    AccessLog& access_log() { return access_log_; }
     const Router& router() const { return router_; }
     const ServerLimits& limits() const { return limits_; }
     boost::asio::io_context& io() { return io_; }
@@ -73,7 +78,8 @@ class Server {
     boost::asio::io_context& io_;
     const Router& router_;
     ServerLimits limits_;
-    ServerCounters counters_;
+    control::WorkerCounters counters_;
+    AccessLog access_log_;
     std::vector<std::unique_ptr<Acceptor>> acceptors_;
     std::unordered_map<Connection*, std::shared_ptr<Connection>> connections_;
     bool draining_ = false;

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -63,7 +64,8 @@ int run_standalone(const Router& router, int argc, char** argv) {
     ::signal(SIGPIPE, SIG_IGN);
 
     boost::asio::io_context io(1);
-    Server server(io, router);
+    const char* access_log = std::getenv("PREFORK_ACCESS_LOG");
+    Server server(io, router, {}, access_log ? access_log : "");
     ChildReaper reaper(io);
     ChildReaper::set_current(&reaper);
     for (const ListenAddress& address : addresses) {

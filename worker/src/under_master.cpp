@@ -44,7 +44,8 @@ int run_under_master(const Router& router, int control_fd) {
     ::signal(SIGPIPE, SIG_IGN);
 
     boost::asio::io_context io(1);
-    Server server(io, router);
+    const char* access_log = std::getenv("PREFORK_ACCESS_LOG");
+    Server server(io, router, {}, access_log ? access_log : "");
     ChildReaper reaper(io);
     ChildReaper::set_current(&reaper);
     ControlClient control(io, UniqueFd(control_fd), server, [&io] { io.stop(); });

@@ -3,6 +3,7 @@
 // The messages that master and worker exchange over the control socket: one JSON object
 // per SOCK_SEQPACKET datagram, descriptors attached with SCM_RIGHTS. See docs/protocol.md.
 
+#include <array>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -38,18 +39,37 @@ struct Ready {
     std::int64_t pid = 0;
 };
 
-// worker -> master, every second from the event loop: proof of life and counters.
-struct Heartbeat {
+// The upper bounds, in seconds, of the request duration histogram's buckets (a last
+// bucket, +Inf, follows them).
+inline constexpr std::array<double, 13> kDurationBuckets = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+
+// A worker's totals since it started (active_connections: now).
+struct WorkerCounters {
     std::uint64_t requests = 0;
     std::uint64_t active_connections = 0;
     std::uint64_t bytes_in = 0;
     std::uint64_t bytes_out = 0;
+    std::array<std::uint64_t, 5> responses{};  // by status class: 1xx, 2xx, 3xx, 4xx, 5xx
+    // Requests by duration: [i] counts those within kDurationBuckets[i] and above the
+    // bucket before; the last counts the rest.
+    std::array<std::uint64_t, kDurationBuckets.size() + 1> durations{};
+    double duration_seconds_sum = 0;
+
+    // Adds another worker's totals (the current connections too).
+    void add(const WorkerCounters& other);
 };
+
+// worker -> master, every second from the event loop: proof of life and counters.
+struct Heartbeat : WorkerCounters {};
 
 // worker -> master: the worker closed its listeners and finishes what is in flight.
 struct Draining {};
 
-using Message = std::variant<Listeners, Drain, Ready, Heartbeat, Draining>;
+// master -> worker: reopen the log files (the access log), after USR1.
+struct ReopenLogs {};
+
+using Message = std::variant<Listeners, Drain, Ready, Heartbeat, Draining, ReopenLogs>;
 
 class ProtocolError : public std::runtime_error {
   public:

@@ -25,6 +25,12 @@ std::optional<Level> parse_level(std::string_view name);
 
 void write(Level level, std::string_view message);
 
+Format format();
+// The current time as every line starts with it (UTC, milliseconds).
+std::string timestamp();
+// Writes one whole line to `fd` with a single write() (retried only if cut short).
+void write_line(int fd, const std::string& line);
+
 template <class... Parts>
 std::string concat(const Parts&... parts) {
     std::ostringstream out;

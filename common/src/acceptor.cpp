@@ -1,4 +1,4 @@
-#include "acceptor.hpp"
+#include <prefork/common/acceptor.hpp>
 
 #include <prefork/common/log.hpp>
 

@@ -1,0 +1,125 @@
+#include "status_report.hpp"
+
+#include <boost/json.hpp>
+
+#include <cstdio>
+#include <sstream>
+
+namespace prefork::master {
+namespace json = boost::json;
+
+namespace {
+
+json::object counters_json(const control::WorkerCounters& c) {
+    json::object by_class;
+    for (std::size_t i = 0; i < c.responses.size(); ++i) {
+        by_class[std::to_string(i + 1) + "xx"] = c.responses[i];
+    }
+    return {{"requests", c.requests},
+            {"active_connections", c.active_connections},
+            {"bytes_in", c.bytes_in},
+            {"bytes_out", c.bytes_out},
+            {"responses", std::move(by_class)}};
+}
+
+std::string number(double value) {
+    std::ostringstream out;
+    out.precision(12);
+    out << value;
+    return out.str();
+}
+
+}  // namespace
+
+std::string to_json(const StatusReport& r) {
+    json::array workers;
+    for (const auto& w : r.workers) {
+        json::object row = counters_json(w.counters);
+        row["pid"] = w.pid;
+        row["generation"] = w.generation;
+        row["state"] = w.state;
+        row["retiring"] = w.retiring;
+        row["uptime_seconds"] = w.uptime_seconds;
+        row["heartbeat_age_seconds"] = w.heartbeat_age_seconds;
+        row["rss_bytes"] = w.rss_bytes;
+        workers.push_back(std::move(row));
+    }
+    json::object exits;
+    for (const auto& [cause, count] : r.worker_exits) exits[cause] = count;
+    json::array events;
+    for (const auto& e : r.events) events.push_back({{"time", e.time}, {"text", e.text}});
+    json::object root{{"version", r.version},
+                      {"master_pid", r.master_pid},
+                      {"phase", r.phase},
+                      {"ready", r.ready},
+                      {"target_workers", r.target_workers},
+                      {"generation", r.generation},
+                      {"uptime_seconds", r.uptime_seconds},
+                      {"workers", std::move(workers)},
+                      {"totals", counters_json(r.totals)},
+                      {"worker_starts", r.worker_starts},
+                      {"worker_exits", std::move(exits)},
+                      {"reloads", r.reloads},
+                      {"reload_failures", r.reload_failures},
+                      {"events", std::move(events)}};
+    return json::serialize(root) + "\n";
+}
+
+std::string to_prometheus(const StatusReport& r) {
+    std::ostringstream out;
+    auto family = [&](const char* name, const char* type, const char* help) {
+        out << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n";
+    };
+    const auto& t = r.totals;
+
+    family("prefork_build_info", "gauge", "The running prefork's version.");
+    out << "prefork_build_info{version=\"" << r.version << "\"} 1\n";
+    family("prefork_requests_total", "counter", "HTTP responses written, by status class.");
+    for (std::size_t i = 0; i < t.responses.size(); ++i) {
+        out << "prefork_requests_total{code=\"" << i + 1 << "xx\"} " << t.responses[i] << "\n";
+    }
+    family("prefork_request_duration_seconds", "histogram",
+           "Time from a request's arrival to its response written.");
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < control::kDurationBuckets.size(); ++i) {
+        cumulative += t.durations[i];
+        out << "prefork_request_duration_seconds_bucket{le=\""
+            << number(control::kDurationBuckets[i]) << "\"} " << cumulative << "\n";
+    }
+    cumulative += t.durations.back();
+    out << "prefork_request_duration_seconds_bucket{le=\"+Inf\"} " << cumulative << "\n";
+    out << "prefork_request_duration_seconds_sum " << number(t.duration_seconds_sum) << "\n";
+    out << "prefork_request_duration_seconds_count " << cumulative << "\n";
+    family("prefork_active_connections", "gauge", "Client connections open in all workers.");
+    out << "prefork_active_connections " << t.active_connections << "\n";
+    family("prefork_received_bytes_total", "counter", "Bytes of requests read.");
+    out << "prefork_received_bytes_total " << t.bytes_in << "\n";
+    family("prefork_sent_bytes_total", "counter", "Bytes of responses written.");
+    out << "prefork_sent_bytes_total " << t.bytes_out << "\n";
+    family("prefork_worker_starts_total", "counter", "Worker processes started.");
+    out << "prefork_worker_starts_total " << r.worker_starts << "\n";
+    family("prefork_worker_exits_total", "counter",
+           "Worker processes that ended, by cause (crash, hang, recycle, reload, scale, stop).");
+    for (const auto& cause : kExitCauses) {
+        auto found = r.worker_exits.find(cause);
+        out << "prefork_worker_exits_total{cause=\"" << cause << "\"} "
+            << (found == r.worker_exits.end() ? 0 : found->second) << "\n";
+    }
+    family("prefork_reloads_total", "counter", "Reloads started (HUP or POST /reload).");
+    out << "prefork_reloads_total " << r.reloads << "\n";
+    family("prefork_reload_failures_total", "counter",
+           "Reloads refused because the configuration did not parse or bind.");
+    out << "prefork_reload_failures_total " << r.reload_failures << "\n";
+    family("prefork_workers", "gauge", "Worker processes by state and generation.");
+    std::map<std::pair<std::string, int>, int> by_state;
+    for (const auto& w : r.workers) ++by_state[{w.state, w.generation}];
+    for (const auto& [key, count] : by_state) {
+        out << "prefork_workers{state=\"" << key.first << "\",generation=\"" << key.second << "\"} "
+            << count << "\n";
+    }
+    family("prefork_target_workers", "gauge", "The number of workers prefork keeps up.");
+    out << "prefork_target_workers " << r.target_workers << "\n";
+    return out.str();
+}
+
+}  // namespace prefork::master

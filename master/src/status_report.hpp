@@ -1,0 +1,55 @@
+#pragma once
+
+#include <prefork/common/control_protocol.hpp>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace prefork::master {
+
+// What the admin endpoint shows: a snapshot of the master and its workers, rendered as
+// JSON (/status.json, preforkctl), Prometheus text (/metrics) and HTML (/status).
+struct StatusReport {
+    struct Worker {
+        long pid = 0;
+        int generation = 0;
+        std::string state;  // starting, ready, draining, stopping
+        bool retiring = false;
+        double uptime_seconds = 0;
+        double heartbeat_age_seconds = 0;
+        std::uint64_t rss_bytes = 0;
+        control::WorkerCounters counters;
+    };
+    struct Event {
+        std::string time;  // UTC, as in the log
+        std::string text;
+    };
+
+    std::string version;
+    long master_pid = 0;
+    std::string phase;   // running, stopping
+    bool ready = false;  // what /readyz says
+    int target_workers = 0;
+    int generation = 0;
+    double uptime_seconds = 0;
+    std::vector<Worker> workers;
+    // Every request ever served, also by workers that have exited: never goes backwards.
+    control::WorkerCounters totals;
+    std::uint64_t worker_starts = 0;
+    std::map<std::string, std::uint64_t> worker_exits;  // by cause
+    std::uint64_t reloads = 0;
+    std::uint64_t reload_failures = 0;
+    std::vector<Event> events;  // the most recent last
+};
+
+// The causes a worker exit is counted under.
+inline const std::vector<std::string> kExitCauses = {"crash",  "hang",  "recycle",
+                                                     "reload", "scale", "stop"};
+
+std::string to_json(const StatusReport& report);
+std::string to_prometheus(const StatusReport& report);
+std::string to_html(const StatusReport& report);
+
+}  // namespace prefork::master
