@@ -8,7 +8,7 @@ work="$(mktemp -d /tmp/prefork-package-XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 
 cmake --install "$build_dir" --prefix "$work/prefix" >/dev/null
-for file in bin/prefork bin/prefork-demo include/prefork/worker.hpp lib/cmake/prefork/prefork-config.cmake; do
+for file in bin/prefork bin/prefork-demo bin/preforkctl include/prefork/worker.hpp lib/cmake/prefork/prefork-config.cmake; do
   [ -e "$work/prefix/$file" ] || { echo "not installed: $file"; exit 1; }
 done
 "$work/prefix/bin/prefork" --version | grep -q '^prefork '

@@ -7,11 +7,46 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <poll.h>
 #include <sys/socket.h>
+
+#include <cerrno>
 
 namespace prefork::testing {
 
 namespace asio = boost::asio;
+
+namespace {
+
+// A socket for Beast's synchronous reads that gives up after a timeout. (Asio's own
+// blocking reads ignore SO_RCVTIMEO: on EAGAIN they poll again without a limit.)
+struct TimedReader {
+    asio::generic::stream_protocol::socket& socket;
+    std::chrono::milliseconds timeout;
+
+    template <class Buffers>
+    std::size_t read_some(const Buffers& buffers, boost::system::error_code& ec) {
+        pollfd ready{socket.native_handle(), POLLIN, 0};
+        int n;
+        do {
+            n = ::poll(&ready, 1, static_cast<int>(timeout.count()));
+        } while (n < 0 && errno == EINTR);
+        if (n == 0) {
+            ec = asio::error::timed_out;
+            return 0;
+        }
+        return socket.read_some(buffers, ec);
+    }
+    template <class Buffers>
+    std::size_t read_some(const Buffers& buffers) {
+        boost::system::error_code ec;
+        std::size_t n = read_some(buffers, ec);
+        if (ec) throw boost::system::system_error(ec);
+        return n;
+    }
+};
+
+}  // namespace
 
 HttpConnection::HttpConnection(std::uint16_t port, std::chrono::milliseconds timeout)
     : socket_(io_) {
@@ -30,11 +65,7 @@ HttpConnection::HttpConnection(const std::string& unix_path, std::chrono::millis
 }
 
 void HttpConnection::set_timeout(std::chrono::milliseconds timeout) {
-    timeval tv{};
-    tv.tv_sec = timeout.count() / 1000;
-    tv.tv_usec = (timeout.count() % 1000) * 1000;
-    ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    timeout_ = timeout;
 }
 
 HttpResponse HttpConnection::request(http::verb method, const std::string& target,
@@ -56,7 +87,8 @@ HttpResponse HttpConnection::read_response(bool head) {
     http::response_parser<http::string_body> parser;
     parser.body_limit(1ULL << 31);
     parser.skip(head);
-    http::read(socket_, buffer_, parser);
+    TimedReader reader{socket_, timeout_};
+    http::read(reader, buffer_, parser);
     return parser.release();
 }
 
@@ -64,7 +96,8 @@ bool HttpConnection::closed_by_peer() {
     if (buffer_.size() > 0) return false;
     char byte;
     boost::system::error_code ec;
-    std::size_t n = socket_.read_some(asio::buffer(&byte, 1), ec);
+    TimedReader reader{socket_, timeout_};
+    std::size_t n = reader.read_some(asio::buffer(&byte, 1), ec);
     return n == 0 && (ec == asio::error::eof || ec == asio::error::connection_reset);
 }
 

@@ -45,6 +45,7 @@ class HttpConnection {
     boost::asio::io_context io_;
     boost::asio::generic::stream_protocol::socket socket_;
     boost::beast::flat_buffer buffer_;
+    std::chrono::milliseconds timeout_;
 };
 
 // One request on a new connection.

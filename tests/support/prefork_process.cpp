@@ -32,6 +32,9 @@ std::string demo_binary() {
 std::string crash_worker_binary() {
     return PREFORK_CRASH_WORKER_BINARY;
 }
+std::string preforkctl_binary() {
+    return PREFORKCTL_BINARY;
+}
 
 namespace {
 
@@ -207,6 +210,14 @@ std::vector<std::uint16_t> PreforkServer::ports() const {
             static_cast<std::uint16_t>(std::stoi(address.substr(address.rfind(':') + 1))));
     }
     return ports;
+}
+
+std::uint16_t PreforkServer::admin_port() const {
+    auto lines = wait_for_lines("admin endpoint on 127.0.0.1:", 1, 0ms);
+    if (lines.empty()) throw std::runtime_error("no admin endpoint in the log:\n" + output());
+    const std::string& line = lines[0];
+    auto start = line.find("127.0.0.1:") + 10;
+    return static_cast<std::uint16_t>(std::stoi(line.substr(start, line.find(' ', start) - start)));
 }
 
 void PreforkServer::wait_until_ready(int workers) {

@@ -17,6 +17,7 @@ using namespace std::chrono_literals;
 std::string prefork_binary();
 std::string demo_binary();
 std::string crash_worker_binary();
+std::string preforkctl_binary();
 
 // A process started by a test, in a process group of its own, with stdout and stderr
 // going to a log file. The destructor kills the whole group by its pid and reaps the
@@ -70,6 +71,8 @@ class PreforkServer : public ChildProcess {
 
     // Re-reads the ports the master reported (after a reload bound new ones).
     std::vector<std::uint16_t> ports() const;
+    // The port of the admin endpoint (--admin 127.0.0.1:0), as the master reported it.
+    std::uint16_t admin_port() const;
 
   private:
     struct FromArgv {};
