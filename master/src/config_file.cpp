@@ -74,6 +74,7 @@ Settings read_config_file(const std::string& path) {
         {"workers", into(settings.workers)},
         {"timeout", into(settings.timeout)},
         {"graceful_timeout", into(settings.graceful_timeout)},
+        {"shutdown_delay", into(settings.shutdown_delay)},
         {"max_requests", into(settings.max_requests)},
         {"max_requests_jitter", into(settings.max_requests_jitter)},
         {"pid_file", into(settings.pid_file)},

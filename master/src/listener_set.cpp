@@ -24,7 +24,27 @@ void ListenerSet::bind_all(const std::vector<ListenAddress>& addresses) {
     }
 }
 
+void ListenerSet::adopt(std::vector<std::pair<std::string, UniqueFd>> sockets) {
+    close_all();
+    adopted_ = true;
+    for (auto& [name, fd] : sockets) {
+        ListenAddress address;
+        try {
+            address = parse_listen_address(local_address(fd.get()));
+        } catch (const AddressError&) {
+            address.kind = ListenAddress::Kind::unix_socket;
+            address.path = name;
+        }
+        log::info("listening on ", local_address(fd.get()), " (", name, ", from systemd)");
+        listeners_.push_back({address, std::move(fd), false});
+    }
+}
+
 void ListenerSet::update(const std::vector<ListenAddress>& addresses) {
+    if (adopted_) {
+        log::info("the listeners come from systemd's socket activation: they stay as they are");
+        return;
+    }
     std::vector<Listener> next;
     try {
         for (const ListenAddress& address : addresses) {
@@ -63,7 +83,7 @@ void ListenerSet::update(const std::vector<ListenAddress>& addresses) {
 void ListenerSet::close(Listener& listener) {
     if (!listener.fd) return;
     listener.fd.reset();
-    if (listener.address.kind == ListenAddress::Kind::unix_socket) {
+    if (listener.owned && listener.address.kind == ListenAddress::Kind::unix_socket) {
         ::unlink(listener.address.path.c_str());
     }
 }

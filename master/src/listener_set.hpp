@@ -27,6 +27,11 @@ class ListenerSet {
     // have drained). Throws AddressError, changing nothing, when a new address cannot be bound.
     void update(const std::vector<ListenAddress>& addresses);
 
+    // Takes the sockets systemd passed (socket activation) instead of binding any: they are
+    // kept as they are across reloads, and never unlinked.
+    void adopt(std::vector<std::pair<std::string, UniqueFd>> sockets);
+    bool adopted() const { return adopted_; }
+
     // Closes every socket (the port is free once the workers' copies are closed too) and
     // removes the unix socket files this set created.
     void close_all();
@@ -39,10 +44,12 @@ class ListenerSet {
     struct Listener {
         ListenAddress address;
         UniqueFd fd;
+        bool owned = true;  // created here (a unix socket file is removed with it)
     };
     static void close(Listener& listener);
 
     std::vector<Listener> listeners_;
+    bool adopted_ = false;
 };
 
 }  // namespace prefork::master

@@ -5,6 +5,7 @@
 #include "options.hpp"
 #include "pid_file.hpp"
 #include "supervisor.hpp"
+#include "systemd.hpp"
 
 #include <prefork/common/log.hpp>
 
@@ -45,6 +46,11 @@ int main(int argc, char** argv) {
     open_standard_descriptors();
     ::signal(SIGPIPE, SIG_IGN);  // a closed peer is an error code, never a dead master
 
+    // systemd's variables are ours alone: taken (and the sockets made close-on-exec) before
+    // anything can start a process.
+    SystemdNotifier notifier = SystemdNotifier::from_environment();
+    std::vector<ActivatedSocket> activated = take_activated_sockets();
+
     ParsedCommandLine parsed;
     try {
         parsed = parse_command_line(argc, argv);
@@ -75,7 +81,13 @@ int main(int argc, char** argv) {
 
     ListenerSet listeners;
     try {
-        listeners.bind_all(options.binds);
+        if (activated.empty()) {
+            listeners.bind_all(options.binds);
+        } else {
+            std::vector<std::pair<std::string, prefork::UniqueFd>> sockets;
+            for (auto& socket : activated) sockets.emplace_back(socket.name, std::move(socket.fd));
+            listeners.adopt(std::move(sockets));
+        }
     } catch (const prefork::AddressError& error) {
         return fail(kExitRuntimeError, error.what());
     }
@@ -95,7 +107,7 @@ int main(int argc, char** argv) {
     }
     try {
         return Supervisor(std::move(parsed.settings), std::move(options), std::move(listeners),
-                          std::move(admin))
+                          std::move(admin), std::move(notifier))
             .run();
     } catch (const std::exception& error) {
         return fail(kExitRuntimeError, error.what());

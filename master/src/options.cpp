@@ -70,6 +70,7 @@ Settings read_environment() {
     env.workers = from_environment("PREFORK_WORKERS");
     env.timeout = from_environment("PREFORK_TIMEOUT");
     env.graceful_timeout = from_environment("PREFORK_GRACEFUL_TIMEOUT");
+    env.shutdown_delay = from_environment("PREFORK_SHUTDOWN_DELAY");
     env.max_requests = from_environment("PREFORK_MAX_REQUESTS");
     env.max_requests_jitter = from_environment("PREFORK_MAX_REQUESTS_JITTER");
     env.log_level = from_environment("PREFORK_LOG_LEVEL");
@@ -102,6 +103,9 @@ Options check(const Settings& said) {
         said.workers ? static_cast<int>(parse_count(*said.workers, 1, 1024)) : default_workers();
     if (said.timeout) options.timeout = parse_seconds(*said.timeout);
     if (said.graceful_timeout) options.graceful_timeout = parse_seconds(*said.graceful_timeout);
+    if (said.shutdown_delay && said.shutdown_delay->value != "0") {
+        options.shutdown_delay = parse_seconds(*said.shutdown_delay);
+    }
     if (said.max_requests) options.max_requests = parse_count(*said.max_requests, 0, 1'000'000'000);
     if (said.max_requests_jitter) {
         options.max_requests_jitter = parse_count(*said.max_requests_jitter, 0, 1'000'000'000);
@@ -156,6 +160,7 @@ void Settings::fill_from(const Settings& weaker) {
     fill(workers, weaker.workers);
     fill(timeout, weaker.timeout);
     fill(graceful_timeout, weaker.graceful_timeout);
+    fill(shutdown_delay, weaker.shutdown_delay);
     fill(max_requests, weaker.max_requests);
     fill(max_requests_jitter, weaker.max_requests_jitter);
     fill(pid_file, weaker.pid_file);
@@ -185,6 +190,7 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
         {"--workers", into(cli.workers)},
         {"--timeout", into(cli.timeout)},
         {"--graceful-timeout", into(cli.graceful_timeout)},
+        {"--shutdown-delay", into(cli.shutdown_delay)},
         {"--max-requests", into(cli.max_requests)},
         {"--max-requests-jitter", into(cli.max_requests_jitter)},
         {"--env", [&](Setting s) { cli.env.push_back(std::move(s)); }},
@@ -260,6 +266,9 @@ file, which wins over the environment):
   --graceful-timeout SECONDS
                             how long a stopping worker may finish its requests
                             [PREFORK_GRACEFUL_TIMEOUT] (default 30)
+  --shutdown-delay SECONDS  on TERM, first report not ready (/readyz 503) and keep
+                            serving this long, then stop gracefully [PREFORK_SHUTDOWN_DELAY]
+                            (default 0)
   --max-requests N          replace a worker after about N requests; 0: never
                             [PREFORK_MAX_REQUESTS] (default 0)
   --max-requests-jitter N   add 0..N to each worker's --max-requests, so that workers

@@ -21,6 +21,7 @@ struct Options {
     int workers = 1;
     std::chrono::milliseconds timeout{30'000};
     std::chrono::milliseconds graceful_timeout{30'000};
+    std::chrono::milliseconds shutdown_delay{0};  // not ready but serving, after TERM
     std::uint64_t max_requests = 0;  // recycle a worker after about this many; 0: never
     std::uint64_t max_requests_jitter = 0;
     std::vector<std::string> worker_env;  // NAME=VALUE, added to the workers' environment

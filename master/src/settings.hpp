@@ -19,6 +19,7 @@ struct Setting {
 struct Settings {
     std::optional<std::vector<Setting>> binds;
     std::optional<Setting> workers, timeout, graceful_timeout, max_requests, max_requests_jitter;
+    std::optional<Setting> shutdown_delay;
     std::optional<Setting> pid_file, log_format, log_level, config, admin, access_log;
     std::vector<Setting> env;  // NAME=VALUE each
     std::optional<std::vector<std::string>> command;

@@ -45,7 +45,7 @@ std::chrono::milliseconds as_millis(Clock::duration d) {
 }  // namespace
 
 Supervisor::Supervisor(Settings command_line, Options options, ListenerSet listeners,
-                       UniqueFd admin)
+                       UniqueFd admin, SystemdNotifier notifier)
     : signals_(io_),
       tick_timer_(io_),
       respawn_timer_(io_),
@@ -54,7 +54,8 @@ Supervisor::Supervisor(Settings command_line, Options options, ListenerSet liste
       options_(std::move(options)),
       listeners_(std::move(listeners)),
       target_workers_(options_.workers),
-      random_(static_cast<unsigned>(::getpid())) {
+      random_(static_cast<unsigned>(::getpid())),
+      notifier_(std::move(notifier)) {
     // Every signal prefork documents has a handler, so each works when prefork is PID 1
     // (where the kernel drops signals that have none).
     for (int signal : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1, SIGCHLD}) {
@@ -116,8 +117,20 @@ void Supervisor::handle_signal(int signal) {
 
 void Supervisor::handle_term(const char* name) {
     if (phase_ == Phase::running) {
-        log::info("received ", name, ": stopping gracefully");
         stop_reason_ = std::string(name) + ", graceful";
+        notifier_.stopping();
+        if (options_.shutdown_delay.count() > 0) {
+            // Load balancers see /readyz fail and stop sending traffic; then the listeners close.
+            phase_ = Phase::delaying_shutdown;
+            log::info("received ", name, ": not ready any more, serving ",
+                      seconds(options_.shutdown_delay), "s more before stopping");
+            stop_timer_.expires_after(options_.shutdown_delay);
+            stop_timer_.async_wait([this](boost::system::error_code ec) {
+                if (!ec && phase_ == Phase::delaying_shutdown) stop_gracefully();
+            });
+            return;
+        }
+        log::info("received ", name, ": stopping gracefully");
         return stop_gracefully();
     }
     log::info("received ", name, " again: stopping now");
@@ -184,7 +197,7 @@ int Supervisor::active_workers() const {
 }
 
 void Supervisor::manage_workers() {
-    while (phase_ == Phase::running && active_workers() < target_workers_) {
+    while (serving() && active_workers() < target_workers_) {
         if (Clock::now() < next_spawn_at_) {
             respawn_timer_.expires_at(next_spawn_at_);
             respawn_timer_.async_wait([this](boost::system::error_code ec) {
@@ -303,6 +316,7 @@ void Supervisor::drain_replaced_workers() {
 // and starts a new generation of workers; the old one drains as the new one becomes ready.
 // A configuration that does not parse or bind changes nothing.
 void Supervisor::reload_configuration() {
+    notifier_.reloading();
     Options next;
     try {
         next = resolve_options(command_line_);
@@ -310,6 +324,7 @@ void Supervisor::reload_configuration() {
     } catch (const std::exception& error) {
         log::error("reload failed, the running configuration stays: ", error.what());
         ++reload_failures_;
+        notifier_.ready(std::string("reload failed: ") + error.what());
         record_event(std::string("reload failed: ") + error.what());
         return;
     }
@@ -346,6 +361,8 @@ void Supervisor::finish_reload_if_done() {
     }
     reloading_ = false;
     log::info("reload to generation ", generation_, " complete: the old generation has drained");
+    announced_ready_ = false;
+    announce_ready_if_all_are();
     if (reload_queued_ && phase_ == Phase::running) {
         reload_queued_ = false;
         log::info("reloading again, as asked during the last reload");
@@ -412,6 +429,7 @@ void Supervisor::on_worker_ready(WorkerProcess& worker) {
     set_state(worker, WorkerProcess::State::ready);
     any_worker_ready_ = true;
     log::info("worker ", worker.pid, " ready (generation ", worker.generation, ")");
+    announce_ready_if_all_are();
     drain_replaced_workers();
 }
 
@@ -484,6 +502,21 @@ void Supervisor::note_failed_start(const std::string& reason) {
     next_spawn_at_ = Clock::now() + backoff;
     log::warning("crash loop: next worker in ", seconds(backoff), "s (", quick_deaths_in_a_row_,
                  " quick failure", quick_deaths_in_a_row_ == 1 ? "" : "s", " in a row)");
+}
+
+// READY=1 for systemd once the workers of the current generation are all ready (and, in a
+// reload, the old generation has gone).
+void Supervisor::announce_ready_if_all_are() {
+    if (announced_ready_ || reloading_ || phase_ != Phase::running) return;
+    int ready = 0;
+    for (const auto& [pid, worker] : workers_) {
+        if (worker.state == WorkerProcess::State::ready && worker.generation == generation_)
+            ++ready;
+    }
+    if (ready < target_workers_) return;
+    announced_ready_ = true;
+    notifier_.ready(std::to_string(ready) + " workers ready, generation " +
+                    std::to_string(generation_));
 }
 
 void Supervisor::set_state(WorkerProcess& worker, WorkerProcess::State state) {

@@ -3,6 +3,7 @@
 #include "admin_server.hpp"
 #include "listener_set.hpp"
 #include "options.hpp"
+#include "systemd.hpp"
 #include "worker_process.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -23,7 +24,8 @@ class Supervisor : public AdminActions {
   public:
     // `command_line` is kept to resolve the options again on each reload; `admin` is the
     // admin endpoint's listening socket (invalid: none).
-    Supervisor(Settings command_line, Options options, ListenerSet listeners, UniqueFd admin);
+    Supervisor(Settings command_line, Options options, ListenerSet listeners, UniqueFd admin,
+               SystemdNotifier notifier);
 
     // Starts the workers and supervises them until prefork stops; returns the exit status.
     int run();
@@ -35,7 +37,8 @@ class Supervisor : public AdminActions {
     bool scale(int workers, std::string& error) override;
 
   private:
-    enum class Phase { running, stopping_gracefully, stopping_now };
+    // delaying_shutdown: TERM came with --shutdown-delay; not ready, still serving.
+    enum class Phase { running, delaying_shutdown, stopping_gracefully, stopping_now };
 
     // Signals.
     void wait_for_signal();
@@ -71,6 +74,8 @@ class Supervisor : public AdminActions {
     void note_failed_start(const std::string& reason);
 
     void set_state(WorkerProcess& worker, WorkerProcess::State state);
+    void announce_ready_if_all_are();
+    bool serving() const { return phase_ == Phase::running || phase_ == Phase::delaying_shutdown; }
     void record_event(std::string text);
     int active_workers() const;
     std::uint64_t pick_max_requests();
@@ -92,6 +97,9 @@ class Supervisor : public AdminActions {
     std::minstd_rand random_;
     bool reloading_ = false;  // an older generation is still running
     bool reload_queued_ = false;
+
+    SystemdNotifier notifier_;
+    bool announced_ready_ = false;  // READY=1 sent for the current generation
 
     // What the admin endpoint reports.
     std::unique_ptr<AdminServer> admin_;

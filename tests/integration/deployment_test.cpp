@@ -1,0 +1,290 @@
+// Deployment: the container image's entrypoint as PID 1, systemd's notifications and
+// socket activation, and --shutdown-delay for load balancers.
+
+#include "http_client.hpp"
+#include "prefork_process.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+namespace prefork::testing {
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+
+// --- the container image ----------------------------------------------------------------
+
+// ENTRYPOINT, CMD, ENV and HEALTHCHECK of the Dockerfile's last stage.
+struct ImageContract {
+    std::vector<std::string> entrypoint, cmd, healthcheck;
+    std::map<std::string, std::string> env;
+    std::string user;
+};
+
+std::vector<std::string> json_words(const std::string& text) {
+    std::vector<std::string> words;
+    json::value parsed = json::parse(text);  // outlives the loop over its array
+    for (const auto& word : parsed.as_array()) words.emplace_back(word.as_string());
+    return words;
+}
+
+ImageContract read_dockerfile(const std::string& path) {
+    ImageContract image;
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) {
+        if (line.starts_with("FROM ")) image = ImageContract{};  // the last stage counts
+        if (line.starts_with("ENTRYPOINT ")) image.entrypoint = json_words(line.substr(11));
+        if (line.starts_with("CMD ")) image.cmd = json_words(line.substr(4));
+        if (line.starts_with("USER ")) image.user = line.substr(5);
+        if (line.starts_with("HEALTHCHECK "))
+            image.healthcheck = json_words(line.substr(line.find(" CMD ") + 5));
+        if (line.starts_with("ENV ")) {
+            auto equals = line.find('=');
+            image.env[line.substr(4, equals - 4)] = line.substr(equals + 1);
+        }
+    }
+    return image;
+}
+
+// The image's paths are the install prefix's bin/; here, the built binaries. Its fixed
+// ports become ports the kernel chooses on loopback: tests never take a fixed port.
+std::string map_to_build(const std::string& word) {
+    if (word == "/usr/local/bin/prefork") return prefork_binary();
+    if (word == "/usr/local/bin/prefork-demo") return demo_binary();
+    if (word == "preforkctl") return preforkctl_binary();
+    if (word.ends_with(":8080") || word.ends_with(":9000")) return "127.0.0.1:0";
+    return word;
+}
+
+std::vector<pid_t> zombies_among_children(pid_t parent) {
+    std::vector<pid_t> zombies;
+    std::ifstream in("/proc/" + std::to_string(parent) + "/task/" + std::to_string(parent) +
+                     "/children");
+    for (pid_t pid; in >> pid;) {
+        std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+        std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+        auto close = text.rfind(')');
+        if (close != std::string::npos && text[close + 2] == 'Z') zombies.push_back(pid);
+    }
+    return zombies;
+}
+
+TEST(Container, ImageEntrypointRunsAsPid1AsANonRootUser) {
+    ImageContract image = read_dockerfile(std::string(PREFORK_SOURCE_DIR) + "/Dockerfile");
+    ASSERT_EQ(image.entrypoint, std::vector<std::string>{"/usr/local/bin/prefork"});
+    ASSERT_FALSE(image.cmd.empty());
+    ASSERT_EQ(image.healthcheck, (std::vector<std::string>{"preforkctl", "health"}));
+    ASSERT_EQ(image.user, "prefork");
+    ASSERT_TRUE(image.env.count("PREFORK_ADMIN"));
+
+    // As the container runtime would: new pid and mount namespaces, an unprivileged user
+    // (the image's "prefork" user does not exist here: nobody stands in for it).
+    std::vector<std::string> argv{"unshare",       "--pid",          "--fork",
+                                  "--mount-proc",  "setpriv",        "--reuid=65534",
+                                  "--regid=65534", "--clear-groups", "--"};
+    for (const auto& word : image.entrypoint) argv.push_back(map_to_build(word));
+    for (const auto& word : image.cmd) argv.push_back(map_to_build(word));
+    std::vector<std::string> env;
+    for (const auto& [name, value] : image.env) env.push_back(name + "=" + map_to_build(value));
+    ChildProcess container(argv, env);
+
+    auto ready = container.wait_for_lines(" ready (generation", 1);
+    ASSERT_FALSE(ready.empty()) << container.output();
+    auto inside = container.children();
+    ASSERT_EQ(inside.size(), 1u);
+    pid_t prefork = inside[0];
+    std::ifstream status("/proc/" + std::to_string(prefork) + "/status");
+    std::string line;
+    while (std::getline(status, line) && !line.starts_with("Uid:")) {
+    }
+    EXPECT_TRUE(line.starts_with("Uid:\t65534")) << line;
+    std::ifstream ns_pid("/proc/" + std::to_string(prefork) + "/status");
+    std::string text((std::istreambuf_iterator<char>(ns_pid)), std::istreambuf_iterator<char>());
+    EXPECT_NE(text.find("NSpid:\t" + std::to_string(prefork) + "\t1\n"), std::string::npos)
+        << "not PID 1";
+
+    auto port_of = [&](const std::string& marker) {
+        auto lines = container.wait_for_lines(marker, 1);
+        if (lines.empty())
+            throw std::runtime_error("no '" + marker + "' in:\n" + container.output());
+        auto start = lines[0].find(marker) + marker.size();
+        return static_cast<std::uint16_t>(
+            std::stoi(lines[0].substr(start, lines[0].find(' ', start) - start)));
+    };
+    auto port = port_of("listening on 127.0.0.1:");
+    auto admin = port_of("admin endpoint on 127.0.0.1:");
+    EXPECT_EQ(http_get(port, "/").body(), "Hello, World!");
+
+    std::vector<std::string> health_argv;
+    for (const auto& word : image.healthcheck) health_argv.push_back(map_to_build(word));
+    ChildProcess health(health_argv, {"PREFORK_ADMIN=127.0.0.1:" + std::to_string(admin)});
+    EXPECT_EQ(health.wait_exit_status(10s), 0) << health.output();
+
+    // A handler's child, orphaned when its worker crashes, is reaped by PID 1.
+    HttpConnection connection(port);
+    ASSERT_FALSE(connection.get("/spawn?seconds=1").body().empty());
+    connection.send_raw("GET /crash HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_THROW(connection.read_response(), boost::system::system_error);
+    std::this_thread::sleep_for(1500ms);
+    EXPECT_TRUE(zombies_among_children(prefork).empty());
+
+    ::kill(prefork, SIGTERM);  // what `docker stop` sends (STOPSIGNAL SIGTERM)
+    EXPECT_EQ(container.wait_exit_status(20s), 0) << container.output();
+    EXPECT_TRUE(port_is_free(port));
+}
+
+// --- systemd --------------------------------------------------------------------------------
+
+// A datagram socket standing in for systemd's NOTIFY_SOCKET.
+class NotifySocket {
+  public:
+    NotifySocket() : path_("/tmp/prefork-notify-" + std::to_string(::getpid()) + ".sock") {
+        fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        sockaddr_un address{};
+        address.sun_family = AF_UNIX;
+        std::strcpy(address.sun_path, path_.c_str());
+        ::unlink(path_.c_str());
+        if (::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+            throw std::runtime_error("bind " + path_);
+        }
+    }
+    ~NotifySocket() {
+        ::close(fd_);
+        ::unlink(path_.c_str());
+    }
+    const std::string& path() const { return path_; }
+    // The next notification, or "" after the timeout.
+    std::string next(std::chrono::milliseconds timeout = 10s) {
+        pollfd ready{fd_, POLLIN, 0};
+        if (::poll(&ready, 1, static_cast<int>(timeout.count())) <= 0) return "";
+        char buffer[4096];
+        ssize_t n = ::recv(fd_, buffer, sizeof(buffer), 0);
+        return n > 0 ? std::string(buffer, static_cast<std::size_t>(n)) : "";
+    }
+
+  private:
+    std::string path_;
+    int fd_;
+};
+
+TEST(Systemd, NotifiesReadyReloadingAndStopping) {
+    NotifySocket notify;
+    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"}, 2,
+                         {"NOTIFY_SOCKET=" + notify.path()});
+    std::string ready = notify.next();
+    EXPECT_NE(ready.find("READY=1"), std::string::npos) << ready;
+    EXPECT_NE(ready.find("STATUS=2 workers ready"), std::string::npos) << ready;
+    EXPECT_EQ(http_get(server.port(), "/env?name=NOTIFY_SOCKET").result_int(), 404)
+        << "workers must not see it";
+
+    server.signal(SIGHUP);
+    std::string reloading = notify.next();
+    EXPECT_NE(reloading.find("RELOADING=1"), std::string::npos) << reloading;
+    EXPECT_NE(reloading.find("MONOTONIC_USEC="), std::string::npos) << reloading;
+    std::string ready_again = notify.next();
+    EXPECT_NE(ready_again.find("READY=1"), std::string::npos) << ready_again;
+    EXPECT_EQ(server.wait_for_lines("reload to generation 2 complete", 1, 0ms).size(), 1u)
+        << "READY=1 came before the old generation had drained";
+
+    server.signal(SIGTERM);
+    std::string stopping = notify.next();
+    EXPECT_NE(stopping.find("STOPPING=1"), std::string::npos) << stopping;
+    EXPECT_EQ(server.wait_exit_status(10s), 0);
+}
+
+std::uint16_t free_port() {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+    socklen_t length = sizeof(address);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+    ::close(fd);
+    return ntohs(address.sin_port);
+}
+
+std::set<std::string> socket_inodes(pid_t pid) {
+    std::set<std::string> inodes;
+    for (const auto& entry : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+        std::error_code ec;
+        auto target = fs::read_symlink(entry.path(), ec).string();
+        if (target.starts_with("socket:")) inodes.insert(target);
+    }
+    return inodes;
+}
+
+TEST(Systemd, SocketActivationServesOnThePassedSocketAndKeepsItAcrossReloads) {
+    auto port = free_port();
+    ChildProcess activated({"systemd-socket-activate", "-l", "127.0.0.1:" + std::to_string(port),
+                            "--fdname=http", prefork_binary(), "--bind", "127.0.0.1:1", "--workers",
+                            "2", "--", demo_binary()});
+    // systemd-socket-activate starts prefork at the first connection.
+    std::this_thread::sleep_for(300ms);
+    EXPECT_EQ(HttpConnection(port, 10s).get("/").body(), "Hello, World!") << activated.output();
+    ASSERT_EQ(activated.wait_for_lines(" ready (generation", 2).size(), 2u) << activated.output();
+    EXPECT_EQ(activated.wait_for_lines("(http, from systemd)", 1, 0ms).size(), 1u)
+        << activated.output();
+    EXPECT_EQ(activated.wait_for_lines("(127.0.0.1:1)", 1, 0ms).size(), 0u)
+        << "bound --bind anyway";
+    EXPECT_EQ(http_get(port, "/env?name=LISTEN_FDS").result_int(), 404)
+        << "workers must not see it";
+
+    auto before = socket_inodes(activated.pid());
+    activated.signal(SIGHUP);
+    ASSERT_EQ(activated.wait_for_lines("reload to generation 2 complete", 1).size(), 1u)
+        << activated.output();
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(http_get(port, "/").body(), "Hello, World!");
+    auto after = socket_inodes(activated.pid());
+    std::vector<std::string> kept;
+    std::set_intersection(before.begin(), before.end(), after.begin(), after.end(),
+                          std::back_inserter(kept));
+    EXPECT_FALSE(kept.empty()) << "the passed socket was replaced";
+
+    activated.signal(SIGTERM);
+    EXPECT_EQ(activated.wait_exit_status(10s), 0);
+}
+
+// --- load balancers ---------------------------------------------------------------------------
+
+TEST(ShutdownDelay, NotReadyAtOnceServesForTheDelayThenFreesThePort) {
+    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0",
+                          "--shutdown-delay", "2"});
+    auto port = server.port();
+    auto admin = server.admin_port();
+    auto term_at = std::chrono::steady_clock::now();
+    server.signal(SIGTERM);
+    std::this_thread::sleep_for(100ms);
+    EXPECT_EQ(HttpConnection(admin).get("/readyz").result_int(), 503);
+
+    // Still serving, on new connections too, while the load balancer takes note.
+    int served = 0;
+    while (std::chrono::steady_clock::now() - term_at < 1500ms) {
+        EXPECT_EQ(http_get(port, "/").body(), "Hello, World!");
+        ++served;
+        std::this_thread::sleep_for(100ms);
+    }
+    EXPECT_GE(served, 10);
+    EXPECT_EQ(server.wait_exit_status(5s), 0) << server.output();
+    EXPECT_GE(std::chrono::steady_clock::now() - term_at, 2s)
+        << "stopped before the delay was over";
+    EXPECT_TRUE(port_is_free(port));
+}
+
+}  // namespace
+}  // namespace prefork::testing
