@@ -9,7 +9,7 @@
 
 FROM debian:12 AS build
 COPY . /src
-RUN /src/tools/setup \
+RUN /src/tools/setup build \
  && cmake -S /src -B /build -DCMAKE_BUILD_TYPE=Release \
  && cmake --build /build -j "$(nproc)" \
  && cmake --install /build --prefix /opt/prefork
