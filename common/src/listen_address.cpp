@@ -100,7 +100,7 @@ UniqueFd bind_unix(const ListenAddress& address) {
 
 std::string ListenAddress::to_string() const {
     if (kind == Kind::unix_socket) return std::string(kUnixPrefix) + path;
-    if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+    if (host.find(':') != std::string::npos) return bracketed(host) + ":" + std::to_string(port);
     return host + ":" + std::to_string(port);
 }
 
@@ -150,6 +150,15 @@ UniqueFd bind_listener(const ListenAddress& address) {
                                                             : bind_tcp(address);
 }
 
+std::string bracketed(std::string_view host) {
+    std::string text;  // appended, not "[" + host: GCC 12 -O3 warns on that falsely (PR 105329)
+    text.reserve(host.size() + 2);
+    text += '[';
+    text += host;
+    text += ']';
+    return text;
+}
+
 std::string local_address(int socket) {
     sockaddr_storage storage{};
     socklen_t length = sizeof(storage);
@@ -164,7 +173,7 @@ std::string local_address(int socket) {
         case AF_INET6: {
             auto* in6 = reinterpret_cast<sockaddr_in6*>(&storage);
             ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-            return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
+            return bracketed(host) + ":" + std::to_string(ntohs(in6->sin6_port));
         }
         case AF_UNIX:
             return std::string(kUnixPrefix) + reinterpret_cast<sockaddr_un*>(&storage)->sun_path;

@@ -2,6 +2,8 @@
 
 #include "connection.hpp"
 
+#include <prefork/common/listen_address.hpp>
+
 #include <prefork/common/log.hpp>
 
 #include <arpa/inet.h>
@@ -24,7 +26,7 @@ std::string peer_address(int socket, int family) {
     if (address.ss_family == AF_INET6) {
         auto* in6 = reinterpret_cast<sockaddr_in6*>(&address);
         ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-        return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
+        return bracketed(host) + ":" + std::to_string(ntohs(in6->sin6_port));
     }
     auto* in = reinterpret_cast<sockaddr_in*>(&address);
     ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));

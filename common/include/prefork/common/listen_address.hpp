@@ -44,4 +44,7 @@ UniqueFd bind_listener(const ListenAddress& address);
 // The address a listening socket is bound to (shows the port the kernel chose for port 0).
 std::string local_address(int socket);
 
+// "[" host "]", as an IPv6 address is written before a port.
+std::string bracketed(std::string_view host);
+
 }  // namespace prefork
