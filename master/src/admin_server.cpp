@@ -51,6 +51,11 @@ class AdminConnection : public std::enable_shared_from_this<AdminConnection> {
         response_.set(http::field::cache_control, "no-store");
         response_.keep_alive(false);
         response_.prepare_payload();
+        if (parser_.get().method() == http::verb::head) {
+            auto length = response_.body().size();
+            response_.body().clear();
+            response_.content_length(length);
+        }
         http::async_write(socket_, response_,
                           [self = shared_from_this()](error_code, std::size_t) { self->close(); });
     }

@@ -2,6 +2,8 @@
 
 #include "config_file.hpp"
 
+#include <prefork/common/fd_passing.hpp>
+
 #include <unistd.h>
 
 #include <charconv>
@@ -36,7 +38,7 @@ std::chrono::milliseconds parse_seconds(const Setting& setting) {
     char* end = nullptr;
     double seconds = std::strtod(text.c_str(), &end);
     if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(seconds) ||
-        seconds <= 0 || seconds > 86400 * 365) {
+        seconds < 0.001 || seconds > 86400 * 365) {
         invalid(setting, "a number of seconds greater than 0");
     }
     return std::chrono::milliseconds(static_cast<long long>(std::llround(seconds * 1000)));
@@ -99,9 +101,16 @@ Options check(const Settings& said) {
     } else {
         options.binds.push_back(parse_listen_address("127.0.0.1:8080"));
     }
+    if (options.binds.size() > kMaxFdsPerMessage) {
+        throw UsageError("too many bind addresses: at most " + std::to_string(kMaxFdsPerMessage));
+    }
     options.workers =
         said.workers ? static_cast<int>(parse_count(*said.workers, 1, 1024)) : default_workers();
-    if (said.timeout) options.timeout = parse_seconds(*said.timeout);
+    if (said.timeout) {
+        options.timeout = parse_seconds(*said.timeout);
+        // Workers report every second: anything shorter kills healthy workers.
+        if (options.timeout < std::chrono::seconds(2)) invalid(*said.timeout, "at least 2 seconds");
+    }
     if (said.graceful_timeout) options.graceful_timeout = parse_seconds(*said.graceful_timeout);
     if (said.shutdown_delay && said.shutdown_delay->value != "0") {
         options.shutdown_delay = parse_seconds(*said.shutdown_delay);

@@ -5,6 +5,8 @@
 
 #include <prefork/common/log.hpp>
 
+#include <boost/asio/post.hpp>
+
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -116,6 +118,7 @@ void Supervisor::handle_signal(int signal) {
 }
 
 void Supervisor::handle_term(const char* name) {
+    if (phase_ == Phase::stopping_now) return;  // already stopping at once, maybe with an error
     if (phase_ == Phase::running) {
         stop_reason_ = std::string(name) + ", graceful";
         notifier_.stopping();
@@ -138,6 +141,7 @@ void Supervisor::handle_term(const char* name) {
 }
 
 void Supervisor::handle_quit() {
+    if (phase_ == Phase::stopping_now) return;
     log::info("received QUIT: stopping now");
     stop_now(0, "QUIT, immediate");
 }
@@ -232,10 +236,15 @@ void Supervisor::spawn_worker() {
             on_worker_message(pid, std::move(message));
         },
         [pid] { log::debug("worker ", pid, ": control socket closed"); });
-    worker.control->send(
+    bool sent = worker.control->send(
         control::Listeners{listeners_.names(), generation_,
                            as_millis(options_.graceful_timeout).count(), worker.max_requests},
         listeners_.fds());
+    if (!sent) {
+        log::error("worker ", pid, ": cannot send it its listening sockets; killing it");
+        ::kill(pid, SIGKILL);
+        worker.state = WorkerProcess::State::stopping;
+    }
     log::info("worker ", pid, " started (generation ", generation_, ")");
     ++worker_starts_;
     workers_.emplace(pid, std::move(worker));
@@ -264,6 +273,15 @@ void Supervisor::murder_workers() {
             if (now - worker.last_heard > kAbortGrace) ::kill(pid, SIGKILL);
             continue;
         }
+        if (worker.state == WorkerProcess::State::starting &&
+            now - worker.started_at > options_.timeout) {
+            log::error("worker ", pid, " (generation ", worker.generation, ") not ready after ",
+                       static_cast<int>(seconds(now - worker.started_at)), "s: killing it");
+            ::kill(pid, SIGKILL);
+            set_state(worker, WorkerProcess::State::stopping);
+            worker.last_heard = now;
+            continue;
+        }
         auto silent = now - worker.last_heard;
         if (silent <= options_.timeout) continue;
         log::error("worker ", pid, " (generation ", worker.generation, ") silent for ",
@@ -289,7 +307,9 @@ void Supervisor::retire_worker(WorkerProcess& worker) {
 
 void Supervisor::drain_worker(WorkerProcess& worker, const char* cause) {
     if (worker.exit_cause.empty()) worker.exit_cause = cause;
-    worker.control->send(control::Drain{as_millis(options_.graceful_timeout).count()});
+    if (!worker.control->send(control::Drain{as_millis(options_.graceful_timeout).count()})) {
+        ::kill(worker.pid, SIGTERM);
+    }
     set_state(worker, WorkerProcess::State::draining);
 }
 
@@ -421,6 +441,15 @@ void Supervisor::on_worker_message(pid_t pid, control::Message message) {
     }
     if (std::holds_alternative<control::Draining>(message)) {
         log::debug("worker ", pid, ": stopped accepting, finishing in-flight requests");
+        if (worker.state == WorkerProcess::State::starting ||
+            worker.state == WorkerProcess::State::ready) {
+            log::info("worker ", pid,
+                      " is draining on its own (a signal sent to it): replacing it");
+            if (worker.exit_cause.empty()) worker.exit_cause = "signal";
+            worker.retiring = false;
+            set_state(worker, WorkerProcess::State::draining);
+            manage_workers();
+        }
     }
 }
 
@@ -436,7 +465,9 @@ void Supervisor::on_worker_ready(WorkerProcess& worker) {
 void Supervisor::on_worker_heartbeat(WorkerProcess& worker, const control::Heartbeat& heartbeat) {
     worker.counters = heartbeat;
     if (worker.state != WorkerProcess::State::ready) return;
-    if (quick_deaths_in_a_row_ > 0 && worker.last_heard - worker.started_at > kQuickDeath) {
+    if (quick_deaths_in_a_row_ > 0 && worker.generation == generation_ &&
+        worker.started_at > last_quick_death_at_ &&
+        worker.last_heard - worker.started_at > kQuickDeath) {
         quick_deaths_in_a_row_ = 0;  // it has stayed up: the crash loop is over
     }
     if (worker.max_requests > 0 && heartbeat.requests >= worker.max_requests && !worker.retiring &&
@@ -497,6 +528,7 @@ void Supervisor::note_failed_start(const std::string& reason) {
         return stop_now(1, why);
     }
     ++quick_deaths_in_a_row_;
+    last_quick_death_at_ = Clock::now();
     Clock::duration backoff = kFirstBackoff * (1 << std::min(quick_deaths_in_a_row_ - 1, 10));
     backoff = std::min<Clock::duration>(backoff, kMaxBackoff);
     next_spawn_at_ = Clock::now() + backoff;
@@ -589,7 +621,8 @@ void Supervisor::reload() {
 }
 
 void Supervisor::stop() {
-    handle_term("the admin endpoint's stop");
+    // After the 202 is on its way: with no worker left, the loop would end at once.
+    boost::asio::post(io_, [this] { handle_term("the admin endpoint's stop"); });
 }
 
 bool Supervisor::scale(int workers, std::string& error) {

@@ -116,6 +116,7 @@ class Supervisor : public AdminActions {
     int failures_before_ready_ = 0;
     int quick_deaths_in_a_row_ = 0;
     Clock::time_point next_spawn_at_{};
+    Clock::time_point last_quick_death_at_{};
 };
 
 }  // namespace prefork::master

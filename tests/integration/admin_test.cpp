@@ -275,18 +275,29 @@ TEST(Logs, JsonLinesFromManyProcessesUnderLoadNeverInterleave) {
 TEST(Logs, AccessLogFileIsReopenedOnUsr1) {
     std::string path = temp_path("access.log");
     PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--access-log", path});
+    auto read = [](const std::string& file) {
+        std::ifstream in(file);
+        return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    };
     for (int i = 0; i < 4; ++i) http_get(server.port(), "/?phase=before");
+    auto deadline = std::chrono::steady_clock::now() + 2s;
+    while (lines_of(read(path)).size() < 4 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(20ms);
+    }
     fs::rename(path, path + ".1");  // what logrotate does
     server.signal(SIGUSR1);
     ASSERT_EQ(server.wait_for_lines("received USR1", 1).size(), 1u);
     std::this_thread::sleep_for(200ms);
     for (int i = 0; i < 4; ++i) http_get(server.port(), "/?phase=after");
 
-    auto read = [](const std::string& file) {
-        std::ifstream in(file);
-        return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    };
+    // A worker writes the line once its response is written, which may be just after the
+    // client has read it.
     std::string rotated = read(path + ".1"), current = read(path);
+    for (auto deadline = std::chrono::steady_clock::now() + 2s;
+         lines_of(current).size() < 4 && std::chrono::steady_clock::now() < deadline;) {
+        std::this_thread::sleep_for(20ms);
+        current = read(path);
+    }
     EXPECT_EQ(lines_of(rotated).size(), 4u) << rotated;
     EXPECT_EQ(rotated.find("phase=after"), std::string::npos);
     EXPECT_EQ(lines_of(current).size(), 4u) << current;

@@ -170,6 +170,28 @@ TEST(Reload, ReplacedBinaryAtTheSamePathIsPickedUp) {
     for (int i = 0; i < 10; ++i) EXPECT_EQ(http_get(server->port(), "/").body(), "still alive");
 }
 
+TEST(Reload, ANewGenerationThatKeepsCrashingDoesNotBlockTheNextReload) {
+    ConfigDir dir;
+    dir.write(demo_config("bind = [\"127.0.0.1:0\"]\nworkers = 2\n"));
+    auto server = PreforkServer::from_config(dir.file(), 2);
+    auto old_workers = server->children();
+
+    dir.write(
+        "command = [\"/bin/false\"]\nbind = [\"127.0.0.1:0\"]\nworkers = 2\n");  // a broken deploy
+    server->signal(SIGHUP);
+    ASSERT_GE(server->wait_for_lines("crash loop: next worker in", 2).size(), 2u)
+        << server->output();
+    EXPECT_EQ(http_get(server->port(), "/").body(), "Hello, World!")
+        << "the old workers keep serving";
+
+    dir.write(demo_config("bind = [\"127.0.0.1:0\"]\nworkers = 2\n"));  // the fix
+    server->signal(SIGHUP);
+    ASSERT_EQ(server->wait_for_lines("complete: the old generation has drained", 1, 15s).size(), 1u)
+        << server->output();
+    EXPECT_TRUE(wait_until_gone(old_workers, 5s));
+    EXPECT_EQ(http_get(server->port(), "/").body(), "Hello, World!");
+}
+
 TEST(Reload, WorkersCountChangeTakesEffect) {
     ConfigDir dir;
     dir.write(demo_config("bind = [\"127.0.0.1:0\"]\nworkers = 2\n"));

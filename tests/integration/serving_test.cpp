@@ -136,6 +136,24 @@ TEST(Serving, SleepWaitsOnATimerWithoutBlockingTheLoop) {
     EXPECT_EQ(sleeping.get().body(), "slept 1500 ms\n");
 }
 
+TEST(Serving, HandlerThatDoesNotAnswerInTimeGets503) {
+    PreforkServer server(
+        {"--bind", "127.0.0.1:0", "--workers", "1", "--env", "PREFORK_HANDLER_TIMEOUT=0.5"}, 1);
+    HttpConnection connection(server.port(), 5s);
+    auto started = std::chrono::steady_clock::now();
+    auto response = connection.get("/sleep?ms=3000");
+    EXPECT_EQ(response.result_int(), 503);
+    EXPECT_EQ(response[http::field::connection], "close");
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 2500ms)
+        << "the handler's own answer came first";
+    EXPECT_TRUE(connection.closed_by_peer());
+    EXPECT_EQ(server.wait_for_lines("did not answer within 500 ms", 1).size(), 1u);
+    // The late answer is ignored, and the worker serves on.
+    std::this_thread::sleep_for(2800ms);
+    EXPECT_EQ(http_get(server.port(), "/").body(), "Hello, World!");
+    EXPECT_EQ(server.wait_for_lines("; replacing it", 1, 0ms).size(), 0u);
+}
+
 TEST(Serving, WhileOneWorkerIsBlockedTheOtherAnswers) {
     PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
     HttpConnection blocked(server.port(), 10s);

@@ -150,6 +150,21 @@ TEST(Supervision, MaxRequestsRecyclesWorkersWithoutFailingARequest) {
     EXPECT_TRUE(server.wait_for_children(2)) << "the last replaced worker did not finish draining";
 }
 
+TEST(Supervision, WorkerToldToStopBySomeoneElseIsReplacedNotCountedAsACrash) {
+    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0"});
+    pid_t victim = server.children().front();
+    ::kill(victim, SIGTERM);  // not through the master
+    EXPECT_EQ(server.wait_for_lines("is draining on its own", 1).size(), 1u) << server.output();
+    EXPECT_EQ(server.wait_for_lines(" ready (generation", 3).size(), 3u);
+    EXPECT_TRUE(wait_until_gone({victim}, 5s));
+    EXPECT_TRUE(server.wait_for_children(2));
+    EXPECT_EQ(server.wait_for_lines("; replacing it", 1, 0ms).size(), 0u) << server.output();
+    auto metrics = HttpConnection(server.admin_port()).get("/metrics").body();
+    EXPECT_NE(metrics.find("prefork_worker_exits_total{cause=\"signal\"} 1"), std::string::npos)
+        << metrics;
+    EXPECT_NE(metrics.find("prefork_worker_exits_total{cause=\"crash\"} 0"), std::string::npos);
+}
+
 TEST(Supervision, TtinAddsAWorkerAndTtouRemovesOneButNeverTheLast) {
     PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--log-level", "debug"});
     server.signal(SIGTTIN);

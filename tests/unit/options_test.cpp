@@ -196,6 +196,8 @@ TEST_F(OptionsTest, MistakesAreUsageErrors) {
                                                {"--log-format", "xml", "--", "app"},
                                                {"--max-requests", "-5", "--", "app"},
                                                {"--log-level", "loud", "--", "app"},
+                                               {"--timeout", "0.5", "--", "app"},
+                                               {"--graceful-timeout", "0.0001", "--", "app"},
                                                {"--frobnicate", "--", "app"},
                                                {"--workers"}}) {
         EXPECT_THROW(resolve(args), UsageError);

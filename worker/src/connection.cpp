@@ -56,7 +56,7 @@ void Connection::do_read() {
 void Connection::on_read(error_code ec, std::size_t bytes) {
     if (state_ == State::closed) return;
     server_.totals().bytes_in += bytes;
-    if (ec == asio::error::operation_aborted && timed_out_) {
+    if (timed_out_) {  // whatever the read says: its deadline stopped it
         timed_out_ = false;
         return is_idle() ? close() : send_error(408);
     }
@@ -109,6 +109,7 @@ void Connection::call_handler(const Router::RouteHandler& handler, Request reque
         pending_->request_id = request_id_;
         what = std::string(request.method_string()) + " " + std::string(request.target());
         std::get<AsyncHandler>(handler)(std::move(request), Responder(pending_));
+        if (state_ == State::handling) arm_timer(server_.limits().handler_timeout);
         return;
     } catch (const std::exception& error) {
         what = describe(request, what) + ": handler threw: " + error.what();
@@ -118,6 +119,20 @@ void Connection::call_handler(const Router::RouteHandler& handler, Request reque
     log::error(what);
     if (pending_) pending_->sent = true;  // the 500 below is this request's answer
     finish_response(Response::error(500));
+}
+
+// An asynchronous handler that has not answered in time: 503, and its Responder's send()
+// from now on is a no-op that reports false.
+void Connection::on_handler_timeout() {
+    if (pending_) {
+        pending_->sent = true;
+        pending_->abandoned = true;
+    }
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(server_.limits().handler_timeout);
+    log::warning("a handler did not answer within ", ms.count(), " ms: answering 503");
+    keep_alive_ = false;
+    finish_response(Response::error(503));
 }
 
 void Connection::complete(std::uint64_t request_id, Response response) {
@@ -254,12 +269,16 @@ void Connection::on_timeout() {
                 return arm_read_deadline(ReadDeadline::request);  // a request is arriving
             }
             timed_out_ = true;
-            socket_.cancel();  // on_read sees operation_aborted
+            // Cancel the read in flight, and make any read the parser starts after it end at
+            // once: the deadline holds even if a read had just completed.
+            socket_.cancel();
+            socket_.shutdown(Socket::shutdown_receive, ignored_);
             return;
         case State::writing:
         case State::lingering:
             return close();
         case State::handling:
+            return on_handler_timeout();
         case State::closed:
             return;
     }

@@ -62,6 +62,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     void arm_read_deadline(ReadDeadline kind);
     void arm_timer(std::chrono::milliseconds after);
     void on_timeout();
+    void on_handler_timeout();
     bool is_idle() const;
 
     Socket socket_;
@@ -82,6 +83,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool keep_alive_ = true;
     bool timed_out_ = false;
     bool input_left_unread_ = false;
+    boost::system::error_code ignored_;
 };
 
 }  // namespace prefork

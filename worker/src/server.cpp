@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 namespace prefork {
 namespace {
@@ -34,6 +35,21 @@ std::string peer_address(int socket, int family) {
 }
 
 }  // namespace
+
+ServerLimits limits_from_environment() {
+    ServerLimits limits;
+    if (const char* text = std::getenv("PREFORK_HANDLER_TIMEOUT")) {
+        char* end = nullptr;
+        double seconds = std::strtod(text, &end);
+        if (end != text && *end == '\0' && seconds > 0) {
+            limits.handler_timeout =
+                std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
+        } else {
+            log::warning("PREFORK_HANDLER_TIMEOUT=", text, " is not a number of seconds; ignored");
+        }
+    }
+    return limits;
+}
 
 Server::Server(boost::asio::io_context& io, const Router& router, ServerLimits limits,
                std::string access_log)
@@ -117,8 +133,8 @@ void Server::drain(std::chrono::milliseconds timeout, std::function<void()> on_s
     if (draining_) return;
     draining_ = true;
     on_stopped_ = std::move(on_stopped);
+    // Closed, but kept until the server goes: a completion may still be queued for them.
     for (auto& acceptor : acceptors_) acceptor->close();
-    acceptors_.clear();
     log::info("draining: listeners closed, ", connections_.size(), " connection(s) open");
 
     drain_deadline_.expires_after(timeout);

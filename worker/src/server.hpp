@@ -25,14 +25,18 @@ class Router;
 
 // Limits and timeouts of every connection, and the status each produces.
 struct ServerLimits {
-    std::size_t header_limit = 16 * 1024;              // larger headers: 431
-    std::uint64_t body_limit = 8 * 1024 * 1024;        // larger bodies: 413
-    std::chrono::milliseconds header_timeout{10'000};  // a request not read by then: 408
-    std::chrono::milliseconds idle_timeout{15'000};    // keep-alive with no request: close
-    std::chrono::milliseconds write_timeout{30'000};   // a client that stops reading: close
-    std::chrono::milliseconds drain_idle_grace{500};   // idle keep-alive when draining: close
-    std::chrono::milliseconds linger_timeout{2'000};   // reading after our FIN, at most
+    std::size_t header_limit = 16 * 1024;               // larger headers: 431
+    std::uint64_t body_limit = 8 * 1024 * 1024;         // larger bodies: 413
+    std::chrono::milliseconds header_timeout{10'000};   // a request not read by then: 408
+    std::chrono::milliseconds idle_timeout{15'000};     // keep-alive with no request: close
+    std::chrono::milliseconds write_timeout{30'000};    // a client that stops reading: close
+    std::chrono::milliseconds handler_timeout{60'000};  // an asynchronous handler's answer: 503
+    std::chrono::milliseconds drain_idle_grace{500};    // idle keep-alive when draining: close
+    std::chrono::milliseconds linger_timeout{2'000};    // reading after our FIN, at most
 };
+
+// The defaults, with what the environment changes: PREFORK_HANDLER_TIMEOUT (seconds).
+ServerLimits limits_from_environment();
 
 // The HTTP side of a worker: its acceptors and its connections, on one event loop.
 class Server {

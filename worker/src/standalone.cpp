@@ -65,7 +65,7 @@ int run_standalone(const Router& router, int argc, char** argv) {
 
     boost::asio::io_context io(1);
     const char* access_log = std::getenv("PREFORK_ACCESS_LOG");
-    Server server(io, router, {}, access_log ? access_log : "");
+    Server server(io, router, limits_from_environment(), access_log ? access_log : "");
     ChildReaper reaper(io);
     ChildReaper::set_current(&reaper);
     for (const ListenAddress& address : addresses) {

@@ -45,7 +45,7 @@ int run_under_master(const Router& router, int control_fd) {
 
     boost::asio::io_context io(1);
     const char* access_log = std::getenv("PREFORK_ACCESS_LOG");
-    Server server(io, router, {}, access_log ? access_log : "");
+    Server server(io, router, limits_from_environment(), access_log ? access_log : "");
     ChildReaper reaper(io);
     ChildReaper::set_current(&reaper);
     ControlClient control(io, UniqueFd(control_fd), server, [&io] { io.stop(); });
