@@ -241,9 +241,9 @@ void Supervisor::spawn_worker() {
                            as_millis(options_.graceful_timeout).count(), worker.max_requests},
         listeners_.fds());
     if (!sent) {
+        // Still "starting": its death goes through note_failed_start (backoff, giving up).
         log::error("worker ", pid, ": cannot send it its listening sockets; killing it");
         ::kill(pid, SIGKILL);
-        worker.state = WorkerProcess::State::stopping;
     }
     log::info("worker ", pid, " started (generation ", generation_, ")");
     ++worker_starts_;
