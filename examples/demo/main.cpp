@@ -5,8 +5,6 @@
 
 #include <prefork/worker.hpp>
 
-#include <boost/asio/steady_timer.hpp>
-
 #include <signal.h>
 #include <unistd.h>
 
@@ -91,16 +89,36 @@ int main(int argc, char** argv) {
         std::abort();
     });
 
-    // Waits on a timer: the loop stays free for other requests meanwhile.
-    app.get("/sleep", [](Request request, Responder out) {
+    // Waits on a timer (a coroutine): the loop stays free for other requests meanwhile.
+    app.get("/sleep", [](Request request) -> prefork::Task<Response> {
         auto ms = number_param(request, "ms", 1000, kMaxMillis);
+        if (!ms) co_return bad_parameter("ms", kMaxMillis);
+        co_await prefork::sleep_for(std::chrono::milliseconds(*ms));
+        co_return Response::text("slept " + std::to_string(*ms) + " ms\n");
+    });
+
+    // Blocks a thread of the offload pool, not the loop.
+    app.get("/offload", [](Request request) -> prefork::Task<Response> {
+        auto ms = number_param(request, "ms", 1000, kMaxMillis);
+        if (!ms) co_return bad_parameter("ms", kMaxMillis);
+        std::thread::id worked_on = co_await prefork::offload([ms = *ms] {
+            std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+            return std::this_thread::get_id();
+        });
+        co_return Response::text(
+            "worked " + std::to_string(*ms) + " ms off the loop" +
+            (worked_on == std::this_thread::get_id() ? " (on the loop?!)" : "") + "\n");
+    });
+
+    // Answers later from another thread, through a Responder.
+    app.get("/later", [](Request request, Responder out) {
+        auto ms = number_param(request, "ms", 100, kMaxMillis);
         if (!ms) return (void)out.send(bad_parameter("ms", kMaxMillis));
-        auto timer = std::make_shared<boost::asio::steady_timer>(out.executor());
-        timer->expires_after(std::chrono::milliseconds(*ms));
-        timer->async_wait(
-            [timer, ms = *ms, out = std::move(out)](boost::system::error_code) mutable {
-                out.send(Response::text("slept " + std::to_string(ms) + " ms\n"));
-            });
+        std::thread([ms = *ms, out = std::move(out)]() mutable {
+            std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+            out.send(Response::text("answered from another thread after " + std::to_string(ms) +
+                                    " ms\n"));
+        }).detach();
     });
 
     // Starts `sleep S` as a child of this worker and answers its pid at once.

@@ -6,9 +6,15 @@
 
 #include <prefork/common/log.hpp>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+
+#include <sys/socket.h>
+
+#include <cerrno>
 
 namespace prefork {
 
@@ -103,6 +109,19 @@ void Connection::call_handler(const Router::RouteHandler& handler, Request reque
         if (auto* sync = std::get_if<Handler>(&handler)) {
             return finish_response((*sync)(request));
         }
+        if (auto* coroutine = std::get_if<CoroutineHandler>(&handler)) {
+            what = describe(request, what);
+            asio::co_spawn(
+                socket_.get_executor(), (*coroutine)(std::move(request)),
+                asio::bind_cancellation_slot(
+                    cancel_handler_.slot(), [self = shared_from_this(), id = request_id_, what](
+                                                std::exception_ptr error, Response response) {
+                        self->on_coroutine_done(id, error, std::move(response), what);
+                    }));
+            arm_timer(server_.limits().handler_timeout);
+            watch_for_disconnect();
+            return;
+        }
         pending_ = std::make_shared<detail::PendingResponse>();
         pending_->loop = socket_.get_executor();
         pending_->connection = weak_from_this();
@@ -110,6 +129,7 @@ void Connection::call_handler(const Router::RouteHandler& handler, Request reque
         what = std::string(request.method_string()) + " " + std::string(request.target());
         std::get<AsyncHandler>(handler)(std::move(request), Responder(pending_));
         if (state_ == State::handling) arm_timer(server_.limits().handler_timeout);
+        if (state_ == State::handling) watch_for_disconnect();
         return;
     } catch (const std::exception& error) {
         what = describe(request, what) + ": handler threw: " + error.what();
@@ -124,6 +144,7 @@ void Connection::call_handler(const Router::RouteHandler& handler, Request reque
 // An asynchronous handler that has not answered in time: 503, and its Responder's send()
 // from now on is a no-op that reports false.
 void Connection::on_handler_timeout() {
+    cancel_handler_.emit(asio::cancellation_type::terminal);
     if (pending_) {
         pending_->sent = true;
         pending_->abandoned = true;
@@ -133,6 +154,42 @@ void Connection::on_handler_timeout() {
     log::warning("a handler did not answer within ", ms.count(), " ms: answering 503");
     keep_alive_ = false;
     finish_response(Response::error(503));
+}
+
+void Connection::on_coroutine_done(std::uint64_t request_id, std::exception_ptr error,
+                                   Response response, const std::string& what) {
+    if (state_ != State::handling || request_id != request_id_) return;  // cancelled, or late
+    if (error) {
+        try {
+            std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+            log::error(what, ": handler threw: ", e.what());
+        } catch (...) {
+            log::error(what, ": handler threw a non-standard exception");
+        }
+        response = Response::error(500);
+    }
+    finish_response(std::move(response));
+}
+
+// While a handler works, the connection is not read: watch it, so that a client that
+// hangs up cancels the handler (its awaits end, its Responder's send() reports false).
+void Connection::watch_for_disconnect() {
+    socket_.async_wait(Socket::wait_read,
+                       [self = shared_from_this(), id = request_id_](error_code ec) {
+                           self->on_readable_while_handling(id, ec);
+                       });
+}
+
+void Connection::on_readable_while_handling(std::uint64_t request_id, error_code ec) {
+    if (ec || state_ != State::handling || request_id != request_id_) return;
+    char byte;
+    ssize_t n = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        log::debug("the client left while its request was handled: cancelling the handler");
+        return close();
+    }
+    // Bytes of a pipelined request: they wait in the kernel until this one is answered.
 }
 
 void Connection::complete(std::uint64_t request_id, Response response) {
@@ -238,6 +295,7 @@ void Connection::close() {
     state_ = State::closed;
     if (pending_) pending_->abandoned = true;
     pending_.reset();
+    cancel_handler_.emit(asio::cancellation_type::terminal);
     error_code ignored;
     timer_.cancel();
     socket_.close(ignored);

@@ -5,6 +5,7 @@
 
 #include "router.hpp"
 
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -63,6 +64,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     void arm_timer(std::chrono::milliseconds after);
     void on_timeout();
     void on_handler_timeout();
+    void on_coroutine_done(std::uint64_t request_id, std::exception_ptr error, Response response,
+                           const std::string& what);
+    void watch_for_disconnect();
+    void on_readable_while_handling(std::uint64_t request_id, boost::system::error_code ec);
     bool is_idle() const;
 
     Socket socket_;
@@ -84,6 +89,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool timed_out_ = false;
     bool input_left_unread_ = false;
     boost::system::error_code ignored_;
+    boost::asio::cancellation_signal cancel_handler_;  // ends a coroutine handler's awaits
 };
 
 }  // namespace prefork

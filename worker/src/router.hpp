@@ -13,7 +13,7 @@ namespace prefork {
 // {name} segment matches any one segment and is handed to the handler as a parameter.
 class Router {
   public:
-    using RouteHandler = std::variant<Handler, AsyncHandler>;
+    using RouteHandler = std::variant<Handler, AsyncHandler, CoroutineHandler>;
 
     // Throws std::invalid_argument for a pattern that does not start with '/' or has an
     // unbalanced or empty {}.

@@ -1,4 +1,5 @@
 #include "child_reaper.hpp"
+#include "offload_pool.hpp"
 #include "run_modes.hpp"
 #include "server.hpp"
 
@@ -91,6 +92,7 @@ int run_standalone(const Router& router, int argc, char** argv) {
     wait_for_signal();
     io.run();
     ChildReaper::set_current(nullptr);
+    stop_offload_pool();
 
     for (const ListenAddress& address : addresses) {
         if (address.kind == ListenAddress::Kind::unix_socket) ::unlink(address.path.c_str());

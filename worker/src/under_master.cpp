@@ -1,5 +1,6 @@
 #include "child_reaper.hpp"
 #include "control_client.hpp"
+#include "offload_pool.hpp"
 #include "run_modes.hpp"
 #include "server.hpp"
 
@@ -66,6 +67,7 @@ int run_under_master(const Router& router, int control_fd) {
     control.start();
     io.run();
     ChildReaper::set_current(nullptr);
+    stop_offload_pool();
     return 0;
 }
 

@@ -3,6 +3,7 @@
 #include <prefork/request.hpp>
 #include <prefork/responder.hpp>
 #include <prefork/response.hpp>
+#include <prefork/task.hpp>
 
 #include <functional>
 #include <memory>
@@ -21,6 +22,10 @@ using Handler = std::function<Response(const Request&)>;
 // until it does.
 using AsyncHandler = std::function<void(Request, Responder)>;
 
+// A coroutine handler (see <prefork/task.hpp>): runs on the worker's event loop and
+// co_awaits without blocking it.
+using CoroutineHandler = std::function<Task<Response>(Request)>;
+
 // An application: its routes, and run() to serve them.
 //
 // Route patterns are paths whose segments may be {name} placeholders ("/users/{id}"),
@@ -37,16 +42,22 @@ class App {
     // GET route when there is no HEAD route, without the body.
     App& route(http::verb method, std::string pattern, Handler handler);
     App& route(http::verb method, std::string pattern, AsyncHandler handler);
+    App& route(http::verb method, std::string pattern, CoroutineHandler handler);
     App& get(std::string pattern, Handler handler);
     App& get(std::string pattern, AsyncHandler handler);
+    App& get(std::string pattern, CoroutineHandler handler);
     App& post(std::string pattern, Handler handler);
     App& post(std::string pattern, AsyncHandler handler);
+    App& post(std::string pattern, CoroutineHandler handler);
     App& put(std::string pattern, Handler handler);
     App& put(std::string pattern, AsyncHandler handler);
+    App& put(std::string pattern, CoroutineHandler handler);
     App& patch(std::string pattern, Handler handler);
     App& patch(std::string pattern, AsyncHandler handler);
+    App& patch(std::string pattern, CoroutineHandler handler);
     App& del(std::string pattern, Handler handler);
     App& del(std::string pattern, AsyncHandler handler);
+    App& del(std::string pattern, CoroutineHandler handler);
 
     // Serves until stopped and returns the process's exit status.
     // Under the prefork master (PREFORK_CONTROL_FD set) it is a worker: it takes its

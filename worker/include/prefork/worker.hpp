@@ -7,3 +7,4 @@
 #include <prefork/responder.hpp>
 #include <prefork/response.hpp>
 #include <prefork/subprocess.hpp>
+#include <prefork/task.hpp>
