@@ -55,8 +55,9 @@ void ControlChannel::on_readable() {
 }
 
 void ControlChannel::on_peer_gone() {
-    close();
+    // The owner hears of it while the descriptor is still open (and its number not reused).
     if (auto on_closed = std::exchange(on_closed_, nullptr)) on_closed();
+    close();
 }
 
 bool ControlChannel::send(const control::Message& message, std::span<const int> fds) {

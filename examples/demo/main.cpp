@@ -8,9 +8,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -127,6 +129,43 @@ int main(int argc, char** argv) {
         if (!seconds) return bad_parameter("seconds", 24 * 3600);
         pid_t pid = prefork::spawn_process({"sleep", std::to_string(*seconds)});
         return Response::text(std::to_string(pid));
+    });
+
+    // Forks without exec, as the handler of a service that prefork's users came from did:
+    // the child sleeps and _exits. It holds no listener and no client connection (the worker
+    // closes those in every forked child). Answers the child's pid.
+    app.get("/fork", [](const Request& request) {
+        auto seconds = number_param(request, "seconds", 5, 24 * 3600);
+        if (!seconds) return bad_parameter("seconds", 24 * 3600);
+        pid_t pid = ::fork();
+        if (pid == 0) {  // only async-signal-safe calls from here on
+            unsigned left = static_cast<unsigned>(*seconds);
+            while (left > 0) left = ::sleep(left);
+            ::_exit(0);
+        }
+        if (pid < 0) return Response::text("fork failed\n", 500);
+        prefork::adopt_child(pid);
+        return Response::text(std::to_string(pid));
+    });
+
+    // Starts `sleep 5`, answers the descriptors it holds ("N -> target" lines, read from
+    // /proc while it runs), then ends it.
+    app.get("/child-fds", [](const Request&) {
+        pid_t pid = prefork::spawn_process({"sleep", "5"});
+        std::string listing;
+        std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+        std::vector<int> fds;
+        for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+            fds.push_back(std::stoi(entry.path().filename().string()));
+        }
+        std::sort(fds.begin(), fds.end());
+        for (int fd : fds) {
+            std::error_code ec;
+            auto target = std::filesystem::read_symlink(dir + "/" + std::to_string(fd), ec);
+            listing += std::to_string(fd) + " -> " + target.string() + "\n";
+        }
+        ::kill(pid, SIGTERM);
+        return Response::text(listing);
     });
 
     return app.run(argc, argv);

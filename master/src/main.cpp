@@ -7,6 +7,7 @@
 #include "supervisor.hpp"
 #include "systemd.hpp"
 
+#include <prefork/common/inherited_fds.hpp>
 #include <prefork/common/log.hpp>
 
 #include <fcntl.h>
@@ -44,6 +45,9 @@ int fail(int status, const std::string& message) {
 int main(int argc, char** argv) {
     using namespace prefork::master;
     open_standard_descriptors();
+    // Nothing prefork did not open itself reaches a worker (systemd's sockets are taken,
+    // and made close-on-exec, below).
+    prefork::mark_close_on_exec_from(3);
     ::signal(SIGPIPE, SIG_IGN);  // a closed peer is an error code, never a dead master
 
     // systemd's variables are ours alone: taken (and the sockets made close-on-exec) before

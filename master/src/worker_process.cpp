@@ -1,5 +1,7 @@
 #include "worker_process.hpp"
 
+#include <prefork/common/inherited_fds.hpp>
+
 #include <boost/process/args.hpp>
 #include <boost/process/child.hpp>
 #include <boost/process/env.hpp>
@@ -39,6 +41,9 @@ struct WorkerDescriptors : bp::extend::handler {
             executor.set_error(errno_code(), "dup2(control socket)");
         }
         ::signal(SIGPIPE, SIG_DFL);
+        // Whatever else is open here goes no further than exec (Boost.Process's own error
+        // pipe still reports a failed exec: it is closed by the exec that succeeds).
+        mark_close_on_exec_from(control::kWorkerControlFd + 1);
     }
 
     static std::error_code errno_code() { return {errno, std::system_category()}; }

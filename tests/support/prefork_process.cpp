@@ -48,7 +48,8 @@ std::string make_log_path() {
 
 }  // namespace
 
-ChildProcess::ChildProcess(std::vector<std::string> argv, std::vector<std::string> extra_env)
+ChildProcess::ChildProcess(std::vector<std::string> argv, std::vector<std::string> extra_env,
+                           int leaked_fd)
     : log_path_(make_log_path()), argv0_(argv.at(0)) {
     std::vector<std::string> env;
     for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
@@ -64,7 +65,12 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, std::vector<std::strin
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&actions, 1, log_path_.c_str(), O_WRONLY | O_APPEND, 0);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    posix_spawn_file_actions_addclosefrom_np(&actions, 3);  // it starts with 0, 1, 2 only
+    if (leaked_fd >= 0) {  // a test hands it a descriptor as a leaky parent would, as fd 7
+        posix_spawn_file_actions_adddup2(&actions, leaked_fd, 7);
+        posix_spawn_file_actions_addclosefrom_np(&actions, 8);
+    } else {
+        posix_spawn_file_actions_addclosefrom_np(&actions, 3);  // it starts with 0, 1, 2 only
+    }
     posix_spawnattr_t attributes;
     posix_spawnattr_init(&attributes);
     posix_spawnattr_setflags(

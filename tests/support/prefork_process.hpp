@@ -25,7 +25,8 @@ std::string preforkctl_binary();
 // test when the log holds a sanitizer report.
 class ChildProcess {
   public:
-    ChildProcess(std::vector<std::string> argv, std::vector<std::string> extra_env = {});
+    ChildProcess(std::vector<std::string> argv, std::vector<std::string> extra_env = {},
+                 int leaked_fd = -1);
     ~ChildProcess();
     ChildProcess(const ChildProcess&) = delete;
     ChildProcess& operator=(const ChildProcess&) = delete;

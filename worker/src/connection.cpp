@@ -1,5 +1,6 @@
 #include "connection.hpp"
 
+#include "fork_guard.hpp"
 #include "http_date.hpp"
 #include "pending_response.hpp"
 #include "server.hpp"
@@ -36,6 +37,10 @@ Connection::Connection(Socket socket, Server& server, std::string client)
       server_(server),
       timer_(server.io()),
       client_(std::move(client)) {}
+
+Connection::~Connection() {
+    if (socket_.is_open()) fork_guard::remove(socket_.native_handle());
+}
 
 void Connection::start() {
     do_read();
@@ -298,6 +303,7 @@ void Connection::close() {
     cancel_handler_.emit(asio::cancellation_type::terminal);
     error_code ignored;
     timer_.cancel();
+    fork_guard::remove(socket_.native_handle());
     socket_.close(ignored);
     server_.remove(this);
 }

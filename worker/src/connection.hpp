@@ -33,6 +33,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
     // `client`: the peer's address for the access log (empty when it is off).
     Connection(Socket socket, Server& server, std::string client = {});
+    ~Connection();
 
     void start();
     // The worker is draining: an idle connection closes after a short grace; a busy one

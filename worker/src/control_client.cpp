@@ -1,5 +1,6 @@
 #include "control_client.hpp"
 
+#include "fork_guard.hpp"
 #include "server.hpp"
 
 #include <prefork/common/log.hpp>
@@ -70,6 +71,7 @@ void ControlClient::stop() {
 // The master died (or closed our socket): nobody will hand out new work or wait for us.
 // Stop accepting so that the port is released, finish what is in flight, and exit.
 void ControlClient::on_master_gone() {
+    fork_guard::remove(channel_.native_handle());
     heartbeat_timer_.cancel();
     if (server_.draining()) return;
     log::warning("the master is gone: draining and exiting");

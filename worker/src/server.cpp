@@ -1,6 +1,7 @@
 #include "server.hpp"
 
 #include "connection.hpp"
+#include "fork_guard.hpp"
 
 #include <prefork/common/listen_address.hpp>
 
@@ -60,6 +61,7 @@ Server::Server(boost::asio::io_context& io, const Router& router, ServerLimits l
       drain_deadline_(io) {}
 
 Server::~Server() {
+    for (auto& acceptor : acceptors_) fork_guard::remove(acceptor->native_handle());
     on_stopped_ = nullptr;
     auto remaining = std::move(connections_);
     connections_.clear();
@@ -67,6 +69,7 @@ Server::~Server() {
 }
 
 void Server::listen(UniqueFd listener, std::string name) {
+    fork_guard::add(listener.get());
     auto acceptor = std::make_unique<Acceptor>(
         io_, std::move(listener), std::move(name),
         [this](UniqueFd socket, int family) { on_accepted(std::move(socket), family); });
@@ -75,6 +78,7 @@ void Server::listen(UniqueFd listener, std::string name) {
 }
 
 void Server::on_accepted(UniqueFd socket, int family) {
+    fork_guard::add(socket.get());
     int protocol = 0;
     if (family == AF_INET || family == AF_INET6) {
         protocol = IPPROTO_TCP;
@@ -85,6 +89,7 @@ void Server::on_accepted(UniqueFd socket, int family) {
     Connection::Socket stream(io_);
     stream.assign(boost::asio::generic::stream_protocol(family, protocol), socket.get(), ec);
     if (ec) {
+        fork_guard::remove(socket.get());
         log::error("cannot take accepted connection: ", ec.message());
         return;  // `socket` closes it
     }
@@ -134,7 +139,10 @@ void Server::drain(std::chrono::milliseconds timeout, std::function<void()> on_s
     draining_ = true;
     on_stopped_ = std::move(on_stopped);
     // Closed, but kept until the server goes: a completion may still be queued for them.
-    for (auto& acceptor : acceptors_) acceptor->close();
+    for (auto& acceptor : acceptors_) {
+        fork_guard::remove(acceptor->native_handle());
+        acceptor->close();
+    }
     log::info("draining: listeners closed, ", connections_.size(), " connection(s) open");
 
     drain_deadline_.expires_after(timeout);

@@ -1,8 +1,10 @@
 #include "child_reaper.hpp"
+#include "fork_guard.hpp"
 #include "offload_pool.hpp"
 #include "run_modes.hpp"
 #include "server.hpp"
 
+#include <prefork/common/inherited_fds.hpp>
 #include <prefork/common/listen_address.hpp>
 #include <prefork/common/log.hpp>
 
@@ -62,6 +64,8 @@ int run_standalone(const Router& router, int argc, char** argv) {
     }
     if (addresses.empty()) addresses.push_back(parse_listen_address("127.0.0.1:8080"));
     log::set_role("worker");
+    fork_guard::install();
+    mark_close_on_exec_from(3);  // what a shell or parent leaked stops here
     ::signal(SIGPIPE, SIG_IGN);
 
     boost::asio::io_context io(1);

@@ -49,3 +49,13 @@ pid_t spawn_process(const std::vector<std::string>& argv) {
 }
 
 }  // namespace prefork
+
+namespace prefork {
+
+void adopt_child(pid_t pid) {
+    ChildReaper* reaper = ChildReaper::current();
+    if (reaper == nullptr) throw std::logic_error("adopt_child: no App is running on this thread");
+    reaper->adopt(pid);
+}
+
+}  // namespace prefork

@@ -1,10 +1,12 @@
 #include "child_reaper.hpp"
 #include "control_client.hpp"
+#include "fork_guard.hpp"
 #include "offload_pool.hpp"
 #include "run_modes.hpp"
 #include "server.hpp"
 
 #include <prefork/common/control_protocol.hpp>
+#include <prefork/common/inherited_fds.hpp>
 #include <prefork/common/log.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -28,6 +30,7 @@ int run_under_master(const Router& router, int control_fd) {
         return 1;
     }
     ::unsetenv(control::kControlFdEnv);
+    mark_close_on_exec_from(control_fd + 1);  // anything else inherited stops here
     log::set_role("worker");
     if (const char* format = std::getenv("PREFORK_LOG_FORMAT");
         format && std::string_view(format) == "json") {
@@ -41,6 +44,8 @@ int run_under_master(const Router& router, int control_fd) {
         log::error("descriptor ", control_fd, " is not the master's control socket");
         return 1;
     }
+    fork_guard::install();
+    fork_guard::add(control_fd);
     // Socket writes use MSG_NOSIGNAL already; this covers pipes a handler writes to.
     ::signal(SIGPIPE, SIG_IGN);
 

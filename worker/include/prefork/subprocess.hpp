@@ -15,4 +15,8 @@ namespace prefork {
 // program cannot be started, std::logic_error outside a running App.
 pid_t spawn_process(const std::vector<std::string>& argv);
 
+// Has the worker reap a child that user code started itself (fork(), posix_spawn()), so
+// that it leaves no zombie. Call it on the worker's event loop.
+void adopt_child(pid_t pid);
+
 }  // namespace prefork

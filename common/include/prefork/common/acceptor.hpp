@@ -26,6 +26,7 @@ class Acceptor {
     // Closes this worker's copy of the listening socket.
     void close();
     const std::string& name() const { return name_; }
+    int native_handle() { return listener_.native_handle(); }
 
   private:
     void do_wait();

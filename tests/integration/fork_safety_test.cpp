@@ -1,0 +1,210 @@
+// The seed of this project: a process that a handler starts, by any means, never holds
+// the port or a client's connection, and a stop frees the port while it still runs.
+
+#include "http_client.hpp"
+#include "prefork_process.hpp"
+
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace prefork::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The descriptor numbers a process holds.
+std::set<int> descriptors_of(pid_t pid) {
+    std::set<int> fds;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+        fds.insert(std::stoi(entry.path().filename().string()));
+    }
+    return fds;
+}
+
+// The descriptors of a /child-fds answer ("N -> target" lines).
+std::set<int> listed(const std::string& body) {
+    std::set<int> fds;
+    std::istringstream lines(body);
+    for (std::string line; std::getline(lines, line);) fds.insert(std::stoi(line));
+    return fds;
+}
+
+const std::set<int> kStandard = {0, 1, 2};
+
+// Kills handler children a test started, by pid, when it ends.
+struct Children {
+    std::vector<pid_t> pids;
+    ~Children() {
+        for (pid_t pid : pids) ::kill(pid, SIGKILL);
+    }
+};
+
+TEST(ForkSafety, SpawnedProcessHoldsOnlyTheStandardDescriptors) {
+    // prefork itself gets a descriptor it did not open, as from a leaky parent.
+    int leak[2];
+    ASSERT_EQ(::pipe(leak), 0);  // no O_CLOEXEC, on purpose
+    std::string leaked = fs::read_symlink("/proc/self/fd/" + std::to_string(leak[1])).string();
+    ChildProcess prefork({prefork_binary(), "--bind", "127.0.0.1:0", "--workers", "1", "--env",
+                          "PREFORK_OFFLOAD_THREADS=2", "--", demo_binary()},
+                         {}, leak[1]);
+    ::close(leak[0]);
+    ::close(leak[1]);
+    auto lines = prefork.wait_for_lines("listening on 127.0.0.1:", 1);
+    ASSERT_EQ(prefork.wait_for_lines(" ready (generation", 1).size(), 1u) << prefork.output();
+    auto port =
+        static_cast<std::uint16_t>(std::stoi(lines[0].substr(lines[0].find("127.0.0.1:") + 10)));
+    auto workers = prefork.children();
+    ASSERT_EQ(workers.size(), 1u);
+    for (int fd : descriptors_of(workers[0])) {
+        std::error_code ec;
+        auto target = fs::read_symlink(
+            "/proc/" + std::to_string(workers[0]) + "/fd/" + std::to_string(fd), ec);
+        EXPECT_NE(target.string(), leaked)
+            << "the worker inherited the leaked descriptor as fd " << fd;
+    }
+
+    // Other clients connected, and the offload pool busy, while the process starts.
+    std::vector<std::unique_ptr<HttpConnection>> others;
+    for (int i = 0; i < 3; ++i) {
+        others.push_back(std::make_unique<HttpConnection>(port, 10s));
+        EXPECT_EQ(others.back()->get("/").result_int(), 200);
+    }
+    HttpConnection busy(port, 10s);
+    busy.send_raw("GET /offload?ms=1000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::this_thread::sleep_for(100ms);
+    auto answer = HttpConnection(port).get("/child-fds").body();
+    EXPECT_EQ(listed(answer), kStandard) << answer;
+    EXPECT_EQ(busy.read_response().result_int(), 200);
+}
+
+TEST(ForkSafety, ChildForkedWithoutExecHoldsNoListenerNoControlSocketNoClient) {
+    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
+    pid_t worker = server.children().at(0);
+    std::vector<std::unique_ptr<HttpConnection>> clients;
+    for (int i = 0; i < 3; ++i) {
+        clients.push_back(std::make_unique<HttpConnection>(server.port()));
+        EXPECT_EQ(clients.back()->get("/").result_int(), 200);
+    }
+    Children children;
+    HttpConnection connection(server.port());
+    pid_t child = std::stoi(connection.get("/fork?seconds=30").body());
+    children.pids.push_back(child);
+
+    std::set<std::string> worker_sockets;
+    for (int fd : descriptors_of(worker)) {
+        auto target =
+            fs::read_symlink("/proc/" + std::to_string(worker) + "/fd/" + std::to_string(fd))
+                .string();
+        if (target.starts_with("socket:")) worker_sockets.insert(target);
+    }
+    ASSERT_GE(worker_sockets.size(), 5u) << "control socket, listener, clients";
+    for (int fd : descriptors_of(child)) {
+        std::error_code ec;
+        auto target =
+            fs::read_symlink("/proc/" + std::to_string(child) + "/fd/" + std::to_string(fd), ec)
+                .string();
+        EXPECT_FALSE(worker_sockets.count(target))
+            << "the forked child holds the worker's fd " << fd << " -> " << target;
+    }
+}
+
+// Every descriptor of every process of a running prefork, against an allow-list.
+TEST(ForkSafety, AuditOfEveryProcessFindsOnlyAllowedDescriptors) {
+    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0"});
+    Children children;
+    HttpConnection client(server.port());
+    pid_t handler_child = std::stoi(client.get("/spawn?seconds=30").body());
+    children.pids.push_back(handler_child);
+
+    auto kind_of = [](pid_t pid, int fd) {
+        std::error_code ec;
+        std::string target =
+            fs::read_symlink("/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd), ec)
+                .string();
+        if (fd <= 2) return std::string("standard");  // stdin /dev/null, the log
+        if (target.starts_with("socket:"))
+            return std::string("socket");  // listeners, control, clients, admin
+        if (target == "anon_inode:[eventpoll]") return std::string("epoll");  // the event loop
+        if (target == "anon_inode:[eventfd]") return std::string("eventfd");  // wakes the loop
+        if (target == "anon_inode:[timerfd]") return std::string("timerfd");  // the loop's timers
+        if (target.starts_with("pipe:")) return std::string("signal pipe");   // Asio's signal_set
+        return "UNEXPECTED " + target;
+    };
+    auto audit = [&](pid_t pid, const std::map<std::string, int>& allowed, const std::string& who) {
+        std::map<std::string, int> found;
+        for (int fd : descriptors_of(pid)) ++found[kind_of(pid, fd)];
+        for (const auto& [kind, count] : found) {
+            auto limit = allowed.find(kind);
+            EXPECT_TRUE(limit != allowed.end() && count <= limit->second)
+                << who << " " << pid << " holds " << count << " x " << kind;
+        }
+    };
+    // master: 2 control sockets (one per worker), the listener, the admin listener
+    audit(server.pid(),
+          {{"standard", 3},
+           {"socket", 4},
+           {"epoll", 1},
+           {"eventfd", 1},
+           {"timerfd", 1},
+           {"signal pipe", 2}},
+          "master");
+    // workers: the control socket, the listener, at most the one client connection
+    for (pid_t worker : server.children()) {
+        if (worker == handler_child) continue;
+        audit(worker,
+              {{"standard", 3},
+               {"socket", 3},
+               {"epoll", 1},
+               {"eventfd", 1},
+               {"timerfd", 1},
+               {"signal pipe", 2}},
+              "worker");
+    }
+    // a process a handler started: the standard three, nothing else
+    audit(handler_child, {{"standard", 3}}, "handler child");
+}
+
+// The seed scenario: stop prefork while a process a handler started still runs.
+void expect_port_freed_while_child_runs(int stop_signal, const std::string& start_child) {
+    Children children;
+    std::uint16_t port;
+    {
+        PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+        port = server.port();
+        pid_t child = std::stoi(http_get(port, start_child).body());
+        children.pids.push_back(child);
+        server.signal(stop_signal);
+        auto deadline = std::chrono::steady_clock::now() + 1s;
+        while (!port_is_free(port) && std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(20ms);
+        }
+        EXPECT_TRUE(port_is_free(port)) << "the port is still bound a second after the stop";
+        EXPECT_FALSE(process_gone(child))
+            << "the child should still be running for this to prove anything";
+    }
+}
+
+TEST(ForkSafety, TermFreesThePortWhileASpawnedChildRuns) {
+    expect_port_freed_while_child_runs(SIGTERM, "/spawn?seconds=600");
+}
+TEST(ForkSafety, TermFreesThePortWhileAForkedChildRuns) {
+    expect_port_freed_while_child_runs(SIGTERM, "/fork?seconds=600");
+}
+TEST(ForkSafety, KillingTheMasterFreesThePortWhileASpawnedChildRuns) {
+    expect_port_freed_while_child_runs(SIGKILL, "/spawn?seconds=600");
+}
+TEST(ForkSafety, KillingTheMasterFreesThePortWhileAForkedChildRuns) {
+    expect_port_freed_while_child_runs(SIGKILL, "/fork?seconds=600");
+}
+
+}  // namespace
+}  // namespace prefork::testing
