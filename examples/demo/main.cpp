@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -42,6 +43,18 @@ Response bad_parameter(std::string_view name, long long max) {
     return Response::text("query parameter " + std::string(name) +
                               " must be a whole number from 0 to " + std::to_string(max) + "\n",
                           400);
+}
+
+// Waits (at most about 100 ms) until a process we started is asleep: a diagnostic only.
+void wait_until_sleeping(pid_t pid) {
+    for (int i = 0; i < 100; ++i) {
+        std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+        std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+        auto close = text.rfind(')');
+        if (close == std::string::npos || close + 2 >= text.size() || text[close + 2] == 'S')
+            return;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
 }
 
 constexpr long long kMaxMillis = 10 * 60 * 1000;
@@ -152,6 +165,7 @@ int main(int argc, char** argv) {
     // /proc while it runs), then ends it.
     app.get("/child-fds", [](const Request&) {
         pid_t pid = prefork::spawn_process({"sleep", "5"});
+        wait_until_sleeping(pid);  // past the dynamic loader's own, short-lived descriptors
         std::string listing;
         std::string dir = "/proc/" + std::to_string(pid) + "/fd";
         std::vector<int> fds;
@@ -162,7 +176,7 @@ int main(int argc, char** argv) {
         for (int fd : fds) {
             std::error_code ec;
             auto target = std::filesystem::read_symlink(dir + "/" + std::to_string(fd), ec);
-            listing += std::to_string(fd) + " -> " + target.string() + "\n";
+            if (!ec) listing += std::to_string(fd) + " -> " + target.string() + "\n";
         }
         ::kill(pid, SIGTERM);
         return Response::text(listing);
