@@ -46,6 +46,18 @@ void Acceptor::close() {
     listener_.close(ignored);
 }
 
+void Acceptor::pause() {
+    paused_ = true;
+    boost::system::error_code ignored;
+    listener_.cancel(ignored);
+}
+
+void Acceptor::resume() {
+    if (!paused_ || !listener_.is_open()) return;
+    paused_ = false;
+    do_wait();
+}
+
 void Acceptor::do_wait() {
     listener_.async_wait(boost::asio::posix::descriptor_base::wait_read,
                          [this](boost::system::error_code ec) {
@@ -59,7 +71,7 @@ void Acceptor::do_wait() {
 }
 
 void Acceptor::on_readable() {
-    for (int taken = 0; taken < kAcceptBatch && listener_.is_open(); ++taken) {
+    for (int taken = 0; taken < kAcceptBatch && listener_.is_open() && !paused_; ++taken) {
         int fd =
             ::accept4(listener_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd >= 0) {
@@ -79,20 +91,20 @@ void Acceptor::on_readable() {
             case ENOBUFS:
             case ENOMEM:
                 log::error("accept4 on ", name_, ": ", std::strerror(errno), "; pausing accepts");
-                return pause();
+                return back_off();
             default:
                 log::error("accept4 on ", name_, ": ", std::strerror(errno));
                 break;
         }
         break;
     }
-    if (listener_.is_open()) do_wait();
+    if (listener_.is_open() && !paused_) do_wait();
 }
 
-void Acceptor::pause() {
+void Acceptor::back_off() {
     pause_timer_.expires_after(kPauseWhenOutOfDescriptors);
     pause_timer_.async_wait([this](boost::system::error_code ec) {
-        if (!ec && listener_.is_open()) do_wait();
+        if (!ec && listener_.is_open() && !paused_) do_wait();
     });
 }
 

@@ -9,6 +9,8 @@
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
@@ -58,6 +60,35 @@ void Connection::do_read() {
     parser_->header_limit(static_cast<std::uint32_t>(server_.limits().header_limit));
     parser_->body_limit(server_.limits().body_limit);
     arm_read_deadline(buffer_.size() == 0 ? ReadDeadline::idle : ReadDeadline::request);
+    http::async_read_header(socket_, buffer_, *parser_,
+                            [self = shared_from_this()](error_code ec, std::size_t bytes) {
+                                self->on_read_header(ec, bytes);
+                            });
+}
+
+// The header is in: a request without a body is complete; a client that waits for
+// "100 Continue" before sending its body gets it (only now, once the header passed the
+// limits: a body too large was refused with 413 before the client sent it).
+void Connection::on_read_header(error_code ec, std::size_t bytes) {
+    if (state_ == State::closed) return;
+    if (ec || timed_out_ || parser_->is_done()) return on_read(ec, bytes);
+    server_.totals().bytes_in += bytes;
+    const auto& header = parser_->get();
+    if (header.version() >= 11 &&
+        boost::beast::iequals(header[http::field::expect], "100-continue")) {
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        asio::async_write(socket_, asio::buffer(kContinue.data(), kContinue.size()),
+                          [self = shared_from_this()](error_code ec, std::size_t) {
+                              if (self->state_ == State::closed) return;
+                              if (ec) return self->close();
+                              self->do_read_body();
+                          });
+        return;
+    }
+    do_read_body();
+}
+
+void Connection::do_read_body() {
     http::async_read(socket_, buffer_, *parser_,
                      [self = shared_from_this()](error_code ec, std::size_t bytes) {
                          self->on_read(ec, bytes);
@@ -78,6 +109,11 @@ void Connection::on_read(error_code ec, std::size_t bytes) {
         return send_error(400);  // malformed request
     }
     if (ec) return close();  // reset by the peer, or closed under us: nobody to answer
+    // A Transfer-Encoding whose last coding is not chunked leaves the body's end unknown:
+    // reading on would take the body for the next request (request smuggling).
+    if (parser_->get().count(http::field::transfer_encoding) != 0 && !parser_->chunked()) {
+        return send_error(400);
+    }
     handle_request();
 }
 

@@ -50,6 +50,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     enum class ReadDeadline { idle, request };
 
     void do_read();
+    void on_read_header(boost::system::error_code ec, std::size_t bytes);
+    void do_read_body();
     void on_read(boost::system::error_code ec, std::size_t bytes);
     void handle_request();
     void send_error(int status);

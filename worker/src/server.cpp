@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <optional>
 
 namespace prefork {
 namespace {
@@ -37,18 +38,43 @@ std::string peer_address(int socket, int family) {
 
 }  // namespace
 
+namespace {
+
+// A positive number from the environment, or nullopt (with a warning when it is malformed).
+std::optional<double> positive_number(const char* name) {
+    const char* text = std::getenv(name);
+    if (text == nullptr || *text == '\0') return std::nullopt;
+    char* end = nullptr;
+    double value = std::strtod(text, &end);
+    if (end == text || *end != '\0' || !(value > 0)) {
+        log::warning(name, "=", text, " is not a positive number; ignored");
+        return std::nullopt;
+    }
+    return value;
+}
+
+void seconds_from(const char* name, std::chrono::milliseconds& setting) {
+    if (auto seconds = positive_number(name)) {
+        setting = std::chrono::milliseconds(static_cast<long long>(*seconds * 1000));
+    }
+}
+
+template <class Count>
+void count_from(const char* name, Count& setting) {
+    if (auto count = positive_number(name)) setting = static_cast<Count>(*count);
+}
+
+}  // namespace
+
 ServerLimits limits_from_environment() {
     ServerLimits limits;
-    if (const char* text = std::getenv("PREFORK_HANDLER_TIMEOUT")) {
-        char* end = nullptr;
-        double seconds = std::strtod(text, &end);
-        if (end != text && *end == '\0' && seconds > 0) {
-            limits.handler_timeout =
-                std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
-        } else {
-            log::warning("PREFORK_HANDLER_TIMEOUT=", text, " is not a number of seconds; ignored");
-        }
-    }
+    seconds_from("PREFORK_HEADER_TIMEOUT", limits.header_timeout);
+    seconds_from("PREFORK_IDLE_TIMEOUT", limits.idle_timeout);
+    seconds_from("PREFORK_WRITE_TIMEOUT", limits.write_timeout);
+    seconds_from("PREFORK_HANDLER_TIMEOUT", limits.handler_timeout);
+    count_from("PREFORK_HEADER_LIMIT", limits.header_limit);
+    count_from("PREFORK_BODY_LIMIT", limits.body_limit);
+    count_from("PREFORK_MAX_CONNECTIONS", limits.max_connections);
     return limits;
 }
 
@@ -98,6 +124,12 @@ void Server::on_accepted(UniqueFd socket, int family) {
     if (access_log_.enabled()) client = peer_address(stream.native_handle(), family);
     auto connection = std::make_shared<Connection>(std::move(stream), *this, std::move(client));
     connections_.emplace(connection.get(), connection);
+    if (connections_.size() >= limits_.max_connections && !accepting_paused_) {
+        // The other workers take the connections meanwhile (one accept queue for all).
+        accepting_paused_ = true;
+        for (auto& acceptor : acceptors_) acceptor->pause();
+        log::debug("at ", limits_.max_connections, " connections: not accepting");
+    }
     connection->start();
 }
 
@@ -131,6 +163,10 @@ control::WorkerCounters Server::counters() const {
 
 void Server::remove(Connection* connection) {
     connections_.erase(connection);
+    if (accepting_paused_ && connections_.size() < limits_.max_connections && !draining_) {
+        accepting_paused_ = false;
+        for (auto& acceptor : acceptors_) acceptor->resume();
+    }
     stop_if_drained();
 }
 

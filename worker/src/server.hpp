@@ -31,11 +31,14 @@ struct ServerLimits {
     std::chrono::milliseconds idle_timeout{15'000};     // keep-alive with no request: close
     std::chrono::milliseconds write_timeout{30'000};    // a client that stops reading: close
     std::chrono::milliseconds handler_timeout{60'000};  // an asynchronous handler's answer: 503
+    std::size_t max_connections = 10'000;               // beyond: stop accepting
     std::chrono::milliseconds drain_idle_grace{500};    // idle keep-alive when draining: close
     std::chrono::milliseconds linger_timeout{2'000};    // reading after our FIN, at most
 };
 
-// The defaults, with what the environment changes: PREFORK_HANDLER_TIMEOUT (seconds).
+// The defaults, with what the worker's environment changes: PREFORK_HEADER_TIMEOUT,
+// PREFORK_IDLE_TIMEOUT, PREFORK_WRITE_TIMEOUT, PREFORK_HANDLER_TIMEOUT (seconds),
+// PREFORK_HEADER_LIMIT, PREFORK_BODY_LIMIT (bytes), PREFORK_MAX_CONNECTIONS.
 ServerLimits limits_from_environment();
 
 // The HTTP side of a worker: its acceptors and its connections, on one event loop.
@@ -87,6 +90,7 @@ class Server {
     std::vector<std::unique_ptr<Acceptor>> acceptors_;
     std::unordered_map<Connection*, std::shared_ptr<Connection>> connections_;
     bool draining_ = false;
+    bool accepting_paused_ = false;
     boost::asio::steady_timer drain_deadline_;
     std::function<void()> on_stopped_;
     std::uint64_t request_limit_ = 0;

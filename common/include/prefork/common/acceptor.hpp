@@ -25,19 +25,23 @@ class Acceptor {
     void start();
     // Closes this worker's copy of the listening socket.
     void close();
+    // Stops taking connections (they wait in the shared queue for others), and starts again.
+    void pause();
+    void resume();
     const std::string& name() const { return name_; }
     int native_handle() { return listener_.native_handle(); }
 
   private:
     void do_wait();
     void on_readable();
-    void pause();
+    void back_off();
 
     boost::asio::posix::stream_descriptor listener_;
     boost::asio::steady_timer pause_timer_;
     std::string name_;
     int family_;
     AcceptHandler on_accept_;
+    bool paused_ = false;
 };
 
 }  // namespace prefork

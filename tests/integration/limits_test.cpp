@@ -1,0 +1,173 @@
+// Limits and timeouts that hold against bad clients, request framing that cannot smuggle a
+// request, and Expect: 100-continue. Each limit is set through the worker's environment
+// (prefork --env NAME=VALUE).
+
+#include "http_client.hpp"
+#include "prefork_process.hpp"
+
+#include <gtest/gtest.h>
+
+#include <poll.h>
+#include <sys/socket.h>
+
+namespace prefork::testing {
+namespace {
+
+PreforkServer one_worker(std::vector<std::string> env_settings = {}) {
+    std::vector<std::string> args{"--bind", "127.0.0.1:0", "--workers", "1"};
+    for (const auto& setting : env_settings) {
+        args.push_back("--env");
+        args.push_back(setting);
+    }
+    return PreforkServer(args, 1);
+}
+
+// What a raw read gives within `timeout`: the bytes, and whether the server closed.
+std::pair<std::string, bool> read_raw(int fd, std::chrono::milliseconds timeout) {
+    std::string data;
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) return {data, false};
+        pollfd ready{fd, POLLIN, 0};
+        if (::poll(&ready, 1, static_cast<int>(left.count())) <= 0) return {data, false};
+        char buffer[65536];
+        ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
+        if (n <= 0) return {data, true};
+        data.append(buffer, static_cast<std::size_t>(n));
+    }
+}
+
+TEST(Limits, HeadersTooLargeGet431) {
+    auto server = one_worker();
+    HttpConnection connection(server.port());
+    connection.send_raw("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20 * 1024, 'a') +
+                        "\r\n\r\n");
+    EXPECT_EQ(connection.read_response().result_int(), 431);
+    EXPECT_TRUE(connection.closed_by_peer());
+}
+
+TEST(Limits, BodyTooLargeGets413WithoutBeingRead) {
+    auto server = one_worker({"PREFORK_BODY_LIMIT=1000"});
+    HttpConnection connection(server.port(), 2s);
+    // Only the header: the answer must not wait for a body that never comes.
+    connection.send_raw("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n");
+    EXPECT_EQ(connection.read_response().result_int(), 413);
+    HttpConnection small(server.port());
+    EXPECT_EQ(
+        small.request(http::verb::post, "/echo", std::string(900, 'b'), "text/plain").result_int(),
+        200);
+}
+
+TEST(Limits, RequestNotReceivedInTimeGets408) {
+    auto server = one_worker({"PREFORK_HEADER_TIMEOUT=0.5", "PREFORK_IDLE_TIMEOUT=0.5"});
+    HttpConnection connection(server.port(), 3s);
+    connection.send_raw("GET / HTTP/1.1\r\nHost: x\r\n");  // and nothing more
+    auto started = std::chrono::steady_clock::now();
+    EXPECT_EQ(connection.read_response().result_int(), 408);
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 2500ms);
+    EXPECT_TRUE(connection.closed_by_peer());
+}
+
+TEST(Limits, IdleKeepAliveConnectionIsClosed) {
+    auto server = one_worker({"PREFORK_IDLE_TIMEOUT=0.5"});
+    HttpConnection connection(server.port(), 3s);
+    EXPECT_EQ(connection.get("/").result_int(), 200);
+    std::this_thread::sleep_for(1s);
+    EXPECT_TRUE(connection.closed_by_peer());
+}
+
+TEST(Limits, ClientThatStopsReadingIsDisconnected) {
+    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1", "--admin", "127.0.0.1:0",
+                          "--env", "PREFORK_WRITE_TIMEOUT=0.5"},
+                         1);
+    HttpConnection connection(server.port(), 5s);
+    int small = 4096;
+    ::setsockopt(connection.native_handle(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    connection.send_raw("GET /bytes?n=50000000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    // The client never reads: the worker's write stalls, and the worker lets the connection
+    // go (what it had queued in the kernel still trickles out, then the FIN).
+    bool released = false;
+    for (auto deadline = std::chrono::steady_clock::now() + 4s;
+         !released && std::chrono::steady_clock::now() < deadline;) {
+        std::this_thread::sleep_for(200ms);
+        // One heartbeat that counts the request and shows no connection open any more.
+        auto status = HttpConnection(server.admin_port()).get("/status.json").body();
+        released = status.find("\"requests\":1,\"active_connections\":0") != std::string::npos;
+    }
+    EXPECT_TRUE(released) << "the worker kept the stalled connection";
+    EXPECT_EQ(http_get(server.port(), "/").body(), "Hello, World!") << "the worker serves on";
+}
+
+TEST(Limits, WorkerAtItsConnectionLimitStopsAcceptingAndOthersTakeOver) {
+    PreforkServer server(
+        {"--bind", "127.0.0.1:0", "--workers", "2", "--env", "PREFORK_MAX_CONNECTIONS=1"});
+    HttpConnection first(server.port());
+    HttpConnection second(server.port());
+    std::string a = first.get("/pid").body(), b = second.get("/pid").body();
+    EXPECT_NE(a, b) << "the worker at its limit took another connection";
+
+    HttpConnection third(server.port(), 500ms);  // both full: it waits in the queue
+    third.send_raw("GET /pid HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_THROW(third.read_response(), boost::system::system_error);
+    first.send_raw("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    EXPECT_EQ(first.read_response().result_int(), 200);
+    auto [data, closed] = read_raw(third.native_handle(), 3s);
+    EXPECT_NE(data.find("200 OK"), std::string::npos)
+        << "not served once a place was free: " << data;
+}
+
+TEST(Limits, ExpectContinueGetsAnInterimResponseBeforeTheBody) {
+    auto server = one_worker();
+    HttpConnection connection(server.port(), 2s);
+    connection.send_raw(
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
+        "Expect: 100-continue\r\n\r\n");
+    auto [interim, closed] = read_raw(connection.native_handle(), 1s);
+    EXPECT_EQ(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+    connection.send_raw("hello");
+    auto response = connection.read_response();
+    EXPECT_EQ(response.result_int(), 200);
+    EXPECT_EQ(response.body(), "hello");
+}
+
+TEST(Framing, AmbiguousRequestsAreRefusedAndTheConnectionClosed) {
+    auto server = one_worker();
+    for (const std::string& request : std::vector<std::string>{
+             // Content-Length and Transfer-Encoding together, in both orders
+             "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: "
+             "chunked\r\n\r\n0\r\n\r\n",
+             "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: "
+             "4\r\n\r\n0\r\n\r\n",
+             // two different lengths
+             "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: "
+             "5\r\n\r\nabcde",
+             // a coding after chunked: the body's end is unknown
+             "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n5\r\nGET "
+             "/\r\n0\r\n\r\n",
+             // a chunk size that is not hexadecimal
+             "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+             "chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+             // a header line without a colon
+             "GET / HTTP/1.1\r\nHost x\r\n\r\n",
+         }) {
+        HttpConnection connection(server.port());
+        connection.send_raw(request);
+        EXPECT_EQ(connection.read_response().result_int(), 400) << request;
+        EXPECT_TRUE(connection.closed_by_peer()) << request;
+    }
+    // Framing that is fine: a repeated identical length, and a chunked body.
+    HttpConnection repeated(server.port());
+    repeated.send_raw(
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc");
+    EXPECT_EQ(repeated.read_response().body(), "abc");
+    HttpConnection chunked(server.port());
+    chunked.send_raw(
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+        "chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+    EXPECT_EQ(chunked.read_response().body(), "abcde");
+}
+
+}  // namespace
+}  // namespace prefork::testing
