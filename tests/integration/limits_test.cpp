@@ -10,6 +10,12 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <sys/socket.h>
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
 namespace prefork::testing {
 namespace {
 
@@ -167,6 +173,70 @@ TEST(Framing, AmbiguousRequestsAreRefusedAndTheConnectionClosed) {
         "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
         "chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
     EXPECT_EQ(chunked.read_response().body(), "abcde");
+}
+
+std::uint64_t resident_kib(pid_t pid) {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(status, line);) {
+        if (line.starts_with("VmRSS:")) return std::stoull(line.substr(6));
+    }
+    return 0;
+}
+
+// The Asio server that crashed when a client hung up during a large write: here the write
+// fails quietly (no SIGPIPE, one write in flight, the connection owned until its last
+// completion) and the worker's memory goes back to where it was.
+TEST(Connections, ClientsHangingUpDuringLargeWritesHurtNothing) {
+    // Under AddressSanitizer, freed memory waits in a quarantine first: without one, the
+    // worker's memory can be measured (and no other test loses use-after-free detection).
+    const char* asan = std::getenv("ASAN_OPTIONS");
+    std::string asan_options =
+        std::string("ASAN_OPTIONS=") + (asan ? asan : "") + ":quarantine_size_mb=0";
+    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1, {asan_options});
+    pid_t worker = server.children().at(0);
+    EXPECT_EQ(http_get(server.port(), "/bytes?n=50000000").body().size(), 50'000'000u);  // warm up
+    std::this_thread::sleep_for(200ms);
+    auto before = resident_kib(worker);
+
+    std::atomic<bool> stop{false};
+    std::atomic<int> full_downloads{0}, failed_downloads{0};
+    std::vector<std::thread> readers;
+    for (int t = 0; t < 2; ++t) {
+        readers.emplace_back([&] {
+            for (int i = 0; i < 20 && !stop; ++i) {
+                try {
+                    auto body = HttpConnection(server.port(), 10s).get("/bytes?n=5000000").body();
+                    (body.size() == 5'000'000u ? full_downloads : failed_downloads)++;
+                } catch (...) {
+                    ++failed_downloads;
+                }
+            }
+        });
+    }
+    for (int i = 0; i < 30; ++i) {
+        HttpConnection quitter(server.port(), 5s);
+        quitter.send_raw("GET /bytes?n=50000000 HTTP/1.1\r\nHost: x\r\n\r\n");
+        pollfd ready{quitter.native_handle(), POLLIN, 0};
+        ASSERT_EQ(::poll(&ready, 1, 2000), 1);
+        char first[4096];
+        EXPECT_GT(::recv(quitter.native_handle(), first, sizeof(first), 0), 0);  // the first bytes
+        if (i % 2) {  // a reset instead of a FIN
+            linger abort{1, 0};
+            ::setsockopt(quitter.native_handle(), SOL_SOCKET, SO_LINGER, &abort, sizeof(abort));
+        }
+    }  // each hangs up here, mid-write
+    for (auto& reader : readers) reader.join();
+
+    EXPECT_EQ(failed_downloads.load(), 0);
+    EXPECT_EQ(full_downloads.load(), 40);
+    EXPECT_EQ(server.wait_for_lines("; replacing it", 1, 0ms).size(), 0u) << "the worker died:\n"
+                                                                          << server.output();
+    EXPECT_EQ(server.children(), std::vector<pid_t>{worker});
+    std::this_thread::sleep_for(500ms);
+    auto after = resident_kib(worker);
+    EXPECT_LT(after, before + 20 * 1024)
+        << "RSS " << before << " KiB before, " << after << " KiB after";
+    EXPECT_EQ(http_get(server.port(), "/").body(), "Hello, World!");
 }
 
 }  // namespace

@@ -52,7 +52,13 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, std::vector<std::strin
                            int leaked_fd)
     : log_path_(make_log_path()), argv0_(argv.at(0)) {
     std::vector<std::string> env;
-    for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+    for (char** e = environ; *e != nullptr; ++e) {
+        std::string entry = *e;
+        std::string name = entry.substr(0, entry.find('=') + 1);
+        bool overridden = false;  // a test's NAME=VALUE replaces the inherited one
+        for (const auto& extra : extra_env) overridden = overridden || extra.starts_with(name);
+        if (!overridden) env.push_back(std::move(entry));
+    }
     for (auto& extra : extra_env) env.push_back(extra);
     std::vector<char*> argv_c, env_c;
     for (auto& a : argv) argv_c.push_back(a.data());
