@@ -3,22 +3,23 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <atomic>
 #include <cerrno>
 
 namespace prefork {
 namespace {
-thread_local ChildReaper* g_current = nullptr;
+std::atomic<ChildReaper*> g_current{nullptr};
 }
 
-ChildReaper::ChildReaper(boost::asio::io_context& io) : sigchld_(io, SIGCHLD) {
+ChildReaper::ChildReaper(boost::asio::io_context& io) : io_(io), sigchld_(io, SIGCHLD) {
     wait_for_sigchld();
 }
 
 ChildReaper* ChildReaper::current() {
-    return g_current;
+    return g_current.load();
 }
 void ChildReaper::set_current(ChildReaper* reaper) {
-    g_current = reaper;
+    g_current.store(reaper);
 }
 
 void ChildReaper::adopt(pid_t pid) {

@@ -16,10 +16,15 @@ class ChildReaper {
   public:
     explicit ChildReaper(boost::asio::io_context& io);
 
+    // On the loop.
     void adopt(pid_t pid);
     std::size_t running() const { return children_.size(); }
 
-    // The reaper of the App running on this thread, or null.
+    // The worker's event loop.
+    boost::asio::io_context& io() { return io_; }
+
+    // The reaper of the App running in this process (one per process), or null. Set and
+    // cleared by the loop's thread around run(); read from any thread.
     static ChildReaper* current();
     static void set_current(ChildReaper* reaper);
 
@@ -27,6 +32,7 @@ class ChildReaper {
     void wait_for_sigchld();
     void reap();
 
+    boost::asio::io_context& io_;
     boost::asio::signal_set sigchld_;
     std::set<pid_t> children_;
 };

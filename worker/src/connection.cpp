@@ -188,7 +188,7 @@ void Connection::on_handler_timeout() {
     cancel_handler_.emit(asio::cancellation_type::terminal);
     if (pending_) {
         pending_->sent = true;
-        pending_->abandoned = true;
+        pending_->abandon();
     }
     auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(server_.limits().handler_timeout);
@@ -334,7 +334,7 @@ void Connection::drain() {
 void Connection::close() {
     if (state_ == State::closed) return;
     state_ = State::closed;
-    if (pending_) pending_->abandoned = true;
+    if (pending_) pending_->abandon();
     pending_.reset();
     cancel_handler_.emit(asio::cancellation_type::terminal);
     error_code ignored;

@@ -6,7 +6,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 
 namespace prefork {
 
@@ -22,6 +24,17 @@ struct PendingResponse {
     std::uint64_t request_id = 0;
     std::atomic<bool> sent{false};
     std::atomic<bool> abandoned{false};  // the connection can no longer take a response
+
+    // On the loop: the response can no longer reach the client. Runs the on_disconnect
+    // callback, once.
+    void abandon();
+    // Any thread: `callback` runs on the loop when the response is abandoned (at once, posted,
+    // if it was already).
+    void on_disconnect(std::function<void()> callback);
+
+  private:
+    std::mutex mutex_;  // guards disconnect_callback_ (registered from any thread)
+    std::function<void()> disconnect_callback_;
 };
 
 }  // namespace detail

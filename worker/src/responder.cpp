@@ -22,6 +22,39 @@ void deliver(std::shared_ptr<detail::PendingResponse> pending, Response response
 
 }  // namespace
 
+namespace detail {
+
+void PendingResponse::abandon() {
+    std::function<void()> callback;
+    {
+        std::lock_guard lock(mutex_);
+        abandoned = true;
+        callback = std::move(disconnect_callback_);
+        disconnect_callback_ = nullptr;
+    }
+    if (!callback) return;
+    try {
+        callback();
+    } catch (const std::exception& error) {
+        log::error("an on_disconnect callback threw: ", error.what());
+    } catch (...) {
+        log::error("an on_disconnect callback threw a non-standard exception");
+    }
+}
+
+void PendingResponse::on_disconnect(std::function<void()> callback) {
+    {
+        std::lock_guard lock(mutex_);
+        if (!abandoned.load()) {
+            disconnect_callback_ = std::move(callback);
+            return;
+        }
+    }
+    if (callback) boost::asio::post(loop, std::move(callback));
+}
+
+}  // namespace detail
+
 Responder::Responder(std::shared_ptr<detail::PendingResponse> pending)
     : pending_(std::move(pending)) {}
 Responder::Responder(Responder&&) noexcept = default;
@@ -46,6 +79,10 @@ bool Responder::send(Response response) {
     if (pending_->abandoned.load()) return false;
     deliver(pending_, std::move(response));
     return true;
+}
+
+void Responder::on_disconnect(std::function<void()> callback) {
+    if (pending_) pending_->on_disconnect(std::move(callback));
 }
 
 boost::asio::any_io_executor Responder::executor() const {

@@ -2,60 +2,398 @@
 
 #include "child_reaper.hpp"
 
-#include <boost/process/args.hpp>
-#include <boost/process/child.hpp>
-#include <boost/process/exe.hpp>
-#include <boost/process/extend.hpp>
-#include <boost/process/search_path.hpp>
+#include <prefork/common/unique_fd.hpp>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/process/v2/process.hpp>  // before process_handle.hpp: its header order works
+#include <boost/process/v2/process_handle.hpp>
+
+#include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <optional>
 #include <stdexcept>
+#include <system_error>
+
+extern char** environ;
 
 namespace prefork {
-namespace bp = boost::process;
+
+namespace asio = boost::asio;
+using boost::system::error_code;
 
 namespace {
 
-// Between fork and exec: the worker ignores SIGPIPE; the program should not inherit that.
-struct DefaultSignals : bp::extend::handler {
-    template <class Executor>
-    void on_exec_setup(Executor&) const {
-        ::signal(SIGPIPE, SIG_DFL);
-    }
+using Executor = asio::io_context::executor_type;
+
+asio::io_context& worker_loop(const char* what) {
+    ChildReaper* reaper = ChildReaper::current();
+    if (reaper == nullptr) throw std::logic_error(std::string(what) + ": no App is running");
+    return reaper->io();
+}
+
+// Where a spawned program's standard descriptors come from: a descriptor of ours (dup2'd
+// into place in the child), or the worker's own when -1.
+struct Stdio {
+    int in = -1;
+    int out = -1;
+    int err = -1;
 };
+
+// Starts a program with posix_spawn: safe in a threaded process (the child runs on its own
+// stack with every signal blocked until exec; errors come back without a pipe). The child
+// gets `stdio` as 0, 1, 2 and nothing else (closefrom 3, whatever the worker holds and
+// however it was opened), every signal at its default disposition (the worker ignores
+// SIGPIPE; a program must not inherit that), an empty signal mask, and its own process
+// group, so that a timeout or a cancellation can kill it with everything it started.
+error_code spawn(const std::vector<std::string>& argv, const std::vector<std::string>* env,
+                 const std::string& cwd, const Stdio& stdio, pid_t& pid) {
+    if (argv.empty() || argv[0].empty()) return make_error_code(std::errc::invalid_argument);
+
+    std::vector<char*> args;
+    for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+    args.push_back(nullptr);
+    std::vector<char*> vars;
+    if (env != nullptr) {
+        for (const auto& var : *env) vars.push_back(const_cast<char*>(var.c_str()));
+        vars.push_back(nullptr);
+    }
+
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attributes;
+    ::posix_spawn_file_actions_init(&actions);
+    ::posix_spawnattr_init(&attributes);
+    int rc = 0;
+    auto add = [&rc](int result) {
+        if (rc == 0) rc = result;
+    };
+    const std::array<std::pair<int, int>, 3> moves = {
+        {{stdio.in, STDIN_FILENO}, {stdio.out, STDOUT_FILENO}, {stdio.err, STDERR_FILENO}}};
+    for (auto [from, to] : moves) {
+        if (from >= 0) add(::posix_spawn_file_actions_adddup2(&actions, from, to));
+    }
+    add(::posix_spawn_file_actions_addclosefrom_np(&actions, 3));
+    if (!cwd.empty()) add(::posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str()));
+
+    sigset_t defaults;
+    sigfillset(&defaults);
+    sigdelset(&defaults, SIGKILL);
+    sigdelset(&defaults, SIGSTOP);
+    sigset_t empty;
+    sigemptyset(&empty);
+    add(::posix_spawnattr_setsigdefault(&attributes, &defaults));
+    add(::posix_spawnattr_setsigmask(&attributes, &empty));
+    add(::posix_spawnattr_setpgroup(&attributes, 0));
+    add(::posix_spawnattr_setflags(
+        &attributes, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP));
+    if (rc == 0) {
+        char* const* envp = env != nullptr ? vars.data() : environ;
+        bool search = argv[0].find('/') == std::string::npos;
+        rc = search ? ::posix_spawnp(&pid, args[0], &actions, &attributes, args.data(), envp)
+                    : ::posix_spawn(&pid, args[0], &actions, &attributes, args.data(), envp);
+    }
+    ::posix_spawnattr_destroy(&attributes);
+    ::posix_spawn_file_actions_destroy(&actions);
+    return error_code(rc, boost::system::system_category());
+}
+
+// A pipe whose both ends are close-on-exec from the call that creates them.
+error_code make_pipe(UniqueFd& read_end, UniqueFd& write_end) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) return error_code(errno, boost::system::system_category());
+    read_end = UniqueFd(fds[0]);
+    write_end = UniqueFd(fds[1]);
+    return {};
+}
+
+// Kills a process started by spawn() and its process group.
+void kill_group(pid_t pid) {
+    ::kill(-pid, SIGKILL);
+    ::kill(pid, SIGKILL);  // in case it left its group
+}
 
 }  // namespace
 
-pid_t spawn_process(const std::vector<std::string>& argv) {
-    ChildReaper* reaper = ChildReaper::current();
-    if (reaper == nullptr)
-        throw std::logic_error("spawn_process: no App is running on this thread");
-    if (argv.empty()) throw std::runtime_error("spawn_process: empty command");
+// One run of run_process, on the worker's loop: the process, its output pipes, its
+// timeout. Every pending operation holds it.
+class ProcessRun : public std::enable_shared_from_this<ProcessRun> {
+  public:
+    ProcessRun(asio::io_context& io, Command command,
+               std::shared_ptr<detail::ProcessCompletion> completion)
+        : io_(io), command_(std::move(command)), completion_(std::move(completion)) {}
 
-    boost::filesystem::path program = argv[0];
-    if (argv[0].find('/') == std::string::npos) {
-        program = bp::search_path(argv[0]);
-        if (program.empty()) throw std::runtime_error(argv[0] + ": command not found on PATH");
+    // On the loop.
+    void start();
+    // Any thread.
+    void request_cancel() {
+        cancel_requested_.store(true);
+        asio::post(io_, [self = shared_from_this()] { self->cancel(); });
     }
-    std::vector<std::string> args(argv.begin() + 1, argv.end());
-    std::error_code ec;
-    bp::child child(bp::exe = program, bp::args = args, DefaultSignals{}, ec);
-    if (ec) throw std::runtime_error(argv[0] + ": " + ec.message());
-    pid_t pid = child.id();
-    child.detach();
-    reaper->adopt(pid);
+
+  private:
+    struct Output {
+        std::optional<asio::posix::stream_descriptor> pipe;
+        std::array<char, 16384> buffer;
+        std::string* collected = nullptr;
+        std::function<void(std::string_view)>* handed_to = nullptr;
+        bool done = false;
+    };
+
+    void cancel();
+    void read(Output& output);
+    void on_read(Output& output, error_code ec, std::size_t bytes);
+    void take(Output& output, std::size_t bytes);
+    void drain(Output& output);
+    void on_exit(error_code ec, int status);
+    void on_timeout();
+    void finish(error_code ec);
+    void maybe_finish();
+
+    asio::io_context& io_;
+    Command command_;
+    std::shared_ptr<detail::ProcessCompletion> completion_;
+    std::atomic<bool> cancel_requested_{false};
+    std::optional<boost::process::v2::basic_process_handle<Executor>> process_;
+    std::optional<asio::posix::stream_descriptor> input_;
+    std::optional<asio::steady_timer> timer_;
+    Output out_, err_;
+    ProcessResult result_;
+    bool started_ = false;
+    bool exited_ = false;
+    bool cancelled_ = false;
+    bool finished_ = false;
+};
+
+void ProcessRun::start() {
+    if (cancel_requested_.load()) return finish(asio::error::operation_aborted);
+    UniqueFd out_read, out_write, err_read, err_write, in_read, in_write;
+    error_code ec = make_pipe(out_read, out_write);
+    if (!ec) ec = make_pipe(err_read, err_write);
+    if (!ec && !command_.input.empty()) ec = make_pipe(in_read, in_write);
+    UniqueFd null_input;
+    if (!ec && command_.input.empty()) {
+        null_input = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+        if (!null_input) ec = error_code(errno, boost::system::system_category());
+    }
+    if (ec) return finish(ec);
+
+    Stdio stdio{command_.input.empty() ? null_input.get() : in_read.get(), out_write.get(),
+                err_write.get()};
+    pid_t pid = -1;
+    ec = spawn(command_.argv, command_.env ? &*command_.env : nullptr, command_.cwd, stdio, pid);
+    if (ec) return finish(ec);
+    started_ = true;
+    result_.pid = pid;
+    // The child's ends now belong to the child alone: closing ours is what lets the
+    // output pipes end when it exits.
+    out_write.reset();
+    err_write.reset();
+    in_read.reset();
+
+    auto self = shared_from_this();
+    process_.emplace(io_.get_executor(), pid);  // a pidfd: no SIGCHLD involved
+    process_->async_wait([self](error_code ec, int status) { self->on_exit(ec, status); });
+
+    out_.collected = &result_.out;
+    err_.collected = &result_.err;
+    if (command_.on_stdout) out_.handed_to = &command_.on_stdout;
+    if (command_.on_stderr) err_.handed_to = &command_.on_stderr;
+    out_.pipe.emplace(io_, out_read.release());
+    err_.pipe.emplace(io_, err_read.release());
+    for (Output* output : {&out_, &err_}) {
+        output->pipe->non_blocking(true);
+        read(*output);
+    }
+
+    if (in_write) {
+        input_.emplace(io_, in_write.release());
+        asio::async_write(*input_, asio::buffer(command_.input), [self](error_code, std::size_t) {
+            // Written, or the program closed its input (EPIPE): either
+            // way it gets no more.
+            error_code ignored;
+            if (self->input_) self->input_->close(ignored);
+        });
+    }
+    if (command_.timeout.count() > 0) {
+        timer_.emplace(io_, command_.timeout);
+        timer_->async_wait([self](error_code ec) {
+            if (!ec) self->on_timeout();
+        });
+    }
+}
+
+void ProcessRun::read(Output& output) {
+    output.pipe->async_read_some(
+        asio::buffer(output.buffer),
+        [self = shared_from_this(), &output](error_code ec, std::size_t bytes) {
+            self->on_read(output, ec, bytes);
+        });
+}
+
+void ProcessRun::on_read(Output& output, error_code ec, std::size_t bytes) {
+    take(output, bytes);
+    if (ec && ec != asio::error::operation_aborted) {  // end of file: the writers are gone
+        output.done = true;
+        output.pipe->close(ec);
+        return maybe_finish();
+    }
+    if (exited_) {  // cancelled by on_exit: take what is left in the pipe, then stop
+        drain(output);
+        return maybe_finish();
+    }
+    read(output);
+}
+
+void ProcessRun::take(Output& output, std::size_t bytes) {
+    if (bytes == 0) return;
+    std::string_view piece(output.buffer.data(), bytes);
+    if (output.handed_to != nullptr) return (*output.handed_to)(piece);
+    std::size_t room =
+        command_.output_limit - std::min(command_.output_limit, output.collected->size());
+    if (piece.size() > room) result_.truncated = true;
+    output.collected->append(piece.substr(0, room));
+}
+
+// After the program exited: what it wrote is in the pipe already. Output that a process it
+// left running in the background writes later is not collected (nor waited for).
+void ProcessRun::drain(Output& output) {
+    if (output.done) return;
+    output.done = true;
+    for (int reads = 0; reads < 256; ++reads) {
+        ssize_t n =
+            ::read(output.pipe->native_handle(), output.buffer.data(), output.buffer.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        take(output, static_cast<std::size_t>(n));
+    }
+    error_code ignored;
+    output.pipe->close(ignored);
+}
+
+void ProcessRun::on_exit(error_code ec, int status) {
+    exited_ = true;
+    if (timer_) timer_->cancel();
+    if (!ec) {
+        if (WIFEXITED(status)) result_.exit_code = WEXITSTATUS(status);
+        if (WIFSIGNALED(status)) result_.term_signal = WTERMSIG(status);
+    }
+    for (Output* output : {&out_, &err_}) {
+        error_code ignored;
+        if (!output->done) output->pipe->cancel(ignored);  // its read ends, then drain()
+    }
+    maybe_finish();
+}
+
+void ProcessRun::on_timeout() {
+    if (exited_) return;
+    result_.timed_out = true;
+    kill_group(result_.pid);
+}
+
+void ProcessRun::cancel() {
+    if (finished_ || exited_ || !started_) return;  // not started: start() sees the flag
+    cancelled_ = true;
+    kill_group(result_.pid);
+}
+
+void ProcessRun::maybe_finish() {
+    if (exited_ && out_.done && err_.done)
+        finish(cancelled_ ? asio::error::operation_aborted : error_code());
+}
+
+void ProcessRun::finish(error_code ec) {
+    if (finished_) return;
+    finished_ = true;
+    if (input_) {
+        error_code ignored;
+        input_->close(ignored);
+    }
+    completion_->on_cancel_request = nullptr;
+    auto completion = std::move(completion_);
+    completion->complete(
+        ec, ec && ec != asio::error::operation_aborted ? ProcessResult{} : std::move(result_));
+}
+
+struct RunningProcess::State {
+    std::weak_ptr<ProcessRun> run;
+};
+
+void RunningProcess::cancel() const {
+    if (!state_) return;
+    if (auto run = state_->run.lock()) run->request_cancel();
+}
+
+namespace {
+
+std::shared_ptr<ProcessRun> launch(Command command,
+                                   std::shared_ptr<detail::ProcessCompletion> completion) {
+    asio::io_context& io = worker_loop("run_process");
+    auto run = std::make_shared<ProcessRun>(io, std::move(command), completion);
+    completion->on_cancel_request = [weak = std::weak_ptr<ProcessRun>(run)] {
+        if (auto run = weak.lock()) run->request_cancel();
+    };
+    if (io.get_executor().running_in_this_thread()) {
+        run->start();
+    } else {
+        asio::post(io, [run] { run->start(); });
+    }
+    return run;
+}
+
+}  // namespace
+
+void detail::start_process(Command command, std::shared_ptr<ProcessCompletion> completion) {
+    launch(std::move(command), std::move(completion));
+}
+
+RunningProcess run_process(Command command, ProcessCallback done) {
+    struct CallbackCompletion : detail::ProcessCompletion {
+        explicit CallbackCompletion(ProcessCallback d) : done(std::move(d)) {}
+        ProcessCallback done;
+        void complete(error_code ec, ProcessResult result) override {
+            if (done) done(ec, std::move(result));
+        }
+    };
+    auto run = launch(std::move(command), std::make_shared<CallbackCompletion>(std::move(done)));
+    auto state = std::make_shared<RunningProcess::State>();
+    state->run = run;
+    return RunningProcess(std::move(state));
+}
+
+Task<ProcessResult> run_process(Command command) {
+    co_return co_await async_run_process(std::move(command), asio::use_awaitable);
+}
+
+pid_t spawn_process(const std::vector<std::string>& argv) {
+    worker_loop("spawn_process");  // throws when no App runs
+    pid_t pid = -1;
+    error_code ec = spawn(argv, nullptr, {}, Stdio{}, pid);
+    if (ec) {
+        throw std::system_error(ec.value(), std::generic_category(),
+                                argv.empty() ? std::string("spawn_process") : argv[0]);
+    }
+    adopt_child(pid);
     return pid;
 }
 
-}  // namespace prefork
-
-namespace prefork {
-
 void adopt_child(pid_t pid) {
     ChildReaper* reaper = ChildReaper::current();
-    if (reaper == nullptr) throw std::logic_error("adopt_child: no App is running on this thread");
-    reaper->adopt(pid);
+    if (reaper == nullptr) throw std::logic_error("adopt_child: no App is running");
+    if (reaper->io().get_executor().running_in_this_thread()) return reaper->adopt(pid);
+    asio::post(reaper->io(), [pid] {
+        if (ChildReaper* reaper = ChildReaper::current()) reaper->adopt(pid);
+    });
 }
 
 }  // namespace prefork

@@ -4,6 +4,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 
+#include <functional>
 #include <memory>
 
 namespace prefork {
@@ -32,6 +33,14 @@ class Responder {
     // sent already or the connection can no longer take it (the client left, the worker
     // stopped).
     bool send(Response response);
+
+    // Registers `callback` to run on the worker's event loop if the response can no longer
+    // reach the client: the client disconnected, the handler timeout passed, or the
+    // connection was closed. Use it to stop work that no one waits for any more (a
+    // process, a query). Never runs once the response was handed over with send(). Safe
+    // from any thread; a second registration replaces the first; runs at once (posted to
+    // the loop) when the client is gone already.
+    void on_disconnect(std::function<void()> callback);
 
     // The worker's event loop: run timers and other asynchronous work of the handler here.
     boost::asio::any_io_executor executor() const;

@@ -11,7 +11,15 @@
 //   });
 //
 // Lifetimes: take the Request by value (it lives in the coroutine's frame); never capture
-// a reference to anything that is gone when the coroutine resumes. When the client
+// a reference to anything that is gone when the coroutine resumes.
+//
+// GCC 12 (Debian 12's compiler) destroys a lambda that captures by value twice when it is
+// written inside a co_await expression (a compiler bug: a double free). Name it first:
+//
+//   auto work = [rows = std::move(rows)] { return render(rows); };   // not inline
+//   auto page = co_await prefork::offload(std::move(work));
+//
+// Likewise build a Command before co_await run_process(std::move(command)). When the client
 // disconnects, or the handler timeout passes, the awaits in progress end with
 // boost::asio::error::operation_aborted (thrown as boost::system::system_error).
 
@@ -49,17 +57,22 @@ inline Task<void> sleep_for(std::chrono::steady_clock::duration duration) {
 template <class Fn>
 auto offload(Fn fn) -> Task<std::invoke_result_t<Fn&>> {
     using Result = std::invoke_result_t<Fn&>;
-    co_return co_await boost::asio::co_spawn(
-        detail::offload_executor(),
-        [fn = std::move(fn)]() mutable -> Task<Result> {
-            if constexpr (std::is_void_v<Result>) {
-                fn();
-                co_return;
-            } else {
-                co_return fn();
-            }
-        },
-        boost::asio::use_awaitable);
+    auto on_pool = [fn = std::move(fn)]() mutable -> Task<Result> {
+        if constexpr (std::is_void_v<Result>) {
+            fn();
+            co_return;
+        } else {
+            co_return fn();
+        }
+    };
+    // (Not `co_return co_await` of a void await: GCC 12 miscompiles that.)
+    if constexpr (std::is_void_v<Result>) {
+        co_await boost::asio::co_spawn(detail::offload_executor(), std::move(on_pool),
+                                       boost::asio::use_awaitable);
+    } else {
+        co_return co_await boost::asio::co_spawn(detail::offload_executor(), std::move(on_pool),
+                                                 boost::asio::use_awaitable);
+    }
 }
 
 }  // namespace prefork
