@@ -5,6 +5,9 @@
 
 #include <prefork/worker.hpp>
 
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -59,6 +62,22 @@ void wait_until_sleeping(pid_t pid) {
 
 constexpr long long kMaxMillis = 10 * 60 * 1000;
 constexpr long long kMaxBytes = 1LL << 30;
+
+// Writes `chunks` parts of `size` bytes, `interval` apart, on the worker's loop: each
+// async_write completes once its part fits the stream's buffer (so a slow client slows
+// this down instead of filling the worker's memory), and fails once the client is gone.
+prefork::Task<void> write_parts(prefork::Stream stream, long long chunks,
+                                std::chrono::milliseconds interval, std::size_t size) {
+    for (long long i = 0; i < chunks; ++i) {
+        if (i > 0) co_await prefork::sleep_for(interval);
+        std::string part(size, static_cast<char>('a' + i % 26));
+        boost::system::error_code ec;
+        co_await stream.async_write(std::move(part),
+                                    boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+        if (ec) co_return;  // the client left
+    }
+    stream.finish();
+}
 
 }  // namespace
 
@@ -134,6 +153,23 @@ int main(int argc, char** argv) {
             out.send(Response::text("answered from another thread after " + std::to_string(ms) +
                                     " ms\n"));
         }).detach();
+    });
+
+    // A chunked response: N parts of B bytes ('a'-filled, then 'b', ...), M ms apart.
+    app.get("/stream", [](Request request, Responder out) {
+        auto chunks = number_param(request, "chunks", 10, 1'000'000);
+        auto interval = number_param(request, "interval_ms", 100, kMaxMillis);
+        auto size = number_param(request, "size", 16, 64 << 20);
+        if (!chunks) return (void)out.send(bad_parameter("chunks", 1'000'000));
+        if (!interval) return (void)out.send(bad_parameter("interval_ms", kMaxMillis));
+        if (!size) return (void)out.send(bad_parameter("size", 64 << 20));
+        auto loop = out.executor();
+        prefork::Stream stream = out.stream(Response(200, "", "text/plain; charset=utf-8"));
+        boost::asio::co_spawn(
+            loop,
+            write_parts(std::move(stream), *chunks, std::chrono::milliseconds(*interval),
+                        static_cast<std::size_t>(*size)),
+            boost::asio::detached);
     });
 
     // Starts `sleep S` as a child of this worker and answers its pid at once.

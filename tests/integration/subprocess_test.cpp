@@ -8,6 +8,7 @@
 
 #include <boost/json.hpp>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -79,9 +80,12 @@ struct TempFile {
     pid_t wait_for_pid() const {
         for (auto deadline = Clock::now() + 5s; Clock::now() < deadline;
              std::this_thread::sleep_for(10ms)) {
-            std::ifstream in(path);
-            pid_t pid = -1;
-            if (in >> pid && pid > 0) return pid;
+            int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+            if (fd < 0) continue;
+            char text[32] = {};
+            ssize_t n = ::read(fd, text, sizeof text - 1);
+            ::close(fd);
+            if (n > 0 && text[n - 1] == '\n') return static_cast<pid_t>(std::atoi(text));
         }
         return -1;
     }

@@ -4,6 +4,7 @@
 #include "http_date.hpp"
 #include "pending_response.hpp"
 #include "server.hpp"
+#include "stream_state.hpp"
 
 #include <prefork/common/log.hpp>
 
@@ -14,6 +15,10 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+
+#include <array>
+#include <charconv>
+#include <thread>
 
 #include <sys/socket.h>
 
@@ -42,6 +47,7 @@ Connection::Connection(Socket socket, Server& server, std::string client)
 
 Connection::~Connection() {
     if (socket_.is_open()) fork_guard::remove(socket_.native_handle());
+    if (stream_) stream_->close();  // no writer may wait for a connection that is gone
 }
 
 void Connection::start() {
@@ -165,6 +171,7 @@ void Connection::call_handler(const Router::RouteHandler& handler, Request reque
         }
         pending_ = std::make_shared<detail::PendingResponse>();
         pending_->loop = socket_.get_executor();
+        pending_->loop_thread = std::this_thread::get_id();
         pending_->connection = weak_from_this();
         pending_->request_id = request_id_;
         what = std::string(request.method_string()) + " " + std::string(request.target());
@@ -223,7 +230,9 @@ void Connection::watch_for_disconnect() {
 }
 
 void Connection::on_readable_while_handling(std::uint64_t request_id, error_code ec) {
-    if (ec || state_ != State::handling || request_id != request_id_) return;
+    if (ec || (state_ != State::handling && state_ != State::streaming) ||
+        request_id != request_id_)
+        return;
     char byte;
     ssize_t n = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
@@ -297,6 +306,144 @@ void Connection::on_write(error_code ec, std::size_t bytes) {
     do_read();
 }
 
+// --- streaming it ---------------------------------------------------------------------------
+
+// The handler's head goes out now; the parts follow as the writers queue them, one chunk
+// per write holding every part queued meanwhile, so a fast writer costs few system calls.
+bool Connection::start_stream(std::uint64_t request_id, Response head,
+                              std::shared_ptr<detail::StreamChannel> channel) {
+    if (state_ != State::handling || request_id != request_id_) return false;
+    pending_.reset();
+    timer_.cancel();  // the handler has answered: its timeout no longer applies
+    state_ = State::streaming;
+    stream_ = std::move(channel);
+    stream_bytes_ = 0;
+    stream_ending_ = false;
+    if (server_.draining()) keep_alive_ = false;
+
+    response_ = std::move(head);
+    auto& message = response_.message();
+    message.version(request_version_ == 10 ? 10 : 11);
+    message.set(http::field::server, "prefork");
+    message.set(http::field::date, http_date());
+    message.body().clear();
+    message.erase(http::field::content_length);
+    message.erase(http::field::transfer_encoding);
+    unsigned status = message.result_int();
+    bool no_content = status < 200 || status == 204 || status == 304;
+    stream_has_body_ = !head_request_ && !no_content;
+    stream_chunked_ = request_version_ != 10;
+    if (!stream_chunked_) keep_alive_ = false;  // the end of the connection ends the body
+    message.keep_alive(keep_alive_);
+    if (stream_chunked_ && !no_content) message.chunked(true);  // HEAD: what GET would say
+
+    stream_header_.emplace(message);
+    stream_writing_ = true;
+    arm_timer(server_.limits().write_timeout);
+    http::async_write_header(socket_, *stream_header_,
+                             [self = shared_from_this()](error_code ec, std::size_t bytes) {
+                                 self->on_stream_written(ec, bytes);
+                             });
+    return true;
+}
+
+void Connection::on_stream_kick(const std::shared_ptr<detail::StreamChannel>& channel) {
+    if (state_ != State::streaming || channel != stream_ || stream_writing_) return;
+    continue_stream();
+}
+
+void Connection::continue_stream() {
+    bool finished = false;
+    bool cut_off = false;
+    {
+        std::lock_guard lock(stream_->mutex);
+        stream_->kick_posted = false;
+        for (auto& part : stream_->parts) {
+            stream_payload_ += part.size();
+            stream_parts_.push_back(std::move(part));
+        }
+        stream_->parts.clear();
+        finished = stream_->finished;
+        cut_off = stream_->cut_off;
+    }
+    static constexpr std::string_view kCrLf = "\r\n";
+    static constexpr std::string_view kLastChunk = "0\r\n\r\n";
+    auto on_written = [self = shared_from_this()](error_code ec, std::size_t bytes) {
+        self->on_stream_written(ec, bytes);
+    };
+    if (!stream_parts_.empty()) {
+        std::vector<asio::const_buffer> buffers;
+        buffers.reserve(stream_parts_.size() + 2);
+        if (stream_chunked_) {
+            std::array<char, 20> digits{};
+            auto [end, ec] =
+                std::to_chars(digits.data(), digits.data() + digits.size(), stream_payload_, 16);
+            chunk_size_line_.assign(digits.data(), end);
+            chunk_size_line_ += kCrLf;
+            buffers.push_back(asio::buffer(chunk_size_line_));
+        }
+        for (const auto& part : stream_parts_) buffers.push_back(asio::buffer(part));
+        if (stream_chunked_) buffers.push_back(asio::buffer(kCrLf.data(), kCrLf.size()));
+        stream_writing_ = true;
+        arm_timer(server_.limits().write_timeout);
+        return asio::async_write(socket_, buffers, std::move(on_written));
+    }
+    if (finished) {
+        if (!stream_chunked_) return end_stream();
+        stream_ending_ = true;
+        stream_writing_ = true;
+        arm_timer(server_.limits().write_timeout);
+        return asio::async_write(socket_, asio::buffer(kLastChunk.data(), kLastChunk.size()),
+                                 std::move(on_written));
+    }
+    if (cut_off) {
+        log::warning("a streamed response was dropped before finish(): closing its connection");
+        return close();
+    }
+    // Nothing to write: the next write, finish() or drop kicks the connection again.
+}
+
+void Connection::on_stream_written(error_code ec, std::size_t bytes) {
+    if (state_ != State::streaming) return;  // closed meanwhile
+    server_.totals().bytes_out += bytes;
+    stream_bytes_ += bytes;
+    stream_writing_ = false;
+    timer_.cancel();
+    if (ec) return close();  // the client left (EPIPE, reset) or stopped reading
+    if (stream_ending_ || !stream_has_body_) return end_stream();
+
+    // What was written leaves the buffer: room for the writers.
+    std::shared_ptr<detail::StreamWaiter> resumed;
+    {
+        std::lock_guard lock(stream_->mutex);
+        stream_->buffered -= std::min(stream_->buffered, stream_payload_);
+        if (stream_->waiter && stream_->buffered < stream_->limit) {
+            stream_->buffered += stream_->waiting_part.size();
+            stream_->parts.push_back(std::move(stream_->waiting_part));
+            stream_->waiting_part.clear();
+            resumed = std::move(stream_->waiter);
+            stream_->waiter.reset();
+        }
+    }
+    stream_->room.notify_all();
+    stream_parts_.clear();
+    stream_payload_ = 0;
+    if (resumed) resumed->complete({});
+    continue_stream();
+}
+
+void Connection::end_stream() {
+    auto channel = std::move(stream_);
+    stream_.reset();
+    channel->close();  // writes from now on report false
+    stream_header_.reset();
+    server_.count_response(client_, method_, target_, response_.message().result_int(),
+                           stream_bytes_, std::chrono::steady_clock::now() - request_started_);
+    response_ = Response();
+    if (!keep_alive_) return has_unread_input() ? do_linger() : close();
+    do_read();
+}
+
 // --- closing -------------------------------------------------------------------------------
 
 bool Connection::has_unread_input() {
@@ -336,6 +483,14 @@ void Connection::close() {
     state_ = State::closed;
     if (pending_) pending_->abandon();
     pending_.reset();
+    if (stream_) {  // cut off: the client gone, or a write that timed out
+        auto channel = std::move(stream_);
+        stream_.reset();
+        server_.count_response(client_, method_, target_, response_.message().result_int(),
+                               stream_bytes_, std::chrono::steady_clock::now() - request_started_);
+        channel->close();
+        channel->pending->abandon();
+    }
     cancel_handler_.emit(asio::cancellation_type::terminal);
     error_code ignored;
     timer_.cancel();
@@ -377,6 +532,9 @@ void Connection::on_timeout() {
         case State::writing:
         case State::lingering:
             return close();
+        case State::streaming:  // a write the client does not take; not a slow writer
+            if (stream_writing_) close();
+            return;
         case State::handling:
             return on_handler_timeout();
         case State::closed:

@@ -10,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/serializer.hpp>
 
 #include <cstdint>
 #include <memory>
@@ -20,7 +21,8 @@ namespace prefork {
 class Server;
 namespace detail {
 struct PendingResponse;
-}
+struct StreamChannel;
+}  // namespace detail
 
 // One client connection (TCP or Unix), served one request at a time: read a request, run
 // its handler, write the response, then read the next (pipelined requests wait in the
@@ -44,9 +46,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // On the loop: the answer of an asynchronous handler to request `request_id`
     // (ignored when that request is no longer the one waiting).
     void complete(std::uint64_t request_id, Response response);
+    // On the loop: a handler starts a streamed response to request `request_id` (see
+    // Responder::stream). False when that request is no longer the one waiting.
+    bool start_stream(std::uint64_t request_id, Response head,
+                      std::shared_ptr<detail::StreamChannel> channel);
+    // On the loop: the stream has parts, was finished or was cut off.
+    void on_stream_kick(const std::shared_ptr<detail::StreamChannel>& channel);
 
   private:
-    enum class State { reading, handling, writing, lingering, closed };
+    enum class State { reading, handling, writing, streaming, lingering, closed };
     enum class ReadDeadline { idle, request };
 
     void do_read();
@@ -59,6 +67,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     void finish_response(Response response);
     void do_write();
     void on_write(boost::system::error_code ec, std::size_t bytes);
+    void continue_stream();
+    void on_stream_written(boost::system::error_code ec, std::size_t bytes);
+    void end_stream();
     bool has_unread_input();
     void do_linger();
     void on_linger_read(boost::system::error_code ec);
@@ -93,6 +104,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool input_left_unread_ = false;
     boost::system::error_code ignored_;
     boost::asio::cancellation_signal cancel_handler_;  // ends a coroutine handler's awaits
+
+    // A streamed response in progress.
+    std::shared_ptr<detail::StreamChannel> stream_;
+    std::optional<http::response_serializer<http::string_body>> stream_header_;
+    std::vector<std::string> stream_parts_;  // being written
+    std::size_t stream_payload_ = 0;         // their bytes
+    std::string chunk_size_line_;            // "1f40\r\n" of the chunk being written
+    std::uint64_t stream_bytes_ = 0;         // written so far, for the access log
+    bool stream_writing_ = false;
+    bool stream_chunked_ = true;   // false for an HTTP/1.0 client: ends with the connection
+    bool stream_has_body_ = true;  // false for HEAD, 204, 304
+    bool stream_ending_ = false;   // the final chunk is being written
 };
 
 }  // namespace prefork

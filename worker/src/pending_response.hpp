@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <thread>
 
 namespace prefork {
 
@@ -20,6 +21,7 @@ namespace detail {
 // loop; the flags are what another thread may look at.
 struct PendingResponse {
     boost::asio::any_io_executor loop;
+    std::thread::id loop_thread;
     std::weak_ptr<Connection> connection;
     std::uint64_t request_id = 0;
     std::atomic<bool> sent{false};

@@ -89,6 +89,10 @@ Server::Server(boost::asio::io_context& io, const Router& router, ServerLimits l
 Server::~Server() {
     for (auto& acceptor : acceptors_) fork_guard::remove(acceptor->native_handle());
     on_stopped_ = nullptr;
+    close_all();
+}
+
+void Server::close_all() {
     auto remaining = std::move(connections_);
     connections_.clear();
     for (auto& [raw, connection] : remaining) connection->close();

@@ -75,6 +75,9 @@ class Server {
     const ServerLimits& limits() const { return limits_; }
     boost::asio::io_context& io() { return io_; }
 
+    // Closes every connection now (the loop has stopped).
+    void close_all();
+
     // Called by a connection when it has closed its socket.
     void remove(Connection* connection);
 

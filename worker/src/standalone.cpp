@@ -1,8 +1,6 @@
-#include "child_reaper.hpp"
 #include "fork_guard.hpp"
-#include "offload_pool.hpp"
 #include "run_modes.hpp"
-#include "server.hpp"
+#include "worker_runtime.hpp"
 
 #include <prefork/common/inherited_fds.hpp>
 #include <prefork/common/listen_address.hpp>
@@ -68,11 +66,9 @@ int run_standalone(const Router& router, int argc, char** argv) {
     mark_close_on_exec_from(3);  // what a shell or parent leaked stops here
     ::signal(SIGPIPE, SIG_IGN);
 
-    boost::asio::io_context io(1);
-    const char* access_log = std::getenv("PREFORK_ACCESS_LOG");
-    Server server(io, router, limits_from_environment(), access_log ? access_log : "");
-    ChildReaper reaper(io);
-    ChildReaper::set_current(&reaper);
+    WorkerRuntime runtime(router);
+    boost::asio::io_context& io = runtime.io;
+    Server& server = runtime.server;
     for (const ListenAddress& address : addresses) {
         try {
             UniqueFd fd = bind_listener(address);
@@ -94,9 +90,7 @@ int run_standalone(const Router& router, int argc, char** argv) {
         });
     };
     wait_for_signal();
-    io.run();
-    ChildReaper::set_current(nullptr);
-    stop_offload_pool();
+    runtime.run();
 
     for (const ListenAddress& address : addresses) {
         if (address.kind == ListenAddress::Kind::unix_socket) ::unlink(address.path.c_str());

@@ -1,9 +1,7 @@
-#include "child_reaper.hpp"
 #include "control_client.hpp"
 #include "fork_guard.hpp"
-#include "offload_pool.hpp"
 #include "run_modes.hpp"
-#include "server.hpp"
+#include "worker_runtime.hpp"
 
 #include <prefork/common/control_protocol.hpp>
 #include <prefork/common/inherited_fds.hpp>
@@ -49,11 +47,9 @@ int run_under_master(const Router& router, int control_fd) {
     // Socket writes use MSG_NOSIGNAL already; this covers pipes a handler writes to.
     ::signal(SIGPIPE, SIG_IGN);
 
-    boost::asio::io_context io(1);
-    const char* access_log = std::getenv("PREFORK_ACCESS_LOG");
-    Server server(io, router, limits_from_environment(), access_log ? access_log : "");
-    ChildReaper reaper(io);
-    ChildReaper::set_current(&reaper);
+    WorkerRuntime runtime(router);
+    boost::asio::io_context& io = runtime.io;
+    Server& server = runtime.server;
     ControlClient control(io, UniqueFd(control_fd), server, [&io] { io.stop(); });
 
     // INT comes from a terminal to the whole process group: the master decides what it
@@ -70,9 +66,7 @@ int run_under_master(const Router& router, int control_fd) {
     wait_for_signal();
 
     control.start();
-    io.run();
-    ChildReaper::set_current(nullptr);
-    stop_offload_pool();
+    runtime.run();
     return 0;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <prefork/response.hpp>
+#include <prefork/stream.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 
@@ -33,6 +34,13 @@ class Responder {
     // sent already or the connection can no longer take it (the client left, the worker
     // stopped).
     bool send(Response response);
+
+    // Starts a streamed response instead (see <prefork/stream.hpp>): `head`'s status and
+    // headers go out now (its body is ignored), then the parts written to the Stream, until
+    // Stream::finish(). At most `limit` bytes wait unwritten; writers wait beyond that.
+    // Like send(), once only: afterwards send() reports false. Safe from any thread. The
+    // Stream is closed at once (writes report false) when the client is gone already.
+    Stream stream(Response head, std::size_t limit = 256 * 1024);
 
     // Registers `callback` to run on the worker's event loop if the response can no longer
     // reach the client: the client disconnected, the handler timeout passed, or the

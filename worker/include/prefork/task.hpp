@@ -24,6 +24,8 @@
 // boost::asio::error::operation_aborted (thrown as boost::system::system_error).
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -65,13 +67,17 @@ auto offload(Fn fn) -> Task<std::invoke_result_t<Fn&>> {
             co_return fn();
         }
     };
+    // Work on the pool is not interrupted: a cancellation (the client left) is not passed
+    // to it (Asio would end the pool's coroutine with an exception nobody catches); the
+    // handler sees operation_aborted at its next await instead.
     // (Not `co_return co_await` of a void await: GCC 12 miscompiles that.)
+    auto uncancelled = boost::asio::bind_cancellation_slot(boost::asio::cancellation_slot(),
+                                                           boost::asio::use_awaitable);
     if constexpr (std::is_void_v<Result>) {
-        co_await boost::asio::co_spawn(detail::offload_executor(), std::move(on_pool),
-                                       boost::asio::use_awaitable);
+        co_await boost::asio::co_spawn(detail::offload_executor(), std::move(on_pool), uncancelled);
     } else {
         co_return co_await boost::asio::co_spawn(detail::offload_executor(), std::move(on_pool),
-                                                 boost::asio::use_awaitable);
+                                                 uncancelled);
     }
 }
 

@@ -6,5 +6,6 @@
 #include <prefork/request.hpp>
 #include <prefork/responder.hpp>
 #include <prefork/response.hpp>
+#include <prefork/stream.hpp>
 #include <prefork/subprocess.hpp>
 #include <prefork/task.hpp>
