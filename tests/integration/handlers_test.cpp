@@ -67,6 +67,20 @@ TEST(Handlers, ClientThatHangsUpCancelsItsCoroutine) {
     EXPECT_EQ(http_get(server.port(), "/").body(), "Hello, World!");
 }
 
+TEST(Handlers, ClientsThatHangUpDuringOffloadedWorkLeaveTheWorkerServing) {
+    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
+    pid_t worker = server.children().at(0);
+    for (int i = 0; i < 8; ++i) {
+        HttpConnection impatient(server.port());
+        impatient.send_raw("GET /offload?ms=200 HTTP/1.1\r\nHost: x\r\n\r\n");
+        std::this_thread::sleep_for(30ms);
+    }                                    // each hangs up while its work runs on the pool
+    std::this_thread::sleep_for(400ms);  // the work ends, and resumes a cancelled handler
+    EXPECT_EQ(http_get(server.port(), "/").body(), "Hello, World!");
+    ASSERT_EQ(server.children().size(), 1u);
+    EXPECT_EQ(server.children()[0], worker) << "the worker died:\n" << server.output();
+}
+
 // Crow's double free: responses completed from other threads while their clients hang
 // up at random moments. The worker must neither crash nor leak (the sanitizer build
 // runs this too).

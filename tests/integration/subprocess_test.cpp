@@ -26,28 +26,13 @@ namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
 
 // prefork with process_worker as its worker command.
-class ProcessWorkerServer {
-  public:
-    explicit ProcessWorkerServer(int workers = 1)
-        : process_({prefork_binary(), "--bind", "127.0.0.1:0", "--workers", std::to_string(workers),
-                    "--env", std::string("PREFORK_TEST_FD_REPORT=") + FD_REPORT_BINARY, "--env",
-                    "PREFORK_OFFLOAD_THREADS=4", "--", PROCESS_WORKER_BINARY}) {
-        auto lines = process_.wait_for_lines("listening on 127.0.0.1:", 1);
-        if (lines.empty()) throw std::runtime_error("no listener: " + process_.output());
-        port_ = static_cast<std::uint16_t>(
-            std::stoi(lines[0].substr(lines[0].find("127.0.0.1:") + 10)));
-        if (process_.wait_for_lines(" ready (generation", static_cast<std::size_t>(workers))
-                .size() != static_cast<std::size_t>(workers)) {
-            throw std::runtime_error("workers not ready: " + process_.output());
-        }
-    }
-    std::uint16_t port() const { return port_; }
-    ChildProcess& process() { return process_; }
-
-  private:
-    ChildProcess process_;
-    std::uint16_t port_ = 0;
-};
+std::unique_ptr<PreforkServer> process_worker_server(int workers = 1) {
+    return PreforkServer::with_worker(
+        {"--bind", "127.0.0.1:0", "--workers", std::to_string(workers), "--env",
+         std::string("PREFORK_TEST_FD_REPORT=") + FD_REPORT_BINARY, "--env",
+         "PREFORK_OFFLOAD_THREADS=4"},
+        {PROCESS_WORKER_BINARY}, workers);
+}
 
 json::object run(HttpConnection& connection, const std::string& endpoint, const json::object& spec,
                  int expected_status = 200) {
@@ -102,17 +87,17 @@ struct Leftovers {
 const char* const kEndpoints[] = {"/run", "/run-callback", "/run-offload"};
 
 TEST(Subprocess, EveryWayOfStartingAProcessFromAHandlerPassesOnlyTheStandardDescriptors) {
-    ProcessWorkerServer server;
+    auto server = process_worker_server();
     // Other clients connected, and a thread of the offload pool busy, meanwhile.
     std::vector<std::unique_ptr<HttpConnection>> others;
     for (int i = 0; i < 3; ++i) {
-        others.push_back(std::make_unique<HttpConnection>(server.port(), 10s));
+        others.push_back(std::make_unique<HttpConnection>(server->port(), 10s));
         EXPECT_EQ(others.back()->get("/").result_int(), 200);
     }
-    HttpConnection busy(server.port(), 20s);
+    HttpConnection busy(server->port(), 20s);
     busy.send_raw("GET /busy?ms=2000 HTTP/1.1\r\nHost: x\r\n\r\n");
 
-    HttpConnection client(server.port(), 10s);
+    HttpConnection client(server->port(), 10s);
     for (const char* via :
          {"run_process", "spawn_process", "boost_process", "posix_spawn", "fork_exec", "system"}) {
         for (const char* thread : {"loop", "offload"}) {
@@ -127,8 +112,8 @@ TEST(Subprocess, EveryWayOfStartingAProcessFromAHandlerPassesOnlyTheStandardDesc
 }
 
 TEST(Subprocess, RunProcessGivesOutputAndExitStatusInEveryForm) {
-    ProcessWorkerServer server;
-    HttpConnection client(server.port(), 10s);
+    auto server = process_worker_server();
+    HttpConnection client(server->port(), 10s);
     for (const char* endpoint : kEndpoints) {
         auto result = run(client, endpoint,
                           {{"argv", strings({"sh", "-c", "echo out; echo err >&2; exit 3"})}});
@@ -141,8 +126,8 @@ TEST(Subprocess, RunProcessGivesOutputAndExitStatusInEveryForm) {
 }
 
 TEST(Subprocess, RunProcessSetsEnvironmentWorkingDirectoryAndInput) {
-    ProcessWorkerServer server;
-    HttpConnection client(server.port(), 10s);
+    auto server = process_worker_server();
+    HttpConnection client(server->port(), 10s);
     auto result = run(client, "/run",
                       {{"argv", strings({"/bin/sh", "-c", "pwd; echo \"$GREETING\"; cat"})},
                        {"env", strings({"GREETING=hello", "PATH=/usr/bin:/bin"})},
@@ -158,8 +143,8 @@ TEST(Subprocess, RunProcessSetsEnvironmentWorkingDirectoryAndInput) {
 }
 
 TEST(Subprocess, AProgramThatCannotStartIsAnErrorNotAResult) {
-    ProcessWorkerServer server;
-    HttpConnection client(server.port(), 10s);
+    auto server = process_worker_server();
+    HttpConnection client(server->port(), 10s);
     for (const char* endpoint : kEndpoints) {
         for (const char* program : {"/nonexistent/program", "prefork-no-such-command"}) {
             auto result = run(client, endpoint, {{"argv", strings({program})}}, 500);
@@ -172,8 +157,8 @@ TEST(Subprocess, AProgramThatCannotStartIsAnErrorNotAResult) {
 }
 
 TEST(Subprocess, ATimeoutKillsTheProcessAndEverythingItStarted) {
-    ProcessWorkerServer server;
-    HttpConnection client(server.port(), 10s);
+    auto server = process_worker_server();
+    HttpConnection client(server->port(), 10s);
     for (const char* endpoint : kEndpoints) {
         TempFile file;
         Leftovers leftovers;
@@ -199,8 +184,8 @@ TEST(Subprocess, ATimeoutKillsTheProcessAndEverythingItStarted) {
 }
 
 TEST(Subprocess, OutputBeyondTheLimitIsDroppedAndSaid) {
-    ProcessWorkerServer server;
-    HttpConnection client(server.port(), 10s);
+    auto server = process_worker_server();
+    HttpConnection client(server->port(), 10s);
     auto result = run(client, "/run",
                       {{"argv", strings({"sh", "-c", "head -c 1000000 /dev/zero | tr '\\0' x"})},
                        {"output_limit", 1000}});
@@ -210,8 +195,8 @@ TEST(Subprocess, OutputBeyondTheLimitIsDroppedAndSaid) {
 }
 
 TEST(Subprocess, OutputCanBeTakenPieceByPieceAsItArrives) {
-    ProcessWorkerServer server;
-    HttpConnection client(server.port(), 10s);
+    auto server = process_worker_server();
+    HttpConnection client(server->port(), 10s);
     auto result =
         run(client, "/run",
             {{"argv", strings({"sh", "-c", "echo a; sleep 0.2; echo b; sleep 0.2; echo c"})},
@@ -222,7 +207,7 @@ TEST(Subprocess, OutputCanBeTakenPieceByPieceAsItArrives) {
 }
 
 TEST(Subprocess, AClientThatDisconnectsHasItsProcessKilled) {
-    ProcessWorkerServer server;
+    auto server = process_worker_server();
     for (const char* endpoint : {"/run", "/run-callback"}) {
         TempFile file;
         Leftovers leftovers;
@@ -230,7 +215,7 @@ TEST(Subprocess, AClientThatDisconnectsHasItsProcessKilled) {
             {"argv",
              strings({"sh", "-c", ("echo $$ > " + file.path + "; exec sleep 30").c_str()})}});
         {
-            HttpConnection client(server.port(), 10s);
+            HttpConnection client(server->port(), 10s);
             client.send_raw(std::string("POST ") + endpoint +
                             " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                             "Content-Length: " +
@@ -243,11 +228,11 @@ TEST(Subprocess, AClientThatDisconnectsHasItsProcessKilled) {
         EXPECT_TRUE(wait_until_gone(leftovers.pids, 3s))
             << endpoint << ": the process outlived its client";
     }
-    EXPECT_EQ(http_get(server.port(), "/").result_int(), 200);
+    EXPECT_EQ(http_get(server->port(), "/").result_int(), 200);
 }
 
 TEST(Subprocess, AHundredConcurrentProcessesOnOneWorkerDoNotBlockIt) {
-    ProcessWorkerServer server(1);
+    auto server = process_worker_server(1);
     std::string body = json::serialize(json::object{{"argv", strings({"sleep", "0.5"})}});
     std::string request =
         "POST /run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -256,11 +241,11 @@ TEST(Subprocess, AHundredConcurrentProcessesOnOneWorkerDoNotBlockIt) {
     std::vector<std::unique_ptr<HttpConnection>> clients;
     auto started = Clock::now();
     for (int i = 0; i < 100; ++i) {
-        clients.push_back(std::make_unique<HttpConnection>(server.port(), 20s));
+        clients.push_back(std::make_unique<HttpConnection>(server->port(), 20s));
         clients.back()->send_raw(request);
     }
     // While they run, the worker answers at once.
-    HttpConnection probe(server.port(), 10s);
+    HttpConnection probe(server->port(), 10s);
     auto probe_started = Clock::now();
     EXPECT_EQ(probe.get("/").result_int(), 200);
     auto probe_took = Clock::now() - probe_started;
@@ -276,12 +261,12 @@ TEST(Subprocess, AHundredConcurrentProcessesOnOneWorkerDoNotBlockIt) {
 }
 
 TEST(Subprocess, RunProcessFromManyOffloadThreadsAtOnce) {
-    ProcessWorkerServer server(1);
+    auto server = process_worker_server(1);
     std::vector<std::unique_ptr<HttpConnection>> clients;
     for (int i = 0; i < 16; ++i) {
         std::string body = json::serialize(json::object{
             {"argv", strings({"sh", "-c", ("sleep 0.1; echo " + std::to_string(i)).c_str()})}});
-        clients.push_back(std::make_unique<HttpConnection>(server.port(), 20s));
+        clients.push_back(std::make_unique<HttpConnection>(server->port(), 20s));
         clients.back()->send_raw(
             "POST /run-offload HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             "Content-Length: " +

@@ -205,6 +205,16 @@ PreforkServer::PreforkServer(FromArgv, std::vector<std::string> argv, int worker
     wait_until_ready(workers);
 }
 
+std::unique_ptr<PreforkServer> PreforkServer::with_worker(std::vector<std::string> args,
+                                                          std::vector<std::string> worker_command,
+                                                          int workers) {
+    std::vector<std::string> argv = {prefork_binary()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.push_back("--");
+    argv.insert(argv.end(), worker_command.begin(), worker_command.end());
+    return std::unique_ptr<PreforkServer>(new PreforkServer(FromArgv{}, std::move(argv), workers));
+}
+
 std::unique_ptr<PreforkServer> PreforkServer::from_config(const std::string& config_path,
                                                           int workers) {
     return std::unique_ptr<PreforkServer>(

@@ -64,6 +64,10 @@ class PreforkServer : public ChildProcess {
                            std::vector<std::string> extra_env = {});
     // Starts `PREFIX... prefork ARGS -- prefork-demo` (PREFIX: e.g. unshare and its options).
     PreforkServer(std::vector<std::string> prefix, std::vector<std::string> args, int workers);
+    // Starts `prefork ARGS -- WORKER_COMMAND...` (a test's own worker).
+    static std::unique_ptr<PreforkServer> with_worker(std::vector<std::string> args,
+                                                      std::vector<std::string> worker_command,
+                                                      int workers);
     // Starts `prefork --config FILE`: the worker command is the file's.
     static std::unique_ptr<PreforkServer> from_config(const std::string& config_path, int workers);
 

@@ -1,0 +1,284 @@
+// Streamed (chunked) responses: parts as they are written, from the loop (demo /stream)
+// and from threads (stream_worker), with a bounded buffer against slow clients.
+
+#include "http_client.hpp"
+#include "prefork_process.hpp"
+
+#include <gtest/gtest.h>
+
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <map>
+#include <random>
+#include <sstream>
+#include <thread>
+
+namespace prefork::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A bare TCP client: what arrives, and when.
+class RawClient {
+  public:
+    explicit RawClient(std::uint16_t port) {
+        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in address{};
+        address.sin_family = AF_INET;
+        address.sin_port = htons(port);
+        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
+            throw std::runtime_error("connect failed");
+    }
+    ~RawClient() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    void send(const std::string& bytes) {
+        if (::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) !=
+            static_cast<ssize_t>(bytes.size()))
+            throw std::runtime_error("send failed");
+    }
+    // One read: what arrived within `timeout` ("" at end of stream or timeout; `eof` says).
+    std::string read_some(std::chrono::milliseconds timeout, bool* eof = nullptr) {
+        pollfd p{fd_, POLLIN, 0};
+        if (eof) *eof = false;
+        if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return {};
+        char buffer[65536];
+        ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
+        if (n <= 0 && eof) *eof = true;
+        return n > 0 ? std::string(buffer, static_cast<std::size_t>(n)) : std::string();
+    }
+    // Everything until the server closes (or `timeout` passes).
+    std::string read_to_end(std::chrono::milliseconds timeout) {
+        std::string all;
+        for (auto deadline = Clock::now() + timeout; Clock::now() < deadline;) {
+            bool eof = false;
+            all += read_some(100ms, &eof);
+            if (eof) break;
+        }
+        return all;
+    }
+    // Reads until `needle` has arrived (or `timeout` passes).
+    std::string read_until(const std::string& needle, std::chrono::milliseconds timeout,
+                           std::string seen = {}) {
+        for (auto deadline = Clock::now() + timeout;
+             seen.find(needle) == std::string::npos && Clock::now() < deadline;) {
+            bool eof = false;
+            seen += read_some(100ms, &eof);
+            if (eof) break;
+        }
+        return seen;
+    }
+    void reset() {  // hang up with RST
+        linger option{1, 0};
+        ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &option, sizeof option);
+        ::close(fd_);
+        fd_ = -1;
+    }
+
+  private:
+    int fd_ = -1;
+};
+
+// The body of a chunked message (after the header), decoded; `complete` says whether the
+// final chunk was there.
+std::string dechunk(const std::string& raw, bool* complete) {
+    std::string body;
+    std::size_t at = raw.find("\r\n\r\n");
+    *complete = false;
+    if (at == std::string::npos) return body;
+    at += 4;
+    while (at < raw.size()) {
+        std::size_t line_end = raw.find("\r\n", at);
+        if (line_end == std::string::npos) break;
+        std::size_t size = std::stoul(raw.substr(at, line_end - at), nullptr, 16);
+        if (size == 0) {
+            *complete = raw.compare(line_end, 4, "\r\n\r\n") == 0;
+            break;
+        }
+        body += raw.substr(line_end + 2, size);
+        at = line_end + 2 + size + 2;
+    }
+    return body;
+}
+
+std::string get(const std::string& target, const char* version = "1.1") {
+    return "GET " + target + " HTTP/" + version + "\r\nHost: x\r\n\r\n";
+}
+
+std::unique_ptr<PreforkServer> stream_worker_server() {
+    return PreforkServer::with_worker({"--bind", "127.0.0.1:0", "--workers", "1"},
+                                      {STREAM_WORKER_BINARY}, 1);
+}
+
+std::map<std::string, long long> progress(std::uint16_t port) {
+    std::map<std::string, long long> values;
+    std::istringstream fields(http_get(port, "/progress").body());
+    for (std::string field; fields >> field;) {
+        auto eq = field.find('=');
+        values[field.substr(0, eq)] = std::stoll(field.substr(eq + 1));
+    }
+    return values;
+}
+
+TEST(Streaming, DemoStreamArrivesInPartsAsTheyAreWritten) {
+    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
+    RawClient client(server.port());
+    auto started = Clock::now();
+    client.send(get("/stream?chunks=4&interval_ms=250&size=10"));
+
+    std::string raw = client.read_until("\r\n\r\n", 5s);
+    ASSERT_NE(raw.find("HTTP/1.1 200 OK"), std::string::npos) << raw;
+    ASSERT_NE(raw.find("Transfer-Encoding: chunked"), std::string::npos) << raw;
+    // Each part arrives on its own, about 250 ms after the one before.
+    std::vector<Clock::duration> arrivals;
+    for (char letter : {'a', 'b', 'c', 'd'}) {
+        raw = client.read_until(std::string(10, letter), 5s, raw);
+        ASSERT_NE(raw.find(std::string(10, letter)), std::string::npos) << raw;
+        arrivals.push_back(Clock::now() - started);
+    }
+    raw = client.read_until("0\r\n\r\n", 5s, raw);
+    bool complete = false;
+    EXPECT_EQ(dechunk(raw, &complete), "aaaaaaaaaabbbbbbbbbbccccccccccdddddddddd");
+    EXPECT_TRUE(complete);
+    EXPECT_LT(arrivals[0], 200ms) << "the first part waited for the others";
+    EXPECT_GT(arrivals[3] - arrivals[0], 600ms) << "the parts came together";
+
+    // The connection stays open for the next request.
+    client.send(get("/"));
+    EXPECT_NE(client.read_until("Hello, World!", 5s).find("Hello, World!"), std::string::npos);
+}
+
+TEST(Streaming, HeadGetsTheHeadersAndHttp10GetsABodyEndedByTheClose) {
+    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
+    {
+        RawClient client(server.port());
+        client.send("HEAD /stream?chunks=3&interval_ms=10 HTTP/1.1\r\nHost: x\r\n\r\n");
+        std::string raw = client.read_until("\r\n\r\n", 5s);
+        EXPECT_NE(raw.find("Transfer-Encoding: chunked"), std::string::npos) << raw;
+        client.send(get("/"));  // nothing of a body came between: the next answer follows
+        raw = client.read_until("Hello, World!", 5s, raw);
+        EXPECT_EQ(raw.substr(raw.find("\r\n\r\n") + 4, 8), "HTTP/1.1") << raw;
+    }
+    RawClient old_client(server.port());
+    old_client.send(get("/stream?chunks=3&interval_ms=10&size=4", "1.0"));
+    std::string raw = old_client.read_to_end(5s);
+    EXPECT_EQ(raw.find("chunked"), std::string::npos) << raw;
+    EXPECT_EQ(raw.substr(raw.find("\r\n\r\n") + 4), "aaaabbbbcccc");
+}
+
+TEST(Streaming, AWriterThreadWaitsForASlowClientInsteadOfFillingMemory) {
+    auto server = stream_worker_server();
+    constexpr long long kTotal = 64LL << 20;
+    RawClient client(server->port());
+    client.send(get("/produce?total=" + std::to_string(kTotal) + "&part=65536"));
+    std::this_thread::sleep_for(1s);  // not reading: the socket buffers fill, then the stream's
+    long long written = progress(server->port())["written"];
+    EXPECT_GT(written, 0);
+    EXPECT_LT(written, 24LL << 20) << "the writer was not held back";
+
+    // Reading, the whole response arrives, and the writer finishes.
+    std::size_t body = 0;
+    std::string tail;
+    bool saw_header = false;
+    for (auto deadline = Clock::now() + 30s; Clock::now() < deadline;) {
+        bool eof = false;
+        std::string piece = client.read_some(200ms, &eof);
+        if (eof) break;
+        if (!saw_header) {
+            tail += piece;
+            auto at = tail.find("\r\n\r\n");
+            if (at == std::string::npos) continue;
+            saw_header = true;
+            piece = tail.substr(at + 4);
+            tail.clear();
+        }
+        for (char c : piece) body += c == 'x';
+        tail = (tail + piece).substr(std::max<std::size_t>(tail.size() + piece.size(), 5) - 5);
+        if (tail == "0\r\n\r\n") break;
+    }
+    EXPECT_EQ(body, static_cast<std::size_t>(kTotal));
+    EXPECT_EQ(tail, "0\r\n\r\n");
+    auto after = progress(server->port());
+    EXPECT_EQ(after["written"], kTotal);
+    EXPECT_EQ(after["finished"], 1);
+}
+
+TEST(Streaming, AClientThatLeavesStopsTheWriterAndCallsOnDisconnect) {
+    auto server = stream_worker_server();
+    for (int i = 0; i < 2; ++i) {
+        RawClient client(server->port());
+        client.send(get("/produce?total=1000000000&part=65536"));
+        client.read_until("\r\n\r\n", 5s);
+        if (i == 0) {
+            client.reset();
+        }  // else: closed (FIN) by the destructor
+    }
+    bool stopped = false;
+    for (auto deadline = Clock::now() + 5s; Clock::now() < deadline && !stopped;
+         std::this_thread::sleep_for(50ms)) {
+        auto values = progress(server->port());
+        stopped = values["gone"] == 2 && values["disconnects"] == 2;
+    }
+    auto values = progress(server->port());
+    EXPECT_TRUE(stopped) << "gone=" << values["gone"] << " disconnects=" << values["disconnects"];
+    EXPECT_EQ(values["finished"], 0);
+    EXPECT_EQ(http_get(server->port(), "/").body(), "ok");
+}
+
+TEST(Streaming, AStreamDroppedUnfinishedIsCutOffSoTheClientCanTell) {
+    auto server = stream_worker_server();
+    RawClient client(server->port());
+    client.send(get("/drop?parts=2"));
+    std::string raw = client.read_to_end(5s);
+    bool complete = true;
+    EXPECT_EQ(dechunk(raw, &complete), "part 0\npart 1\n") << raw;
+    EXPECT_FALSE(complete) << "a cut-off stream must not end like a finished one";
+    EXPECT_EQ(http_get(server->port(), "/").body(), "ok");
+}
+
+TEST(Streaming, BlockingWriteOnTheLoopIsRefused) {
+    auto server = stream_worker_server();
+    RawClient client(server->port());
+    client.send(get("/write-on-loop"));
+    std::string raw = client.read_until("Internal Server Error\n", 5s);
+    EXPECT_NE(raw.find("500 Internal Server Error"), std::string::npos) << raw;
+    EXPECT_NE(server->output().find("use Stream::async_write"), std::string::npos);
+    EXPECT_EQ(http_get(server->port(), "/").body(), "ok");
+}
+
+// Threads write while their clients hang up at random moments: nothing crashes, nothing
+// waits forever (run under ThreadSanitizer too).
+TEST(Streaming, WritersRacingClientsThatHangUp) {
+    auto server = stream_worker_server();
+    std::mt19937 random(7);
+    std::vector<std::unique_ptr<RawClient>> clients;
+    for (int round = 0; round < 10; ++round) {
+        for (int i = 0; i < 20; ++i) {
+            clients.push_back(std::make_unique<RawClient>(server->port()));
+            clients.back()->send(
+                get("/produce?total=2000000&part=" + std::to_string(1 + random() % 100000)));
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(random() % 30));
+        for (auto& client : clients) {
+            if (random() % 2) client->reset();
+        }
+        clients.clear();
+    }
+    // Every writer ends: finished, or told that its client is gone.
+    bool settled = false;
+    for (auto deadline = Clock::now() + 20s; Clock::now() < deadline && !settled;
+         std::this_thread::sleep_for(100ms)) {
+        auto values = progress(server->port());
+        settled = values["finished"] + values["gone"] == 200;
+    }
+    auto values = progress(server->port());
+    EXPECT_TRUE(settled) << "finished=" << values["finished"] << " gone=" << values["gone"];
+    EXPECT_EQ(http_get(server->port(), "/").body(), "ok");
+}
+
+}  // namespace
+}  // namespace prefork::testing

@@ -1,0 +1,81 @@
+// A worker for the streaming tests: streams written from threads.
+//
+//   GET /produce?total=N&part=P   a thread writes N bytes ('x') in parts of P with
+//                                 Stream::write, then finish()
+//   GET /progress                 "written=X finished=F gone=G disconnects=D" of every
+//                                 /produce so far
+//   GET /drop?parts=N             a thread writes N parts, then drops the Stream unfinished
+//   GET /write-on-loop            calls Stream::write on the loop (a logic error)
+//   GET /                         "ok"
+
+#include <prefork/worker.hpp>
+
+#include <atomic>
+#include <string>
+#include <thread>
+
+namespace {
+
+using prefork::Request;
+using prefork::Responder;
+using prefork::Response;
+
+std::atomic<long long> g_written{0};
+std::atomic<int> g_finished{0};
+std::atomic<int> g_gone{0};  // writes that reported false: the client had left
+std::atomic<int> g_disconnects{0};
+
+long long number(const Request& request, std::string_view name, long long fallback) {
+    auto text = request.query(name);
+    return text ? std::stoll(*text) : fallback;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    prefork::App app;
+
+    app.get("/", [](const Request&) { return Response::text("ok"); });
+
+    app.get("/produce", [](Request request, Responder out) {
+        long long total = number(request, "total", 1 << 20);
+        auto part = static_cast<std::size_t>(number(request, "part", 65536));
+        out.on_disconnect([] { ++g_disconnects; });
+        prefork::Stream stream = out.stream(Response(200, "", "application/octet-stream"));
+        std::thread([stream = std::move(stream), total, part]() mutable {
+            for (long long left = total; left > 0;) {
+                auto size = static_cast<std::size_t>(std::min<long long>(left, part));
+                if (!stream.write(std::string(size, 'x'))) {
+                    ++g_gone;
+                    return;
+                }
+                left -= static_cast<long long>(size);
+                g_written += static_cast<long long>(size);
+            }
+            if (stream.finish()) ++g_finished;
+        }).detach();
+    });
+
+    app.get("/progress", [](const Request&) {
+        return Response::text("written=" + std::to_string(g_written.load()) +
+                              " finished=" + std::to_string(g_finished.load()) +
+                              " gone=" + std::to_string(g_gone.load()) +
+                              " disconnects=" + std::to_string(g_disconnects.load()) + "\n");
+    });
+
+    app.get("/drop", [](Request request, Responder out) {
+        long long parts = number(request, "parts", 2);
+        prefork::Stream stream = out.stream(Response(200, "", "text/plain"));
+        std::thread([stream = std::move(stream), parts]() mutable {
+            for (long long i = 0; i < parts; ++i) stream.write("part " + std::to_string(i) + "\n");
+            // dropped here without finish(): the response is cut off
+        }).detach();
+    });
+
+    app.get("/write-on-loop", [](Request, Responder out) {
+        prefork::Stream stream = out.stream(Response(200, "", "text/plain"));
+        stream.write("never");  // throws std::logic_error: this is the loop
+    });
+
+    return app.run(argc, argv);
+}
