@@ -51,6 +51,8 @@ Connection::~Connection() {
 }
 
 void Connection::start() {
+    error_code ignored;
+    socket_.non_blocking(true, ignored);  // do_write() tries a direct write first
     do_read();
 }
 
@@ -127,7 +129,7 @@ void Connection::on_read(error_code ec, std::size_t bytes) {
 
 void Connection::handle_request() {
     state_ = State::handling;
-    timer_.cancel();
+    disarm_timer();
     server_.count_request();
     ++request_id_;
     request_started_ = std::chrono::steady_clock::now();
@@ -258,45 +260,99 @@ void Connection::send_error(int status) {
     finish_response(Response::error(status));
 }
 
-// Completes the headers the worker owns and starts the write.
+// Writes the status line and headers into a buffer the connection keeps (no allocation
+// once it has grown), with the headers the worker owns: Server, Date (formatted once a
+// second), Content-Length and Connection. A handler's own values of those are replaced,
+// except that its "Connection: close" is honoured.
 void Connection::finish_response(Response response) {
     pending_.reset();
     if (server_.draining()) keep_alive_ = false;  // the worker is stopping: last response here
     response_ = std::move(response);
     auto& message = response_.message();
-    message.version(request_version_ == 10 ? 10 : 11);
-    message.set(http::field::server, "prefork");
-    message.set(http::field::date, http_date());
-    message.keep_alive(keep_alive_);
-
     unsigned status = message.result_int();
-    if (status < 200 || status == 204 || status == 304) {
-        message.body().clear();
-        message.erase(http::field::content_length);
-        message.erase(http::field::transfer_encoding);
-    } else if (head_request_) {
-        auto length = message.body().size();
-        message.body().clear();
-        message.content_length(length);
-    } else {
-        message.prepare_payload();
+    bool no_content = status < 200 || status == 204 || status == 304;
+    if (no_content) message.body().clear();
+
+    head_.clear();
+    head_ += request_version_ == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+    char digits[24];
+    auto [status_end, status_ec] = std::to_chars(digits, digits + sizeof digits, status);
+    head_.append(digits, status_end);
+    head_ += ' ';
+    head_ += message.reason();
+    head_ += "\r\n";
+    for (const auto& field : message) {
+        switch (field.name()) {
+            case http::field::connection:
+                if (boost::beast::iequals(field.value(), "close")) keep_alive_ = false;
+                continue;
+            case http::field::server:
+            case http::field::date:
+            case http::field::content_length:
+            case http::field::transfer_encoding:
+                continue;
+            default:
+                break;
+        }
+        head_ += field.name_string();
+        head_ += ": ";
+        head_ += field.value();
+        head_ += "\r\n";
     }
+    head_ += "Server: prefork\r\nDate: ";
+    head_ += http_date();
+    head_ += "\r\n";
+    if (!no_content) {
+        auto [length_end, length_ec] =
+            std::to_chars(digits, digits + sizeof digits, message.body().size());
+        head_ += "Content-Length: ";
+        head_.append(digits, length_end);
+        head_ += "\r\n";
+    }
+    if (request_version_ == 10) {
+        if (keep_alive_) head_ += "Connection: keep-alive\r\n";
+    } else if (!keep_alive_) {
+        head_ += "Connection: close\r\n";
+    }
+    head_ += "\r\n";
+    send_body_ = !head_request_ && !no_content;
     do_write();
 }
 
 // --- writing it ----------------------------------------------------------------------------
 
+// Most responses fit the socket's buffer: written at once, with no deadline to arm and
+// nothing to wait for. The rest goes out asynchronously, under the write timeout.
 void Connection::do_write() {
     state_ = State::writing;
+    std::string_view body = send_body_ ? std::string_view(response_.body()) : std::string_view();
+    std::array<asio::const_buffer, 2> buffers = {asio::buffer(head_),
+                                                 asio::buffer(body.data(), body.size())};
+    std::size_t total = head_.size() + body.size();
+    error_code ec;
+    std::size_t written = socket_.write_some(buffers, ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        ec = {};
+        written = 0;
+    }
+    if (ec || written == total) return on_write(ec, written);
     arm_timer(server_.limits().write_timeout);
-    http::async_write(socket_, response_.message(),
-                      [self = shared_from_this()](error_code ec, std::size_t bytes) {
-                          self->on_write(ec, bytes);
+    std::array<asio::const_buffer, 2> rest = buffers;
+    if (written < head_.size()) {
+        rest[0] += written;
+    } else {
+        rest[0] = asio::const_buffer();
+        rest[1] += written - head_.size();
+    }
+    asio::async_write(socket_, rest,
+                      [self = shared_from_this(), written](error_code ec, std::size_t bytes) {
+                          self->on_write(ec, written + bytes);
                       });
 }
 
 void Connection::on_write(error_code ec, std::size_t bytes) {
     if (state_ == State::closed) return;
+    disarm_timer();
     server_.totals().bytes_out += bytes;
     server_.count_response(client_, method_, target_, response_.message().result_int(), bytes,
                            std::chrono::steady_clock::now() - request_started_);
@@ -314,7 +370,7 @@ bool Connection::start_stream(std::uint64_t request_id, Response head,
                               std::shared_ptr<detail::StreamChannel> channel) {
     if (state_ != State::handling || request_id != request_id_) return false;
     pending_.reset();
-    timer_.cancel();  // the handler has answered: its timeout no longer applies
+    disarm_timer();  // the handler has answered: its timeout no longer applies
     state_ = State::streaming;
     stream_ = std::move(channel);
     stream_bytes_ = 0;
@@ -408,7 +464,7 @@ void Connection::on_stream_written(error_code ec, std::size_t bytes) {
     server_.totals().bytes_out += bytes;
     stream_bytes_ += bytes;
     stream_writing_ = false;
-    timer_.cancel();
+    disarm_timer();
     if (ec) return close();  // the client left (EPIPE, reset) or stopped reading
     if (stream_ending_ || !stream_has_body_) return end_stream();
 
@@ -508,16 +564,35 @@ void Connection::arm_read_deadline(ReadDeadline kind) {
     arm_timer(server_.draining() ? limits.drain_idle_grace : limits.idle_timeout);
 }
 
+// Deadlines are kept lazily: one wait is outstanding at a time, and moving a deadline later
+// (as every request does) only changes deadline_; the wait, when it fires, waits again for
+// what is left. Only a deadline earlier than the outstanding wait re-arms the timer.
 void Connection::arm_timer(std::chrono::milliseconds after) {
-    timer_.expires_after(after);
-    timer_.async_wait([self = shared_from_this()](error_code ec) {
-        if (!ec) self->on_timeout();
-    });
+    deadline_ = Timer::clock_type::now() + after;
+    if (timer_waits_ > 0 && timer_.expiry() <= deadline_) return;
+    wait_for_deadline();
+}
+
+void Connection::disarm_timer() {
+    deadline_ = Timer::time_point::max();
+}
+
+void Connection::wait_for_deadline() {
+    timer_.expires_at(deadline_);  // an outstanding wait ends with operation_aborted
+    ++timer_waits_;
+    timer_.async_wait([self = shared_from_this()](error_code ec) { self->on_timer(ec); });
+}
+
+void Connection::on_timer(error_code ec) {
+    --timer_waits_;
+    if (ec || state_ == State::closed || timer_waits_ > 0) return;
+    if (deadline_ == Timer::time_point::max()) return;                     // no deadline now
+    if (Timer::clock_type::now() < deadline_) return wait_for_deadline();  // moved later
+    deadline_ = Timer::time_point::max();
+    on_timeout();
 }
 
 void Connection::on_timeout() {
-    // A handler queued just before the timer was re-armed: not this deadline.
-    if (timer_.expiry() > asio::steady_timer::clock_type::now()) return;
     switch (state_) {
         case State::reading:
             if (read_deadline_ == ReadDeadline::idle && !is_idle()) {

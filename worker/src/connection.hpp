@@ -5,9 +5,11 @@
 
 #include "router.hpp"
 
+#include <boost/asio/basic_stream_socket.hpp>
+#include <boost/asio/basic_waitable_timer.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/serializer.hpp>
@@ -31,7 +33,12 @@ struct StreamChannel;
 // an operation on it is pending.
 class Connection : public std::enable_shared_from_this<Connection> {
   public:
-    using Socket = boost::asio::generic::stream_protocol::socket;
+    // On the worker's io_context's own executor type: no type-erased executor on the hot path.
+    using Executor = boost::asio::io_context::executor_type;
+    using Socket =
+        boost::asio::basic_stream_socket<boost::asio::generic::stream_protocol, Executor>;
+    using Timer = boost::asio::basic_waitable_timer<
+        std::chrono::steady_clock, boost::asio::wait_traits<std::chrono::steady_clock>, Executor>;
 
     // `client`: the peer's address for the access log (empty when it is off).
     Connection(Socket socket, Server& server, std::string client = {});
@@ -76,6 +83,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
     void arm_read_deadline(ReadDeadline kind);
     void arm_timer(std::chrono::milliseconds after);
+    void disarm_timer();
+    void wait_for_deadline();
+    void on_timer(boost::system::error_code ec);
     void on_timeout();
     void on_handler_timeout();
     void on_coroutine_done(std::uint64_t request_id, std::exception_ptr error, Response response,
@@ -86,10 +96,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
     Socket socket_;
     Server& server_;
-    boost::asio::steady_timer timer_;
+    Timer timer_;
+    Timer::time_point deadline_ = Timer::time_point::max();  // of the current state
+    int timer_waits_ = 0;                                    // outstanding waits on timer_
     boost::beast::flat_buffer buffer_;
     std::optional<http::request_parser<http::string_body>> parser_;
-    Response response_;                                 // kept here until its write completes
+    Response response_;  // kept here until its write completes
+    std::string head_;   // its status line and headers, serialized (capacity reused)
+    bool send_body_ = true;
     std::shared_ptr<detail::PendingResponse> pending_;  // an asynchronous handler's answer
     std::uint64_t request_id_ = 0;
     bool head_request_ = false;

@@ -2,6 +2,7 @@
 
 #include <prefork/app.hpp>
 
+#include <span>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -39,8 +40,9 @@ class Router {
         RouteHandler handler;
     };
 
-    static bool matches(const Route& route, const std::vector<std::string>& segments,
+    static bool matches(const Route& route, std::span<const std::string_view> segments,
                         std::vector<std::pair<std::string, std::string>>* params);
+    Match match_segments(Request& request, std::span<const std::string_view> segments) const;
 
     std::vector<Route> routes_;
 };
