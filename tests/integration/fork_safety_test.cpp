@@ -219,5 +219,41 @@ TEST(ForkSafety, KillingTheMasterFreesThePortWhileAForkedChildRuns) {
     expect_port_freed_while_child_runs(SIGKILL, "/fork?seconds=600");
 }
 
+// After a reload the old generation is gone, but what its handlers started may live on:
+// it holds no listener, so a stop still frees the port.
+TEST(ForkSafety, TheOldGenerationsChildrenHoldNoListenerAfterAReload) {
+    Children children;
+    std::uint16_t port;
+    {
+        PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+        port = server.port();
+        for (const char* start : {"/spawn?seconds=600", "/fork?seconds=600"}) {
+            children.pids.push_back(std::stoi(http_get(port, start).body()));
+        }
+        server.signal(SIGHUP);
+        ASSERT_EQ(server.wait_for_lines("complete: the old generation has drained", 1, 20s).size(),
+                  1u)
+            << server.output();
+        for (pid_t child : children.pids) {
+            ASSERT_FALSE(process_gone(child));
+            for (int fd : descriptors_of(child)) {
+                std::error_code ec;
+                auto target = fs::read_symlink(
+                    "/proc/" + std::to_string(child) + "/fd/" + std::to_string(fd), ec);
+                EXPECT_FALSE(target.string().starts_with("socket:"))
+                    << "child " << child << " of the old generation holds fd " << fd << " -> "
+                    << target;
+            }
+        }
+        server.signal(SIGTERM);
+        auto deadline = std::chrono::steady_clock::now() + 1s;
+        while (!port_is_free(port) && std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(20ms);
+        }
+        EXPECT_TRUE(port_is_free(port)) << "the port is still bound a second after the stop";
+        for (pid_t child : children.pids) EXPECT_FALSE(process_gone(child));
+    }
+}
+
 }  // namespace
 }  // namespace prefork::testing
