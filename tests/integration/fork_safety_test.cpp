@@ -31,14 +31,6 @@ std::set<int> descriptors_of(pid_t pid) {
     return fds;
 }
 
-// The descriptors of a /child-fds answer ("N -> target" lines).
-std::set<int> listed(const std::string& body) {
-    std::set<int> fds;
-    std::istringstream lines(body);
-    for (std::string line; std::getline(lines, line);) fds.insert(std::stoi(line));
-    return fds;
-}
-
 const std::set<int> kStandard = {0, 1, 2};
 
 // Kills handler children a test started, by pid, when it ends.
@@ -83,7 +75,7 @@ TEST(ForkSafety, SpawnedProcessHoldsOnlyTheStandardDescriptors) {
     busy.send_raw("GET /offload?ms=1000 HTTP/1.1\r\nHost: x\r\n\r\n");
     std::this_thread::sleep_for(100ms);
     auto answer = HttpConnection(port).get("/child-fds").body();
-    EXPECT_EQ(listed(answer), kStandard) << answer;
+    EXPECT_EQ(listed_descriptors(answer), kStandard) << answer;
     EXPECT_EQ(busy.read_response().result_int(), 200);
 }
 

@@ -49,13 +49,6 @@ json::array strings(std::initializer_list<const char*> items) {
     return array;
 }
 
-std::set<int> listed(const std::string& body) {
-    std::set<int> fds;
-    std::istringstream lines(body);
-    for (std::string line; std::getline(lines, line);) fds.insert(std::stoi(line));
-    return fds;
-}
-
 // A file the test owns, removed at the end.
 struct TempFile {
     std::string path = "/tmp/prefork-subprocess-test-" + std::to_string(::getpid()) + "-" +
@@ -103,7 +96,7 @@ TEST(Subprocess, EveryWayOfStartingAProcessFromAHandlerPassesOnlyTheStandardDesc
         for (const char* thread : {"loop", "offload"}) {
             auto response = client.get(std::string("/child-fds?via=") + via + "&thread=" + thread);
             ASSERT_EQ(response.result_int(), 200) << via << " " << response.body();
-            EXPECT_EQ(listed(response.body()), (std::set<int>{0, 1, 2}))
+            EXPECT_EQ(listed_descriptors(response.body()), (std::set<int>{0, 1, 2}))
                 << "started by " << via << " on the " << thread << ":\n"
                 << response.body();
         }

@@ -297,4 +297,11 @@ bool port_is_free(std::uint16_t port) {
     return bound;
 }
 
+std::set<int> listed_descriptors(const std::string& listing) {
+    std::set<int> fds;
+    std::istringstream lines(listing);
+    for (std::string line; std::getline(lines, line);) fds.insert(std::stoi(line));
+    return fds;
+}
+
 }  // namespace prefork::testing

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -86,6 +87,9 @@ class PreforkServer : public ChildProcess {
 
     std::vector<std::uint16_t> ports_;
 };
+
+// The descriptor numbers of a listing of "N -> target" lines (/child-fds answers).
+std::set<int> listed_descriptors(const std::string& listing);
 
 // True when a process with this pid is gone (or only a zombie is left of it).
 bool process_gone(pid_t pid);
