@@ -224,6 +224,30 @@ TEST(Subprocess, AClientThatDisconnectsHasItsProcessKilled) {
     EXPECT_EQ(http_get(server->port(), "/").result_int(), 200);
 }
 
+// A worker that stops while an offload thread waits for a process: the process is killed,
+// the thread wakes, and the worker exits instead of waiting for it forever.
+TEST(Subprocess, AStoppingWorkerEndsTheProcessesItWaitsFor) {
+    auto server = PreforkServer::with_worker(
+        {"--bind", "127.0.0.1:0", "--workers", "1", "--graceful-timeout", "1"},
+        {PROCESS_WORKER_BINARY}, 1);
+    TempFile file;
+    Leftovers leftovers;
+    std::string body = json::serialize(json::object{
+        {"argv", strings({"sh", "-c", ("echo $$ > " + file.path + "; exec sleep 30").c_str()})}});
+    HttpConnection client(server->port(), 10s);
+    client.send_raw(
+        "POST /run-offload HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n" + body);
+    pid_t pid = file.wait_for_pid();
+    ASSERT_GT(pid, 0);
+    leftovers.pids.push_back(pid);
+
+    server->signal(SIGTERM);
+    EXPECT_EQ(server->wait_exit_status(6s), 0) << server->output();
+    EXPECT_TRUE(wait_until_gone({pid}, 3s)) << "the process outlived the worker waiting for it";
+}
+
 TEST(Subprocess, AHundredConcurrentProcessesOnOneWorkerDoNotBlockIt) {
     auto server = process_worker_server(1);
     std::string body = json::serialize(json::object{{"argv", strings({"sleep", "0.5"})}});

@@ -389,6 +389,7 @@ bool Connection::start_stream(std::uint64_t request_id, Response head,
     bool no_content = status < 200 || status == 204 || status == 304;
     stream_has_body_ = !head_request_ && !no_content;
     stream_chunked_ = request_version_ != 10;
+    if (boost::beast::iequals(message[http::field::connection], "close")) keep_alive_ = false;
     if (!stream_chunked_) keep_alive_ = false;  // the end of the connection ends the body
     message.keep_alive(keep_alive_);
     if (stream_chunked_ && !no_content) message.chunked(true);  // HEAD: what GET would say
@@ -453,7 +454,11 @@ void Connection::continue_stream() {
                                  std::move(on_written));
     }
     if (cut_off) {
-        log::warning("a streamed response was dropped before finish(): closing its connection");
+        // A reset, not an orderly close: to an HTTP/1.0 client (no chunks) an orderly close
+        // would look like the end of a complete body.
+        log::warning("a streamed response was dropped before finish(): resetting its connection");
+        linger reset{1, 0};
+        ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
         return close();
     }
     // Nothing to write: the next write, finish() or drop kicks the connection again.

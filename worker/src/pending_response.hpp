@@ -17,6 +17,8 @@ class Connection;
 
 namespace detail {
 
+struct StreamChannel;
+
 // What a Responder and its connection share. `connection` is only ever touched on the
 // loop; the flags are what another thread may look at.
 struct PendingResponse {
@@ -33,10 +35,14 @@ struct PendingResponse {
     // Any thread: `callback` runs on the loop when the response is abandoned (at once, posted,
     // if it was already).
     void on_disconnect(std::function<void()> callback);
+    // Any thread: the stream this request's handler started; abandon() closes it (at once
+    // if the response was abandoned already).
+    void attach_stream(const std::shared_ptr<StreamChannel>& channel);
 
   private:
-    std::mutex mutex_;  // guards disconnect_callback_ (registered from any thread)
+    std::mutex mutex_;  // guards what follows (registered from any thread)
     std::function<void()> disconnect_callback_;
+    std::weak_ptr<StreamChannel> stream_;
 };
 
 }  // namespace detail

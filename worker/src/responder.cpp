@@ -2,6 +2,7 @@
 
 #include "connection.hpp"
 #include "pending_response.hpp"
+#include "stream_state.hpp"
 
 #include <prefork/common/log.hpp>
 
@@ -26,12 +27,16 @@ namespace detail {
 
 void PendingResponse::abandon() {
     std::function<void()> callback;
+    std::shared_ptr<StreamChannel> stream;
     {
         std::lock_guard lock(mutex_);
         abandoned = true;
         callback = std::move(disconnect_callback_);
         disconnect_callback_ = nullptr;
+        stream = stream_.lock();
+        stream_.reset();
     }
+    if (stream) stream->close();
     if (!callback) return;
     try {
         callback();
@@ -40,6 +45,17 @@ void PendingResponse::abandon() {
     } catch (...) {
         log::error("an on_disconnect callback threw a non-standard exception");
     }
+}
+
+void PendingResponse::attach_stream(const std::shared_ptr<StreamChannel>& channel) {
+    {
+        std::lock_guard lock(mutex_);
+        if (!abandoned.load()) {
+            stream_ = channel;
+            return;
+        }
+    }
+    channel->close();
 }
 
 void PendingResponse::on_disconnect(std::function<void()> callback) {

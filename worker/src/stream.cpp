@@ -8,6 +8,7 @@
 
 #include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/system_executor.hpp>
 
 #include <stdexcept>
 
@@ -76,6 +77,11 @@ void stream_async_write(const std::shared_ptr<StreamState>& state, std::string d
 }
 
 }  // namespace detail
+
+boost::asio::any_io_executor detail::stream_executor(const std::shared_ptr<StreamState>& state) {
+    if (state) return state->channel->loop;
+    return boost::asio::any_io_executor(boost::asio::system_executor());
+}
 
 Stream::Stream(std::shared_ptr<detail::StreamState> state) : state_(std::move(state)) {}
 
@@ -150,6 +156,10 @@ Stream Responder::stream(Response head, std::size_t limit) {
         bool started = false;
     };
     auto guard = std::make_shared<CloseUnlessStarted>(channel);
+    // Until the connection has started the stream, closing the connection reaches the
+    // channel through the request (PendingResponse::abandon), so no writer waits on a
+    // stream whose start never runs (a worker stopped at once).
+    pending_->attach_stream(channel);
     asio::post(pending_->loop, [pending = pending_, guard, head = std::move(head)]() mutable {
         if (auto connection = pending->connection.lock()) {
             guard->started =

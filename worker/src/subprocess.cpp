@@ -1,6 +1,7 @@
 #include <prefork/subprocess.hpp>
 
 #include "child_reaper.hpp"
+#include "process_registry.hpp"
 
 #include <prefork/common/unique_fd.hpp>
 
@@ -16,13 +17,16 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <system_error>
 
@@ -117,11 +121,16 @@ error_code make_pipe(UniqueFd& read_end, UniqueFd& write_end) {
     return {};
 }
 
-// Kills a process started by spawn() and its process group.
-void kill_group(pid_t pid) {
-    ::kill(-pid, SIGKILL);
-    ::kill(pid, SIGKILL);  // in case it left its group
-}
+}  // namespace
+
+class ProcessRun;
+
+namespace {
+
+// Every run not finished yet, so that a stopping worker can end them (see
+// stop_running_processes): a thread waiting on a future must not wait forever.
+std::mutex g_runs_mutex;
+std::set<std::shared_ptr<ProcessRun>> g_runs;
 
 }  // namespace
 
@@ -135,6 +144,8 @@ class ProcessRun : public std::enable_shared_from_this<ProcessRun> {
 
     // On the loop.
     void start();
+    // On the loop's thread, once it has stopped: kills the process, ends the run.
+    void abort_at_stop();
     // Any thread.
     void request_cancel() {
         cancel_requested_.store(true);
@@ -159,12 +170,15 @@ class ProcessRun : public std::enable_shared_from_this<ProcessRun> {
     void on_timeout();
     void finish(error_code ec);
     void maybe_finish();
+    void kill_all();
+    void start_process();
 
     asio::io_context& io_;
     Command command_;
     std::shared_ptr<detail::ProcessCompletion> completion_;
     std::atomic<bool> cancel_requested_{false};
     std::optional<boost::process::v2::basic_process_handle<Executor>> process_;
+    int pidfd_ = -1;  // owned by process_
     std::optional<asio::posix::stream_descriptor> input_;
     std::optional<asio::steady_timer> timer_;
     Output out_, err_;
@@ -176,6 +190,15 @@ class ProcessRun : public std::enable_shared_from_this<ProcessRun> {
 };
 
 void ProcessRun::start() {
+    try {
+        start_process();
+    } catch (const boost::system::system_error& error) {  // the reactor refused a descriptor
+        if (started_ && !exited_) kill_all();
+        finish(error.code());
+    }
+}
+
+void ProcessRun::start_process() {
     if (cancel_requested_.load()) return finish(asio::error::operation_aborted);
     UniqueFd out_read, out_write, err_read, err_write, in_read, in_write;
     error_code ec = make_pipe(out_read, out_write);
@@ -201,8 +224,19 @@ void ProcessRun::start() {
     err_write.reset();
     in_read.reset();
 
+    // Awaited through a pidfd (no SIGCHLD involved), which also signals exactly this
+    // process however late: its pid cannot be taken by another meanwhile.
+    pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    if (pidfd_ < 0) {
+        ec = error_code(errno, boost::system::system_category());
+        ::kill(-pid, SIGKILL);  // not waited for yet: the pid is still this child's
+        ::kill(pid, SIGKILL);
+        if (ChildReaper* reaper = ChildReaper::current()) reaper->adopt(pid);
+        exited_ = true;
+        return finish(ec);
+    }
     auto self = shared_from_this();
-    process_.emplace(io_.get_executor(), pid);  // a pidfd: no SIGCHLD involved
+    process_.emplace(io_.get_executor(), pid, pidfd_);
     process_->async_wait([self](error_code ec, int status) { self->on_exit(ec, status); });
 
     out_.collected = &result_.out;
@@ -298,13 +332,28 @@ void ProcessRun::on_exit(error_code ec, int status) {
 void ProcessRun::on_timeout() {
     if (exited_) return;
     result_.timed_out = true;
-    kill_group(result_.pid);
+    kill_all();
 }
 
 void ProcessRun::cancel() {
     if (finished_ || exited_ || !started_) return;  // not started: start() sees the flag
     cancelled_ = true;
-    kill_group(result_.pid);
+    kill_all();
+}
+
+// The process through its pidfd; then, while it is not yet waited for (so that its pid,
+// which names its process group, cannot have been reused), everything in its group.
+void ProcessRun::kill_all() {
+    if (pidfd_ < 0) return;
+    if (::syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0) == 0) {
+        ::kill(-result_.pid, SIGKILL);
+    }
+}
+
+void ProcessRun::abort_at_stop() {
+    if (finished_) return;
+    if (started_ && !exited_) kill_all();
+    finish(asio::error::operation_aborted);
 }
 
 void ProcessRun::maybe_finish() {
@@ -315,6 +364,10 @@ void ProcessRun::maybe_finish() {
 void ProcessRun::finish(error_code ec) {
     if (finished_) return;
     finished_ = true;
+    {
+        std::lock_guard lock(g_runs_mutex);
+        g_runs.erase(shared_from_this());
+    }
     if (input_) {
         error_code ignored;
         input_->close(ignored);
@@ -343,15 +396,25 @@ std::shared_ptr<ProcessRun> launch(Command command,
     completion->on_cancel_request = [weak = std::weak_ptr<ProcessRun>(run)] {
         if (auto run = weak.lock()) run->request_cancel();
     };
-    if (io.get_executor().running_in_this_thread()) {
-        run->start();
-    } else {
-        asio::post(io, [run] { run->start(); });
+    {
+        std::lock_guard lock(g_runs_mutex);
+        g_runs.insert(run);
     }
+    // Posted even from the loop: a completion never runs inside the call that started it.
+    asio::post(io, [run] { run->start(); });
     return run;
 }
 
 }  // namespace
+
+void stop_running_processes() {
+    std::set<std::shared_ptr<ProcessRun>> runs;
+    {
+        std::lock_guard lock(g_runs_mutex);
+        runs.swap(g_runs);
+    }
+    for (const auto& run : runs) run->abort_at_stop();
+}
 
 void detail::start_process(Command command, std::shared_ptr<ProcessCompletion> completion) {
     launch(std::move(command), std::move(completion));

@@ -1,6 +1,7 @@
 #include "worker_runtime.hpp"
 
 #include "offload_pool.hpp"
+#include "process_registry.hpp"
 
 #include <cstdlib>
 
@@ -20,6 +21,7 @@ WorkerRuntime::WorkerRuntime(const Router& router)
 }
 
 WorkerRuntime::~WorkerRuntime() {
+    stop_running_processes();
     ChildReaper::set_current(nullptr);
     stop_offload_pool();
 }
@@ -27,6 +29,7 @@ WorkerRuntime::~WorkerRuntime() {
 void WorkerRuntime::run() {
     io.run();
     server.close_all();
+    stop_running_processes();
     ChildReaper::set_current(nullptr);
     stop_offload_pool();
 }

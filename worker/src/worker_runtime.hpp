@@ -20,7 +20,8 @@ class WorkerRuntime {
     WorkerRuntime& operator=(const WorkerRuntime&) = delete;
 
     // Runs the loop until it is stopped; then closes the connections left (waking any
-    // thread that waits on one of their streams) and stops the offload pool.
+    // thread that waits on one of their streams), kills the processes run_process still
+    // waits for (waking any thread on their futures), and stops the offload pool.
     void run();
 
     boost::asio::io_context io{1};

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
@@ -21,6 +22,8 @@ struct StreamWaiter {
 };
 void stream_async_write(const std::shared_ptr<StreamState>& state, std::string data,
                         std::shared_ptr<StreamWaiter> waiter);
+// Where a completion runs when its handler names no executor: the worker's loop.
+boost::asio::any_io_executor stream_executor(const std::shared_ptr<StreamState>& state);
 }  // namespace detail
 
 // A response sent in parts as they become ready (Transfer-Encoding: chunked; to an HTTP/1.0
@@ -62,16 +65,19 @@ class Stream {
             [state = state_](auto handler, std::string data) {
                 using Handler = decltype(handler);
                 struct Waiter : detail::StreamWaiter {
-                    explicit Waiter(Handler h) : handler(std::move(h)) {}
+                    Waiter(Handler h, boost::asio::any_io_executor l)
+                        : handler(std::move(h)), loop(std::move(l)) {}
                     Handler handler;
+                    boost::asio::any_io_executor loop;
                     void complete(boost::system::error_code ec) override {
-                        auto executor = boost::asio::get_associated_executor(handler);
+                        auto executor = boost::asio::get_associated_executor(handler, loop);
                         boost::asio::post(
                             executor, [h = std::move(handler), ec]() mutable { std::move(h)(ec); });
                     }
                 };
+                auto loop = detail::stream_executor(state);
                 detail::stream_async_write(state, std::move(data),
-                                           std::make_shared<Waiter>(std::move(handler)));
+                                           std::make_shared<Waiter>(std::move(handler), loop));
             },
             token, std::move(data));
     }

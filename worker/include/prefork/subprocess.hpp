@@ -109,6 +109,9 @@ struct ProcessCompletion {
 };
 }  // namespace detail
 
+// When the worker stops, the processes run_process still waits for are killed and their
+// runs end with operation_aborted (processes from spawn_process are left running).
+//
 // The same as an Asio asynchronous operation, completion void(error_code, ProcessResult):
 // `co_await async_run_process(cmd, boost::asio::use_awaitable)`, or `use_future` from a
 // thread. A terminal cancellation of the operation kills the process.
