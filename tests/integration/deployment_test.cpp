@@ -71,19 +71,6 @@ std::string map_to_build(const std::string& word) {
     return word;
 }
 
-std::vector<pid_t> zombies_among_children(pid_t parent) {
-    std::vector<pid_t> zombies;
-    std::ifstream in("/proc/" + std::to_string(parent) + "/task/" + std::to_string(parent) +
-                     "/children");
-    for (pid_t pid; in >> pid;) {
-        std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-        std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-        auto close = text.rfind(')');
-        if (close != std::string::npos && text[close + 2] == 'Z') zombies.push_back(pid);
-    }
-    return zombies;
-}
-
 TEST(Container, ImageEntrypointRunsAsPid1AsANonRootUser) {
     ImageContract image = read_dockerfile(std::string(PREFORK_SOURCE_DIR) + "/Dockerfile");
     ASSERT_EQ(image.entrypoint, std::vector<std::string>{"/usr/local/bin/prefork"});
@@ -141,7 +128,7 @@ TEST(Container, ImageEntrypointRunsAsPid1AsANonRootUser) {
     connection.send_raw("GET /crash HTTP/1.1\r\nHost: x\r\n\r\n");
     EXPECT_THROW(connection.read_response(), boost::system::system_error);
     std::this_thread::sleep_for(1500ms);
-    EXPECT_TRUE(zombies_among_children(prefork).empty());
+    EXPECT_TRUE(zombie_children(prefork).empty());
 
     ::kill(prefork, SIGTERM);  // what `docker stop` sends (STOPSIGNAL SIGTERM)
     EXPECT_EQ(container.wait_exit_status(20s), 0) << container.output();

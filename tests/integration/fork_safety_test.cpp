@@ -119,8 +119,7 @@ TEST(ForkSafety, AuditOfEveryProcessFindsOnlyAllowedDescriptors) {
     children.pids.push_back(handler_child);
     // Past its dynamic loader, whose own descriptors come and go at start.
     for (int i = 0; i < 200; ++i) {
-        std::ifstream stat("/proc/" + std::to_string(handler_child) + "/stat");
-        std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+        std::string text = read_text_file("/proc/" + std::to_string(handler_child) + "/stat");
         auto close = text.rfind(')');
         if (close != std::string::npos && close + 2 < text.size() && text[close + 2] == 'S') break;
         std::this_thread::sleep_for(5ms);

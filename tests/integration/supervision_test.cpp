@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <fstream>
 #include <regex>
+#include <sstream>
 
 namespace prefork::testing {
 namespace {
@@ -187,30 +188,11 @@ TEST(Supervision, TtinAddsAWorkerAndTtouRemovesOneButNeverTheLast) {
 
 // --- PID 1 ------------------------------------------------------------------------------
 
-std::vector<pid_t> children_of(pid_t parent) {
-    std::vector<pid_t> children;
-    std::ifstream in("/proc/" + std::to_string(parent) + "/task/" + std::to_string(parent) +
-                     "/children");
-    for (pid_t p; in >> p;) children.push_back(p);
-    return children;
-}
-
 std::string command_of(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
+    std::istringstream in(read_text_file("/proc/" + std::to_string(pid) + "/comm"));
     std::string name;
     in >> name;
     return name;
-}
-
-std::vector<pid_t> zombies_of(pid_t parent) {
-    std::vector<pid_t> zombies;
-    for (pid_t pid : children_of(parent)) {
-        std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-        std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-        auto close = text.rfind(')');
-        if (close != std::string::npos && text[close + 2] == 'Z') zombies.push_back(pid);
-    }
-    return zombies;
 }
 
 TEST(Supervision, AsPid1ItReapsOrphansOfCrashedWorkersAndStopsOnTerm) {
@@ -230,7 +212,7 @@ TEST(Supervision, AsPid1ItReapsOrphansOfCrashedWorkersAndStopsOnTerm) {
 
     // The orphaned `sleep 2` now belongs to the master; it ends, and nothing is left over.
     auto adopted = [&] {
-        for (pid_t child : children_of(master)) {
+        for (pid_t child : child_pids(master)) {
             if (command_of(child) == "sleep") return child;
         }
         return pid_t{0};
@@ -248,7 +230,7 @@ TEST(Supervision, AsPid1ItReapsOrphansOfCrashedWorkersAndStopsOnTerm) {
     }
     EXPECT_NE(::access(("/proc/" + std::to_string(orphan)).c_str(), F_OK), 0)
         << "the orphan was not reaped (zombie or still running)";
-    EXPECT_TRUE(zombies_of(master).empty()) << "a zombie stays in the namespace";
+    EXPECT_TRUE(zombie_children(master).empty()) << "a zombie stays in the namespace";
     EXPECT_EQ(server.wait_for_lines(" ready (generation", 3).size(), 3u);
     EXPECT_EQ(http_get(server.port(), "/").result_int(), 200);
 

@@ -158,9 +158,7 @@ std::vector<std::string> ChildProcess::wait_for_lines(const std::string& needle,
 
 std::vector<pid_t> ChildProcess::children() const {
     std::vector<pid_t> pids;
-    std::ifstream in("/proc/" + std::to_string(pid_) + "/task/" + std::to_string(pid_) +
-                     "/children");
-    for (pid_t pid; in >> pid;) {
+    for (pid_t pid : child_pids(pid_)) {
         if (!process_gone(pid)) pids.push_back(pid);
     }
     return pids;
@@ -263,10 +261,43 @@ std::uint16_t PreforkServer::port(std::size_t n) const {
     return ports_[n];
 }
 
+std::string read_text_file(const std::string& path) {
+    std::string text;
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return text;
+    char buffer[4096];
+    for (;;) {
+        ssize_t n = ::read(fd, buffer, sizeof buffer);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        text.append(buffer, static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+    return text;
+}
+
+std::vector<pid_t> child_pids(pid_t parent) {
+    std::vector<pid_t> pids;
+    std::istringstream in(read_text_file("/proc/" + std::to_string(parent) + "/task/" +
+                                         std::to_string(parent) + "/children"));
+    for (pid_t pid; in >> pid;) pids.push_back(pid);
+    return pids;
+}
+
+std::vector<pid_t> zombie_children(pid_t parent) {
+    std::vector<pid_t> zombies;
+    for (pid_t pid : child_pids(parent)) {
+        std::string text = read_text_file("/proc/" + std::to_string(pid) + "/stat");
+        auto close = text.rfind(')');
+        if (close != std::string::npos && close + 2 < text.size() && text[close + 2] == 'Z')
+            zombies.push_back(pid);
+    }
+    return zombies;
+}
+
 bool process_gone(pid_t pid) {
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    if (!stat) return true;
-    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    std::string text = read_text_file("/proc/" + std::to_string(pid) + "/stat");
+    if (text.empty()) return true;
     auto close = text.rfind(')');
     return close == std::string::npos || close + 2 >= text.size() || text[close + 2] == 'Z' ||
            text[close + 2] == 'X';

@@ -91,6 +91,16 @@ class PreforkServer : public ChildProcess {
 // The descriptor numbers of a listing of "N -> target" lines (/child-fds answers).
 std::set<int> listed_descriptors(const std::string& listing);
 
+// The whole text of a file under /proc (or anywhere), or "" when it cannot be read. Unlike
+// an ifstream, never throws: reading /proc/PID/... of a process that is being reaped fails
+// with ESRCH, which libstdc++'s filebuf turns into an exception.
+std::string read_text_file(const std::string& path);
+
+// The children of a process (/proc/PID/task/PID/children), zombies included.
+std::vector<pid_t> child_pids(pid_t parent);
+// Those of them that are zombies (ended, not reaped).
+std::vector<pid_t> zombie_children(pid_t parent);
+
 // True when a process with this pid is gone (or only a zombie is left of it).
 bool process_gone(pid_t pid);
 // Waits until every pid is gone.
