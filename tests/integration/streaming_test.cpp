@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <map>
 #include <random>
 #include <sstream>
@@ -48,6 +49,7 @@ class RawClient {
         if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return {};
         char buffer[65536];
         ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
+        if (n < 0 && errno == ECONNRESET) reset_by_peer_ = true;
         if (n <= 0 && eof) *eof = true;
         return n > 0 ? std::string(buffer, static_cast<std::size_t>(n)) : std::string();
     }
@@ -72,6 +74,8 @@ class RawClient {
         }
         return seen;
     }
+    // Whether the server ended the connection with a reset rather than an orderly close.
+    bool reset_by_peer() const { return reset_by_peer_; }
     void reset() {  // hang up with RST
         linger option{1, 0};
         ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &option, sizeof option);
@@ -81,6 +85,7 @@ class RawClient {
 
   private:
     int fd_ = -1;
+    bool reset_by_peer_ = false;
 };
 
 // The body of a chunked message (after the header), decoded; `complete` says whether the
@@ -237,7 +242,22 @@ TEST(Streaming, AStreamDroppedUnfinishedIsCutOffSoTheClientCanTell) {
     bool complete = true;
     EXPECT_EQ(dechunk(raw, &complete), "part 0\npart 1\n") << raw;
     EXPECT_FALSE(complete) << "a cut-off stream must not end like a finished one";
+    // Without chunks (HTTP/1.0) only a reset tells the client that the body is incomplete.
+    RawClient old_client(server->port());
+    old_client.send(get("/drop?parts=2", "1.0"));
+    raw = old_client.read_to_end(5s);
+    EXPECT_TRUE(old_client.reset_by_peer()) << raw;
     EXPECT_EQ(http_get(server->port(), "/").body(), "ok");
+}
+
+TEST(Streaming, AsyncWriteCallbacksRunOnTheLoop) {
+    auto server = stream_worker_server();
+    RawClient client(server->port());
+    client.send(get("/async-callbacks"));
+    std::string raw = client.read_until("0\r\n\r\n", 5s);
+    bool complete = false;
+    EXPECT_EQ(dechunk(raw, &complete), "first\non the loop\n") << raw;
+    EXPECT_TRUE(complete);
 }
 
 TEST(Streaming, BlockingWriteOnTheLoopIsRefused) {

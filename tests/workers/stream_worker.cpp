@@ -5,6 +5,8 @@
 //   GET /progress                 "written=X finished=F gone=G disconnects=D" of every
 //                                 /produce so far
 //   GET /drop?parts=N             a thread writes N parts, then drops the Stream unfinished
+//   GET /async-callbacks          two parts by Stream::async_write with callbacks; the
+//                                 second says whether the first callback ran on the loop
 //   GET /write-on-loop            calls Stream::write on the loop (a logic error)
 //   GET /                         "ok"
 
@@ -70,6 +72,19 @@ int main(int argc, char** argv) {
             for (long long i = 0; i < parts; ++i) stream.write("part " + std::to_string(i) + "\n");
             // dropped here without finish(): the response is cut off
         }).detach();
+    });
+
+    // async_write with plain callbacks: they run on the loop (the answer says where).
+    app.get("/async-callbacks", [](Request, Responder out) {
+        std::thread::id loop = std::this_thread::get_id();
+        prefork::Stream stream = out.stream(Response(200, "", "text/plain"));
+        stream.async_write("first\n", [stream, loop](boost::system::error_code ec) mutable {
+            if (ec) return;
+            std::string where =
+                std::this_thread::get_id() == loop ? "on the loop\n" : "off the loop\n";
+            stream.async_write(std::move(where),
+                               [stream](boost::system::error_code) mutable { stream.finish(); });
+        });
     });
 
     app.get("/write-on-loop", [](Request, Responder out) {
