@@ -8,6 +8,7 @@
 
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -248,6 +249,35 @@ TEST(Streaming, AStreamDroppedUnfinishedIsCutOffSoTheClientCanTell) {
     raw = old_client.read_to_end(5s);
     EXPECT_TRUE(old_client.reset_by_peer()) << raw;
     EXPECT_EQ(http_get(server->port(), "/").body(), "ok");
+}
+
+TEST(Streaming, AHandlersConnectionCloseIsHonouredForPlainAndStreamedResponses) {
+    auto server = stream_worker_server();
+    for (const char* target : {"/goodbye", "/produce?total=10&close=1"}) {
+        RawClient client(server->port());
+        client.send(get(target));
+        std::string raw = client.read_to_end(5s);  // ends: the worker closes the connection
+        EXPECT_NE(raw.find("Connection: close\r\n"), std::string::npos) << target << ": " << raw;
+        EXPECT_EQ(raw.find("Connection: close", raw.find("Connection: close") + 1),
+                  std::string::npos)
+            << "said twice: " << raw;
+        EXPECT_FALSE(client.reset_by_peer()) << target;
+    }
+}
+
+// A worker stopped at once (QUIT) while a thread of its offload pool waits to write to a
+// client that does not read: the writer is told the client is gone, and the worker exits
+// instead of waiting for its pool forever.
+TEST(Streaming, AWorkerStoppedAtOnceWakesPoolThreadsWaitingOnStreams) {
+    auto server = stream_worker_server();
+    pid_t worker = server->children().at(0);
+    RawClient client(server->port());
+    client.send(get("/produce?total=1000000000&part=65536&pool=1"));
+    client.read_until("\r\n\r\n", 5s);
+    std::this_thread::sleep_for(500ms);  // the buffers fill; the writer waits for room
+    ASSERT_GT(progress(server->port())["written"], 0);
+    ASSERT_EQ(::kill(worker, SIGQUIT), 0);
+    EXPECT_TRUE(wait_until_gone({worker}, 5s)) << "the worker hangs on its offload pool";
 }
 
 TEST(Streaming, AsyncWriteCallbacksRunOnTheLoop) {

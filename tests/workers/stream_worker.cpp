@@ -1,7 +1,9 @@
 // A worker for the streaming tests: streams written from threads.
 //
 //   GET /produce?total=N&part=P   a thread writes N bytes ('x') in parts of P with
-//                                 Stream::write, then finish()
+//                                 Stream::write, then finish(); &pool=1: a thread of the
+//                                 offload pool; &close=1: the head says Connection: close
+//   GET /goodbye                  "bye" with Connection: close
 //   GET /progress                 "written=X finished=F gone=G disconnects=D" of every
 //                                 /produce so far
 //   GET /drop?parts=N             a thread writes N parts, then drops the Stream unfinished
@@ -11,6 +13,9 @@
 //   GET /                         "ok"
 
 #include <prefork/worker.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 
 #include <atomic>
 #include <string>
@@ -43,8 +48,10 @@ int main(int argc, char** argv) {
         long long total = number(request, "total", 1 << 20);
         auto part = static_cast<std::size_t>(number(request, "part", 65536));
         out.on_disconnect([] { ++g_disconnects; });
-        prefork::Stream stream = out.stream(Response(200, "", "application/octet-stream"));
-        std::thread([stream = std::move(stream), total, part]() mutable {
+        Response head(200, "", "application/octet-stream");
+        if (number(request, "close", 0)) head.set_header("Connection", "close");
+        prefork::Stream stream = out.stream(std::move(head));
+        auto produce = [stream, total, part]() mutable {
             for (long long left = total; left > 0;) {
                 auto size = static_cast<std::size_t>(std::min<long long>(left, part));
                 if (!stream.write(std::string(size, 'x'))) {
@@ -55,8 +62,20 @@ int main(int argc, char** argv) {
                 g_written += static_cast<long long>(size);
             }
             if (stream.finish()) ++g_finished;
-        }).detach();
+        };
+        if (!number(request, "pool", 0)) return std::thread(std::move(produce)).detach();
+        // On the offload pool, which a stopping worker joins.
+        boost::asio::co_spawn(
+            out.executor(),
+            [produce = std::move(produce)]() mutable -> prefork::Task<void> {
+                co_await prefork::offload(std::move(produce));
+            },
+            boost::asio::detached);
     });
+
+    // A handler that asks for the connection to be closed after its response.
+    app.get("/goodbye",
+            [](const Request&) { return Response::text("bye").set_header("Connection", "close"); });
 
     app.get("/progress", [](const Request&) {
         return Response::text("written=" + std::to_string(g_written.load()) +

@@ -14,7 +14,6 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
 
 #include <array>
 #include <charconv>
@@ -187,7 +186,10 @@ void Connection::call_handler(const Router::RouteHandler& handler, Request reque
         what = describe(request, what) + ": handler threw a non-standard exception";
     }
     log::error(what);
-    if (pending_) pending_->sent = true;  // the 500 below is this request's answer
+    if (pending_) {  // the 500 below is this request's answer; a stream it started is over
+        pending_->sent = true;
+        pending_->abandon();
+    }
     finish_response(Response::error(500));
 }
 
@@ -260,10 +262,7 @@ void Connection::send_error(int status) {
     finish_response(Response::error(status));
 }
 
-// Writes the status line and headers into a buffer the connection keeps (no allocation
-// once it has grown), with the headers the worker owns: Server, Date (formatted once a
-// second), Content-Length and Connection. A handler's own values of those are replaced,
-// except that its "Connection: close" is honoured.
+// Answers with `response`: its head serialized into head_, then head and body written.
 void Connection::finish_response(Response response) {
     pending_.reset();
     if (server_.draining()) keep_alive_ = false;  // the worker is stopping: last response here
@@ -272,11 +271,23 @@ void Connection::finish_response(Response response) {
     unsigned status = message.result_int();
     bool no_content = status < 200 || status == 204 || status == 304;
     if (no_content) message.body().clear();
+    serialize_head(no_content ? Framing::none : Framing::content_length);
+    send_body_ = !head_request_ && !no_content;
+    do_write();
+}
 
+// Writes response_'s status line and headers into a buffer the connection keeps (no
+// allocation once it has grown), with the headers the worker owns: Server, Date (formatted
+// once a second), the framing (Content-Length of the body, or Transfer-Encoding: chunked)
+// and Connection. A handler's own values of those are replaced, except that its
+// "Connection: close" is honoured.
+void Connection::serialize_head(Framing framing) {
+    const auto& message = response_.message();
     head_.clear();
     head_ += request_version_ == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
     char digits[24];
-    auto [status_end, status_ec] = std::to_chars(digits, digits + sizeof digits, status);
+    auto [status_end, status_ec] =
+        std::to_chars(digits, digits + sizeof digits, message.result_int());
     head_.append(digits, status_end);
     head_ += ' ';
     head_ += message.reason();
@@ -302,12 +313,14 @@ void Connection::finish_response(Response response) {
     head_ += "Server: prefork\r\nDate: ";
     head_ += http_date();
     head_ += "\r\n";
-    if (!no_content) {
+    if (framing == Framing::content_length) {
         auto [length_end, length_ec] =
             std::to_chars(digits, digits + sizeof digits, message.body().size());
         head_ += "Content-Length: ";
         head_.append(digits, length_end);
         head_ += "\r\n";
+    } else if (framing == Framing::chunked) {
+        head_ += "Transfer-Encoding: chunked\r\n";
     }
     if (request_version_ == 10) {
         if (keep_alive_) head_ += "Connection: keep-alive\r\n";
@@ -315,8 +328,6 @@ void Connection::finish_response(Response response) {
         head_ += "Connection: close\r\n";
     }
     head_ += "\r\n";
-    send_body_ = !head_request_ && !no_content;
-    do_write();
 }
 
 // --- writing it ----------------------------------------------------------------------------
@@ -378,29 +389,21 @@ bool Connection::start_stream(std::uint64_t request_id, Response head,
     if (server_.draining()) keep_alive_ = false;
 
     response_ = std::move(head);
-    auto& message = response_.message();
-    message.version(request_version_ == 10 ? 10 : 11);
-    message.set(http::field::server, "prefork");
-    message.set(http::field::date, http_date());
-    message.body().clear();
-    message.erase(http::field::content_length);
-    message.erase(http::field::transfer_encoding);
-    unsigned status = message.result_int();
+    response_.body().clear();
+    unsigned status = response_.message().result_int();
     bool no_content = status < 200 || status == 204 || status == 304;
     stream_has_body_ = !head_request_ && !no_content;
     stream_chunked_ = request_version_ != 10;
-    if (boost::beast::iequals(message[http::field::connection], "close")) keep_alive_ = false;
     if (!stream_chunked_) keep_alive_ = false;  // the end of the connection ends the body
-    message.keep_alive(keep_alive_);
-    if (stream_chunked_ && !no_content) message.chunked(true);  // HEAD: what GET would say
+    // HEAD gets the framing GET would have had.
+    serialize_head(stream_chunked_ && !no_content ? Framing::chunked : Framing::none);
 
-    stream_header_.emplace(message);
     stream_writing_ = true;
     arm_timer(server_.limits().write_timeout);
-    http::async_write_header(socket_, *stream_header_,
-                             [self = shared_from_this()](error_code ec, std::size_t bytes) {
-                                 self->on_stream_written(ec, bytes);
-                             });
+    asio::async_write(socket_, asio::buffer(head_),
+                      [self = shared_from_this()](error_code ec, std::size_t bytes) {
+                          self->on_stream_written(ec, bytes);
+                      });
     return true;
 }
 
@@ -493,13 +496,16 @@ void Connection::on_stream_written(error_code ec, std::size_t bytes) {
     continue_stream();
 }
 
+void Connection::count_stream_response() {
+    server_.count_response(client_, method_, target_, response_.message().result_int(),
+                           stream_bytes_, std::chrono::steady_clock::now() - request_started_);
+}
+
 void Connection::end_stream() {
     auto channel = std::move(stream_);
     stream_.reset();
     channel->close();  // writes from now on report false
-    stream_header_.reset();
-    server_.count_response(client_, method_, target_, response_.message().result_int(),
-                           stream_bytes_, std::chrono::steady_clock::now() - request_started_);
+    count_stream_response();
     response_ = Response();
     if (!keep_alive_) return has_unread_input() ? do_linger() : close();
     do_read();
@@ -547,8 +553,7 @@ void Connection::close() {
     if (stream_) {  // cut off: the client gone, or a write that timed out
         auto channel = std::move(stream_);
         stream_.reset();
-        server_.count_response(client_, method_, target_, response_.message().result_int(),
-                               stream_bytes_, std::chrono::steady_clock::now() - request_started_);
+        count_stream_response();
         channel->close();
         channel->pending->abandon();
     }

@@ -12,7 +12,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/serializer.hpp>
 
 #include <cstdint>
 #include <memory>
@@ -72,11 +71,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     void send_error(int status);
     void call_handler(const Router::RouteHandler& handler, Request request);
     void finish_response(Response response);
+    enum class Framing { none, content_length, chunked };
+    void serialize_head(Framing framing);
     void do_write();
     void on_write(boost::system::error_code ec, std::size_t bytes);
     void continue_stream();
     void on_stream_written(boost::system::error_code ec, std::size_t bytes);
     void end_stream();
+    void count_stream_response();
     bool has_unread_input();
     void do_linger();
     void on_linger_read(boost::system::error_code ec);
@@ -121,7 +123,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
     // A streamed response in progress.
     std::shared_ptr<detail::StreamChannel> stream_;
-    std::optional<http::response_serializer<http::string_body>> stream_header_;
     std::vector<std::string> stream_parts_;  // being written
     std::size_t stream_payload_ = 0;         // their bytes
     std::string chunk_size_line_;            // "1f40\r\n" of the chunk being written

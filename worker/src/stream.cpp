@@ -142,29 +142,14 @@ Stream Responder::stream(Response head, std::size_t limit) {
     channel->pending = pending_;
     channel->limit = limit == 0 ? 1 : limit;
 
-    // Should the loop never run this (the worker stopping), the guard still closes the
-    // channel, so that no writer waits forever.
-    struct CloseUnlessStarted {
-        explicit CloseUnlessStarted(std::shared_ptr<detail::StreamChannel> c)
-            : channel(std::move(c)) {}
-        CloseUnlessStarted(const CloseUnlessStarted&) = delete;
-        CloseUnlessStarted& operator=(const CloseUnlessStarted&) = delete;
-        ~CloseUnlessStarted() {
-            if (!started) channel->close();
-        }
-        std::shared_ptr<detail::StreamChannel> channel;
-        bool started = false;
-    };
-    auto guard = std::make_shared<CloseUnlessStarted>(channel);
-    // Until the connection has started the stream, closing the connection reaches the
-    // channel through the request (PendingResponse::abandon), so no writer waits on a
-    // stream whose start never runs (a worker stopped at once).
+    // Until the connection has started the stream, closing the connection (or the
+    // handler's failure) reaches the channel through the request (PendingResponse::abandon),
+    // so no writer waits on a stream whose start never comes.
     pending_->attach_stream(channel);
-    asio::post(pending_->loop, [pending = pending_, guard, head = std::move(head)]() mutable {
-        if (auto connection = pending->connection.lock()) {
-            guard->started =
-                connection->start_stream(pending->request_id, std::move(head), guard->channel);
-        }
+    asio::post(pending_->loop, [pending = pending_, channel, head = std::move(head)]() mutable {
+        auto connection = pending->connection.lock();
+        if (!connection || !connection->start_stream(pending->request_id, std::move(head), channel))
+            channel->close();  // the request was answered otherwise (503, 500) or is gone
     });
     return Stream(std::make_shared<detail::StreamState>(std::move(channel)));
 }

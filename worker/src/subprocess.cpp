@@ -1,9 +1,8 @@
 #include <prefork/subprocess.hpp>
 
 #include "child_reaper.hpp"
-#include "process_registry.hpp"
-
-#include <prefork/common/unique_fd.hpp>
+#include "running_processes.hpp"
+#include "spawn.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -16,7 +15,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,12 +28,12 @@
 #include <stdexcept>
 #include <system_error>
 
-extern char** environ;
-
 namespace prefork {
 
 namespace asio = boost::asio;
 using boost::system::error_code;
+
+class ProcessRun;
 
 namespace {
 
@@ -46,86 +44,6 @@ asio::io_context& worker_loop(const char* what) {
     if (reaper == nullptr) throw std::logic_error(std::string(what) + ": no App is running");
     return reaper->io();
 }
-
-// Where a spawned program's standard descriptors come from: a descriptor of ours (dup2'd
-// into place in the child), or the worker's own when -1.
-struct Stdio {
-    int in = -1;
-    int out = -1;
-    int err = -1;
-};
-
-// Starts a program with posix_spawn: safe in a threaded process (the child runs on its own
-// stack with every signal blocked until exec; errors come back without a pipe). The child
-// gets `stdio` as 0, 1, 2 and nothing else (closefrom 3, whatever the worker holds and
-// however it was opened), every signal at its default disposition (the worker ignores
-// SIGPIPE; a program must not inherit that), an empty signal mask, and its own process
-// group, so that a timeout or a cancellation can kill it with everything it started.
-error_code spawn(const std::vector<std::string>& argv, const std::vector<std::string>* env,
-                 const std::string& cwd, const Stdio& stdio, pid_t& pid) {
-    if (argv.empty() || argv[0].empty()) return make_error_code(std::errc::invalid_argument);
-
-    std::vector<char*> args;
-    for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-    args.push_back(nullptr);
-    std::vector<char*> vars;
-    if (env != nullptr) {
-        for (const auto& var : *env) vars.push_back(const_cast<char*>(var.c_str()));
-        vars.push_back(nullptr);
-    }
-
-    posix_spawn_file_actions_t actions;
-    posix_spawnattr_t attributes;
-    ::posix_spawn_file_actions_init(&actions);
-    ::posix_spawnattr_init(&attributes);
-    int rc = 0;
-    auto add = [&rc](int result) {
-        if (rc == 0) rc = result;
-    };
-    const std::array<std::pair<int, int>, 3> moves = {
-        {{stdio.in, STDIN_FILENO}, {stdio.out, STDOUT_FILENO}, {stdio.err, STDERR_FILENO}}};
-    for (auto [from, to] : moves) {
-        if (from >= 0) add(::posix_spawn_file_actions_adddup2(&actions, from, to));
-    }
-    add(::posix_spawn_file_actions_addclosefrom_np(&actions, 3));
-    if (!cwd.empty()) add(::posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str()));
-
-    sigset_t defaults;
-    sigfillset(&defaults);
-    sigdelset(&defaults, SIGKILL);
-    sigdelset(&defaults, SIGSTOP);
-    sigset_t empty;
-    sigemptyset(&empty);
-    add(::posix_spawnattr_setsigdefault(&attributes, &defaults));
-    add(::posix_spawnattr_setsigmask(&attributes, &empty));
-    add(::posix_spawnattr_setpgroup(&attributes, 0));
-    add(::posix_spawnattr_setflags(
-        &attributes, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP));
-    if (rc == 0) {
-        char* const* envp = env != nullptr ? vars.data() : environ;
-        bool search = argv[0].find('/') == std::string::npos;
-        rc = search ? ::posix_spawnp(&pid, args[0], &actions, &attributes, args.data(), envp)
-                    : ::posix_spawn(&pid, args[0], &actions, &attributes, args.data(), envp);
-    }
-    ::posix_spawnattr_destroy(&attributes);
-    ::posix_spawn_file_actions_destroy(&actions);
-    return error_code(rc, boost::system::system_category());
-}
-
-// A pipe whose both ends are close-on-exec from the call that creates them.
-error_code make_pipe(UniqueFd& read_end, UniqueFd& write_end) {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) return error_code(errno, boost::system::system_category());
-    read_end = UniqueFd(fds[0]);
-    write_end = UniqueFd(fds[1]);
-    return {};
-}
-
-}  // namespace
-
-class ProcessRun;
-
-namespace {
 
 // Every run not finished yet, so that a stopping worker can end them (see
 // stop_running_processes): a thread waiting on a future must not wait forever.
@@ -253,8 +171,7 @@ void ProcessRun::start_process() {
     if (in_write) {
         input_.emplace(io_, in_write.release());
         asio::async_write(*input_, asio::buffer(command_.input), [self](error_code, std::size_t) {
-            // Written, or the program closed its input (EPIPE): either
-            // way it gets no more.
+            // Written, or the program closed its input (EPIPE): it gets no more.
             error_code ignored;
             if (self->input_) self->input_->close(ignored);
         });

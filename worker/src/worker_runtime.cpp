@@ -1,7 +1,7 @@
 #include "worker_runtime.hpp"
 
 #include "offload_pool.hpp"
-#include "process_registry.hpp"
+#include "running_processes.hpp"
 
 #include <cstdlib>
 

@@ -36,7 +36,7 @@ boost::asio::any_io_executor stream_executor(const std::shared_ptr<StreamState>&
 // async_write() completes once the part is queued. Either fails once the client has gone.
 //
 // Every copy of a Stream handle refers to the same response. finish() ends it; if the last
-// handle goes away without finish(), the response is cut off (the connection is closed
+// handle goes away without finish(), the response is cut off (the connection is reset
 // without the final chunk, so the client can tell it is incomplete).
 class Stream {
   public:
