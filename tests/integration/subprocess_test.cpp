@@ -149,6 +149,18 @@ TEST(Subprocess, AProgramThatCannotStartIsAnErrorNotAResult) {
     EXPECT_EQ(client.get("/").result_int(), 200);  // the worker is fine
 }
 
+// Other code of the worker reaping the child first (waitpid(-1)) leaves its exit status
+// unknown: run_process says so with an error, never with a made-up status.
+TEST(Subprocess, AProcessReapedByOtherCodeIsAnErrorNotAResult) {
+    auto server = process_worker_server();
+    HttpConnection client(server->port(), 10s);
+    auto result = run(client, "/run-reaped-elsewhere",
+                      {{"argv", strings({"sh", "-c", "sleep 0.3; exit 3"})}}, 500);
+    EXPECT_NE(result["error"].as_string().find("No child processes"), std::string::npos)
+        << result["error"].as_string();
+    EXPECT_EQ(client.get("/").result_int(), 200);  // the worker is fine
+}
+
 TEST(Subprocess, ATimeoutKillsTheProcessAndEverythingItStarted) {
     auto server = process_worker_server();
     HttpConnection client(server->port(), 10s);
@@ -293,8 +305,8 @@ TEST(Subprocess, RunProcessFromManyOffloadThreadsAtOnce) {
         auto response = clients[static_cast<std::size_t>(i)]->read_response();
         ASSERT_EQ(response.result_int(), 200) << response.body();
         auto result = json::parse(response.body()).as_object();
-        EXPECT_EQ(result["exit_code"].as_int64(), 0);
-        EXPECT_EQ(result["out"].as_string(), std::to_string(i) + "\n");
+        EXPECT_EQ(result["exit_code"].as_int64(), 0) << response.body();
+        EXPECT_EQ(result["out"].as_string(), std::to_string(i) + "\n") << response.body();
     }
 }
 

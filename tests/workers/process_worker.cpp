@@ -4,6 +4,9 @@
 //   POST /run            {"argv": [...], "env": [...], "cwd": "", "input": "", "timeout_ms": 0}
 //   POST /run-callback   the same through the callback form, cancelled on disconnect
 //   POST /run-offload    the same from a thread of the offload pool (use_future)
+//   POST /run-reaped-elsewhere
+//                        the callback form while the loop itself reaps the child first
+//                        (a blocking waitpid(-1) 100 ms after the start)
 //   GET  /child-fds?via=M&thread=loop|offload
 //        M: run_process, spawn_process, boost_process, posix_spawn, fork_exec, system;
 //        answers the descriptors that process held ("N -> target" lines)
@@ -14,6 +17,7 @@
 
 #include <prefork/worker.hpp>
 
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/json.hpp>
 #include <boost/process/args.hpp>
@@ -162,6 +166,21 @@ int main(int argc, char** argv) {
                 shared->send(ec ? failure(ec.message()) : describe(result));
             });
         shared->on_disconnect([process] { process.cancel(); });
+    });
+
+    app.post("/run-reaped-elsewhere", [](Request request, Responder out) {
+        auto shared = std::make_shared<Responder>(std::move(out));
+        prefork::run_process(parse_command(request.body()),
+                             [shared](boost::system::error_code ec, prefork::ProcessResult result) {
+                                 shared->send(ec ? failure(ec.message()) : describe(result));
+                             });
+        auto timer = std::make_shared<boost::asio::steady_timer>(shared->executor(),
+                                                                 std::chrono::milliseconds(100));
+        timer->async_wait([timer](boost::system::error_code) {
+            int status = 0;
+            while (::waitpid(-1, &status, 0) < 0 && errno == EINTR) {
+            }
+        });
     });
 
     app.post("/run-offload", [](Request request) -> Task<Response> {

@@ -105,6 +105,7 @@ class ProcessRun : public std::enable_shared_from_this<ProcessRun> {
     bool exited_ = false;
     bool cancelled_ = false;
     bool finished_ = false;
+    error_code wait_error_;
 };
 
 void ProcessRun::start() {
@@ -233,9 +234,20 @@ void ProcessRun::drain(Output& output) {
 }
 
 void ProcessRun::on_exit(error_code ec, int status) {
+    if (ec == asio::error::interrupted) {
+        // waitpid() interrupted by a signal (SIGCHLD of another child: Asio installs its
+        // handlers without SA_RESTART). The process may still run: wait again.
+        auto self = shared_from_this();
+        process_->async_wait([self](error_code ec, int status) { self->on_exit(ec, status); });
+        return;
+    }
     exited_ = true;
     if (timer_) timer_->cancel();
-    if (!ec) {
+    if (ec) {
+        // Its exit status is lost (ECHILD: other code in this process reaped it): an error,
+        // never a made-up status.
+        wait_error_ = ec;
+    } else {
         if (WIFEXITED(status)) result_.exit_code = WEXITSTATUS(status);
         if (WIFSIGNALED(status)) result_.term_signal = WTERMSIG(status);
     }
@@ -275,7 +287,7 @@ void ProcessRun::abort_at_stop() {
 
 void ProcessRun::maybe_finish() {
     if (exited_ && out_.done && err_.done)
-        finish(cancelled_ ? asio::error::operation_aborted : error_code());
+        finish(cancelled_ ? error_code(asio::error::operation_aborted) : wait_error_);
 }
 
 void ProcessRun::finish(error_code ec) {

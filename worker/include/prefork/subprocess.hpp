@@ -88,13 +88,14 @@ using ProcessCallback = std::function<void(boost::system::error_code, ProcessRes
 
 // Runs `command` and calls `done` on the worker's event loop once the process has ended and
 // its output is read: with an empty error code and the result, or with the error that kept
-// it from starting (no_such_file_or_directory, permission_denied, ...) or
-// operation_aborted when it was cancelled. Never blocks: callable from a handler, from a
-// thread of the offload pool, from any thread of the worker while its App runs.
-// The process is started with posix_spawn (safe in a threaded process; nothing but 0, 1, 2
-// inherited, default signal dispositions, an empty signal mask, its own process group)
-// and awaited with Boost.Process on the worker's io_context.
-// Throws std::logic_error when no App runs in this process.
+// it from starting (no_such_file_or_directory, permission_denied, ...), operation_aborted
+// when it was cancelled, or no_child_processes when other code of this process reaped it
+// first (waitpid(-1, ...)), so that its exit status is unknown. Never blocks: callable from a
+// handler, from a thread of the offload pool, from any thread of the worker while its App runs. The
+// process is started with posix_spawn (safe in a threaded process; nothing but 0, 1, 2 inherited,
+// default signal dispositions, an empty signal mask, its own process group) and awaited with
+// Boost.Process on the worker's io_context. Throws std::logic_error when no App runs in this
+// process.
 RunningProcess run_process(Command command, ProcessCallback done);
 
 namespace detail {
