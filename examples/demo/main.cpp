@@ -48,9 +48,10 @@ Response bad_parameter(std::string_view name, long long max) {
                           400);
 }
 
-// Waits (at most about 100 ms) until a process we started is asleep: a diagnostic only.
+// Waits (at most about 2 s, on a loaded machine) until a process we started is asleep: a
+// diagnostic endpoint only, which blocks its loop meanwhile.
 void wait_until_sleeping(pid_t pid) {
-    for (int i = 0; i < 100; ++i) {
+    for (int i = 0; i < 2000; ++i) {
         std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
         std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
         auto close = text.rfind(')');

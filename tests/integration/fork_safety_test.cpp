@@ -91,6 +91,9 @@ TEST(ForkSafety, ChildForkedWithoutExecHoldsNoListenerNoControlSocketNoClient) {
     HttpConnection connection(server.port());
     pid_t child = std::stoi(connection.get("/fork?seconds=30").body());
     children.pids.push_back(child);
+    // The answer may come before the child has run at all: its pthread_atfork handler has
+    // closed what it must once it sleeps.
+    ASSERT_TRUE(wait_until_sleeping(child, 10s));
 
     std::set<std::string> worker_sockets;
     for (int fd : descriptors_of(worker)) {
@@ -118,12 +121,7 @@ TEST(ForkSafety, AuditOfEveryProcessFindsOnlyAllowedDescriptors) {
     pid_t handler_child = std::stoi(client.get("/spawn?seconds=30").body());
     children.pids.push_back(handler_child);
     // Past its dynamic loader, whose own descriptors come and go at start.
-    for (int i = 0; i < 200; ++i) {
-        std::string text = read_text_file("/proc/" + std::to_string(handler_child) + "/stat");
-        auto close = text.rfind(')');
-        if (close != std::string::npos && close + 2 < text.size() && text[close + 2] == 'S') break;
-        std::this_thread::sleep_for(5ms);
-    }
+    ASSERT_TRUE(wait_until_sleeping(handler_child, 10s));
 
     auto kind_of = [](pid_t pid, int fd) {
         std::error_code ec;

@@ -287,20 +287,30 @@ std::vector<pid_t> child_pids(pid_t parent) {
 std::vector<pid_t> zombie_children(pid_t parent) {
     std::vector<pid_t> zombies;
     for (pid_t pid : child_pids(parent)) {
-        std::string text = read_text_file("/proc/" + std::to_string(pid) + "/stat");
-        auto close = text.rfind(')');
-        if (close != std::string::npos && close + 2 < text.size() && text[close + 2] == 'Z')
-            zombies.push_back(pid);
+        if (process_state(pid) == 'Z') zombies.push_back(pid);
     }
     return zombies;
 }
 
-bool process_gone(pid_t pid) {
+char process_state(pid_t pid) {
     std::string text = read_text_file("/proc/" + std::to_string(pid) + "/stat");
-    if (text.empty()) return true;
-    auto close = text.rfind(')');
-    return close == std::string::npos || close + 2 >= text.size() || text[close + 2] == 'Z' ||
-           text[close + 2] == 'X';
+    auto close = text.rfind(')');  // the name in parentheses may hold anything
+    if (close == std::string::npos || close + 2 >= text.size()) return '\0';
+    return text[close + 2];
+}
+
+bool wait_until_sleeping(pid_t pid, std::chrono::milliseconds timeout) {
+    for (auto deadline = std::chrono::steady_clock::now() + timeout;
+         std::chrono::steady_clock::now() < deadline;
+         std::this_thread::sleep_for(std::chrono::milliseconds(2))) {
+        if (process_state(pid) == 'S') return true;
+    }
+    return false;
+}
+
+bool process_gone(pid_t pid) {
+    char state = process_state(pid);
+    return state == '\0' || state == 'Z' || state == 'X';
 }
 
 bool wait_until_gone(const std::vector<pid_t>& pids, std::chrono::milliseconds timeout) {

@@ -101,6 +101,12 @@ std::vector<pid_t> child_pids(pid_t parent);
 // Those of them that are zombies (ended, not reaped).
 std::vector<pid_t> zombie_children(pid_t parent);
 
+// The state letter of /proc/PID/stat ('R', 'S', 'Z', ...), or '\0' when there is none.
+char process_state(pid_t pid);
+// Waits until the process sleeps ('S'): a child that has started its work and, for a forked
+// child, has run the pthread_atfork child handlers. False when it did not within `timeout`.
+bool wait_until_sleeping(pid_t pid, std::chrono::milliseconds timeout);
+
 // True when a process with this pid is gone (or only a zombie is left of it).
 bool process_gone(pid_t pid);
 // Waits until every pid is gone.
