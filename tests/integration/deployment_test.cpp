@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <sstream>
 
 namespace prefork::testing {
@@ -127,8 +128,14 @@ TEST(Container, ImageEntrypointRunsAsPid1AsANonRootUser) {
     ASSERT_FALSE(connection.get("/spawn?seconds=1").body().empty());
     connection.send_raw("GET /crash HTTP/1.1\r\nHost: x\r\n\r\n");
     EXPECT_THROW(connection.read_response(), boost::system::system_error);
-    std::this_thread::sleep_for(1500ms);
-    EXPECT_TRUE(zombie_children(prefork).empty());
+    std::this_thread::sleep_for(1500ms);  // the orphan (sleep 1) has exited by now...
+    bool reaped = false;                  // ...and PID 1 reaps it
+    for (auto deadline = std::chrono::steady_clock::now() + 10s;
+         !reaped && std::chrono::steady_clock::now() < deadline;) {
+        reaped = zombie_children(prefork).empty();
+        if (!reaped) std::this_thread::sleep_for(50ms);
+    }
+    EXPECT_TRUE(reaped) << "zombies left under PID 1";
 
     ::kill(prefork, SIGTERM);  // what `docker stop` sends (STOPSIGNAL SIGTERM)
     EXPECT_EQ(container.wait_exit_status(20s), 0) << container.output();
@@ -221,9 +228,18 @@ TEST(Systemd, SocketActivationServesOnThePassedSocketAndKeepsItAcrossReloads) {
     ChildProcess activated({"systemd-socket-activate", "-l", "127.0.0.1:" + std::to_string(port),
                             "--fdname=http", prefork_binary(), "--bind", "127.0.0.1:1", "--workers",
                             "2", "--", demo_binary()});
-    // systemd-socket-activate starts prefork at the first connection.
-    std::this_thread::sleep_for(300ms);
-    EXPECT_EQ(HttpConnection(port, 10s).get("/").body(), "Hello, World!") << activated.output();
+    // systemd-socket-activate starts prefork at the first connection (once it listens).
+    std::unique_ptr<HttpConnection> first;
+    for (auto deadline = std::chrono::steady_clock::now() + 10s;
+         !first && std::chrono::steady_clock::now() < deadline;) {
+        try {
+            first = std::make_unique<HttpConnection>(port, 30s);
+        } catch (const boost::system::system_error&) {
+            std::this_thread::sleep_for(50ms);
+        }
+    }
+    ASSERT_TRUE(first) << "systemd-socket-activate did not listen\n" << activated.output();
+    EXPECT_EQ(first->get("/").body(), "Hello, World!") << activated.output();
     ASSERT_EQ(activated.wait_for_lines(" ready (generation", 2).size(), 2u) << activated.output();
     EXPECT_EQ(activated.wait_for_lines("(http, from systemd)", 1, 0ms).size(), 1u)
         << activated.output();
@@ -251,24 +267,29 @@ TEST(Systemd, SocketActivationServesOnThePassedSocketAndKeepsItAcrossReloads) {
 
 TEST(ShutdownDelay, NotReadyAtOnceServesForTheDelayThenFreesThePort) {
     PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0",
-                          "--shutdown-delay", "2"});
+                          "--shutdown-delay", "5"});
     auto port = server.port();
     auto admin = server.admin_port();
     auto term_at = std::chrono::steady_clock::now();
     server.signal(SIGTERM);
-    std::this_thread::sleep_for(100ms);
-    EXPECT_EQ(HttpConnection(admin).get("/readyz").result_int(), 503);
+    int readiness = 0;
+    for (auto deadline = term_at + 3s; std::chrono::steady_clock::now() < deadline;) {
+        readiness = HttpConnection(admin).get("/readyz").result_int();
+        if (readiness == 503) break;
+        std::this_thread::sleep_for(20ms);
+    }
+    EXPECT_EQ(readiness, 503) << "still ready after TERM";
 
     // Still serving, on new connections too, while the load balancer takes note.
     int served = 0;
-    while (std::chrono::steady_clock::now() - term_at < 1500ms) {
+    while (std::chrono::steady_clock::now() - term_at < 3s) {
         EXPECT_EQ(http_get(port, "/").body(), "Hello, World!");
         ++served;
         std::this_thread::sleep_for(100ms);
     }
-    EXPECT_GE(served, 10);
-    EXPECT_EQ(server.wait_exit_status(5s), 0) << server.output();
-    EXPECT_GE(std::chrono::steady_clock::now() - term_at, 2s)
+    EXPECT_GE(served, 3);
+    EXPECT_EQ(server.wait_exit_status(15s), 0) << server.output();
+    EXPECT_GE(std::chrono::steady_clock::now() - term_at, 5s)
         << "stopped before the delay was over";
     EXPECT_TRUE(port_is_free(port));
 }

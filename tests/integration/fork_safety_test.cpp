@@ -182,8 +182,14 @@ void expect_port_freed_while_child_runs(int stop_signal, const std::string& star
     {
         PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
         port = server.port();
-        pid_t child = std::stoi(http_get(port, start_child).body());
+        // The child is started on a keep-alive connection that stays open: a forked child
+        // holding it would keep the client from seeing its end.
+        HttpConnection client(port, 5s);
+        pid_t child = std::stoi(client.get(start_child).body());
         children.pids.push_back(child);
+        // The answer may come before the child has run at all; the scenario is a child that
+        // lives on, so start the clock once it is asleep.
+        ASSERT_TRUE(wait_until_sleeping(child, 10s));
         server.signal(stop_signal);
         auto deadline = std::chrono::steady_clock::now() + 1s;
         while (!port_is_free(port) && std::chrono::steady_clock::now() < deadline) {
@@ -192,6 +198,8 @@ void expect_port_freed_while_child_runs(int stop_signal, const std::string& star
         EXPECT_TRUE(port_is_free(port)) << "the port is still bound a second after the stop";
         EXPECT_FALSE(process_gone(child))
             << "the child should still be running for this to prove anything";
+        EXPECT_TRUE(client.closed_by_peer())
+            << "the client's connection was not seen closed after the stop";
     }
 }
 
@@ -218,6 +226,7 @@ TEST(ForkSafety, TheOldGenerationsChildrenHoldNoListenerAfterAReload) {
         port = server.port();
         for (const char* start : {"/spawn?seconds=600", "/fork?seconds=600"}) {
             children.pids.push_back(std::stoi(http_get(port, start).body()));
+            ASSERT_TRUE(wait_until_sleeping(children.pids.back(), 10s));
         }
         server.signal(SIGHUP);
         ASSERT_EQ(server.wait_for_lines("complete: the old generation has drained", 1, 20s).size(),

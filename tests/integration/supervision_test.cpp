@@ -90,8 +90,10 @@ TEST(Supervision, WorkerCommandThatExitsAtOnceMakesPreforkExitOne) {
 
 TEST(Supervision, CrashLoopBacksOffMoreAndMoreAndTermStillStops) {
     ChildProcess prefork({prefork_binary(), "--bind", "127.0.0.1:0", "--workers", "1", "--env",
-                          "CRASH_AFTER_MS=300", "--", crash_worker_binary()});
-    auto lines = prefork.wait_for_lines("crash loop: next worker in ", 4, 20s);
+                          "CRASH_AFTER_MS=1500", "--", crash_worker_binary()});
+    // (1.5 s: long enough for each worker to be ready first, even under a sanitizer on a busy
+    // machine; a worker that never gets ready is a failed start, which ends prefork)
+    auto lines = prefork.wait_for_lines("crash loop: next worker in ", 4, 60s);
     ASSERT_EQ(lines.size(), 4u) << prefork.output();
     std::vector<double> delays;
     for (const auto& line : lines) {
@@ -101,7 +103,7 @@ TEST(Supervision, CrashLoopBacksOffMoreAndMoreAndTermStillStops) {
         EXPECT_GT(delays[i], delays[i - 1]) << "the backoff does not grow";
     }
     prefork.signal(SIGTERM);
-    EXPECT_EQ(prefork.wait_exit_status(3s), 0) << prefork.output();
+    EXPECT_EQ(prefork.wait_exit_status(10s), 0) << prefork.output();
 }
 
 TEST(Supervision, HungWorkerIsKilledAndReplacedWhileTheOtherAnswers) {
@@ -111,7 +113,7 @@ TEST(Supervision, HungWorkerIsKilledAndReplacedWhileTheOtherAnswers) {
     hung.send_raw("GET /block?ms=30000 HTTP/1.1\r\nHost: x\r\n\r\n");
     // Let the worker take the request and block: connections it accepted before that are
     // its own to lose; the point is the ones that come after.
-    std::this_thread::sleep_for(300ms);
+    ASSERT_TRUE(wait_until_in_nanosleep(std::stoi(hung_pid), 10s));
 
     ClientLoad load(server.port(), "/", "Hello, World!", 2, 2, 15s);
     auto killed =
@@ -175,10 +177,12 @@ TEST(Supervision, TtinAddsAWorkerAndTtouRemovesOneButNeverTheLast) {
     EXPECT_EQ(server.wait_for_lines(" ready (generation", 3).size(), 3u);
     EXPECT_TRUE(server.wait_for_children(3));
 
-    for (int i = 0; i < 3; ++i) {
+    // One at a time: signals sent while the master has not run yet would merge into one.
+    for (std::size_t i = 1; i <= 2; ++i) {
         server.signal(SIGTTOU);
-        std::this_thread::sleep_for(100ms);
+        ASSERT_EQ(server.wait_for_lines("received TTOU: now ", i).size(), i) << server.output();
     }
+    server.signal(SIGTTOU);
     EXPECT_EQ(server.wait_for_lines("already at 1 worker", 1).size(), 1u);
     EXPECT_TRUE(server.wait_for_children(1));
     EXPECT_EQ(http_get(server.port(), "/").result_int(), 200);
@@ -204,13 +208,13 @@ TEST(Supervision, AsPid1ItReapsOrphansOfCrashedWorkersAndStopsOnTerm) {
     pid_t master = inside[0];
 
     HttpConnection connection(server.port());
-    std::string spawned = connection.get("/spawn?seconds=2").body();  // a pid in the namespace
+    std::string spawned = connection.get("/spawn?seconds=10").body();  // a pid in the namespace
     ASSERT_FALSE(spawned.empty());
     connection.send_raw("GET /crash HTTP/1.1\r\nHost: x\r\n\r\n");
     EXPECT_THROW(connection.read_response(), boost::system::system_error);
     ASSERT_EQ(server.wait_for_lines("killed by SIGSEGV", 1).size(), 1u) << server.output();
 
-    // The orphaned `sleep 2` now belongs to the master; it ends, and nothing is left over.
+    // The orphaned `sleep 10` now belongs to the master; it ends, and nothing is left over.
     auto adopted = [&] {
         for (pid_t child : child_pids(master)) {
             if (command_of(child) == "sleep") return child;
@@ -218,12 +222,13 @@ TEST(Supervision, AsPid1ItReapsOrphansOfCrashedWorkersAndStopsOnTerm) {
         return pid_t{0};
     };
     pid_t orphan = 0;
-    for (auto deadline = std::chrono::steady_clock::now() + 1s;
+    for (auto deadline = std::chrono::steady_clock::now() + 8s;
          !orphan && std::chrono::steady_clock::now() < deadline;) {
         orphan = adopted();
+        if (!orphan) std::this_thread::sleep_for(20ms);
     }
     ASSERT_NE(orphan, 0) << "the crashed worker's child was not adopted by the master";
-    auto deadline = std::chrono::steady_clock::now() + 5s;
+    auto deadline = std::chrono::steady_clock::now() + 20s;
     while (::access(("/proc/" + std::to_string(orphan)).c_str(), F_OK) == 0 &&
            std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(50ms);

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include <gtest/gtest.h>
@@ -304,6 +305,21 @@ bool wait_until_sleeping(pid_t pid, std::chrono::milliseconds timeout) {
          std::chrono::steady_clock::now() < deadline;
          std::this_thread::sleep_for(std::chrono::milliseconds(2))) {
         if (process_state(pid) == 'S') return true;
+    }
+    return false;
+}
+
+bool wait_until_in_nanosleep(pid_t pid, std::chrono::milliseconds timeout) {
+    const std::string path = "/proc/" + std::to_string(pid) + "/syscall";
+    for (auto deadline = std::chrono::steady_clock::now() + timeout;
+         std::chrono::steady_clock::now() < deadline;
+         std::this_thread::sleep_for(std::chrono::milliseconds(5))) {
+        // "NUMBER ARGS..." while in a system call; "running" or "-1 ..." otherwise.
+        std::istringstream fields(read_text_file(path));
+        long number = -1;
+        if (fields >> number && (number == SYS_nanosleep || number == SYS_clock_nanosleep)) {
+            return true;
+        }
     }
     return false;
 }

@@ -48,7 +48,7 @@ class ChildProcess {
     // Its live child processes (for the master: its workers).
     std::vector<pid_t> children() const;
     // Waits until it has `count` live children.
-    bool wait_for_children(std::size_t count, std::chrono::milliseconds timeout = 5s) const;
+    bool wait_for_children(std::size_t count, std::chrono::milliseconds timeout = 15s) const;
 
   private:
     pid_t pid_ = -1;
@@ -106,6 +106,10 @@ char process_state(pid_t pid);
 // Waits until the process sleeps ('S'): a child that has started its work and, for a forked
 // child, has run the pthread_atfork child handlers. False when it did not within `timeout`.
 bool wait_until_sleeping(pid_t pid, std::chrono::milliseconds timeout);
+// Waits until the process's main thread is in nanosleep or clock_nanosleep (a handler that
+// blocks its worker with a sleep, as the demo's /block does, has started). False when it
+// was not within `timeout`.
+bool wait_until_in_nanosleep(pid_t pid, std::chrono::milliseconds timeout);
 
 // True when a process with this pid is gone (or only a zombie is left of it).
 bool process_gone(pid_t pid);

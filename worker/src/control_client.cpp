@@ -36,7 +36,11 @@ void ControlClient::on_message(control::Message message, std::vector<UniqueFd> f
     if (auto* drain_order = std::get_if<control::Drain>(&message)) {
         return drain(std::chrono::milliseconds(drain_order->timeout_ms));
     }
-    if (std::holds_alternative<control::ReopenLogs>(message)) return server_.access_log().reopen();
+    if (std::holds_alternative<control::ReopenLogs>(message)) {
+        server_.access_log().reopen();
+        log::debug("logs reopened");
+        return;
+    }
     log::warning("control socket: unexpected message from the master: ", control::encode(message));
 }
 
