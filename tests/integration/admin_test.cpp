@@ -93,13 +93,8 @@ TEST(Admin, ReadinessTurns503WhenAGracefulStopBegins) {
     EXPECT_EQ(HttpConnection(admin_port).get("/readyz").result_int(), 200);
 
     server.signal(SIGTERM);
-    int readiness = 0;
-    for (auto deadline = std::chrono::steady_clock::now() + 2s;
-         readiness != 503 && std::chrono::steady_clock::now() < deadline;) {
-        readiness = HttpConnection(admin_port).get("/readyz").result_int();
-        if (readiness != 503) std::this_thread::sleep_for(20ms);
-    }
-    EXPECT_EQ(readiness, 503) << "ready while the stop drains the request";
+    EXPECT_EQ(wait_for_status(admin_port, "/readyz", 503, 2s), 503u)
+        << "ready while the stop drains the request";
     EXPECT_EQ(HttpConnection(admin_port).get("/healthz").result_int(), 200)
         << "the master still runs";
     EXPECT_EQ(slow.read_response().result_int(), 200);
@@ -293,7 +288,7 @@ TEST(Logs, AccessLogFileIsReopenedOnUsr1) {
     }
     fs::rename(path, path + ".1");  // what logrotate does
     server.signal(SIGUSR1);
-    ASSERT_EQ(server.wait_for_lines("logs reopened", 2, 10s).size(), 2u) << server.output();
+    ASSERT_EQ(server.wait_for_lines("access log reopened", 2, 10s).size(), 2u) << server.output();
     for (int i = 0; i < 4; ++i) http_get(server.port(), "/?phase=after");
 
     // A worker writes the line once its response is written, which may be just after the

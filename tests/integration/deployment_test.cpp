@@ -272,13 +272,7 @@ TEST(ShutdownDelay, NotReadyAtOnceServesForTheDelayThenFreesThePort) {
     auto admin = server.admin_port();
     auto term_at = std::chrono::steady_clock::now();
     server.signal(SIGTERM);
-    int readiness = 0;
-    for (auto deadline = term_at + 3s; std::chrono::steady_clock::now() < deadline;) {
-        readiness = HttpConnection(admin).get("/readyz").result_int();
-        if (readiness == 503) break;
-        std::this_thread::sleep_for(20ms);
-    }
-    EXPECT_EQ(readiness, 503) << "still ready after TERM";
+    EXPECT_EQ(wait_for_status(admin, "/readyz", 503, 3s), 503u) << "still ready after TERM";
 
     // Still serving, on new connections too, while the load balancer takes note.
     int served = 0;

@@ -45,6 +45,19 @@ std::pair<std::string, bool> read_raw(int fd, std::chrono::milliseconds timeout)
     }
 }
 
+// Reads until a blank line ends a response head (or the server closes, or `timeout`).
+std::string read_head(int fd, std::chrono::milliseconds timeout) {
+    std::string data;
+    for (auto deadline = std::chrono::steady_clock::now() + timeout;
+         data.find("\r\n\r\n") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline;) {
+        auto [more, closed] = read_raw(fd, 100ms);
+        data += more;
+        if (closed) break;
+    }
+    return data;
+}
+
 TEST(Limits, HeadersTooLargeGet431) {
     auto server = one_worker();
     HttpConnection connection(server.port());
@@ -119,14 +132,7 @@ TEST(Limits, WorkerAtItsConnectionLimitStopsAcceptingAndOthersTakeOver) {
     EXPECT_THROW(third.read_response(), boost::system::system_error);
     first.send_raw("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     EXPECT_EQ(first.read_response().result_int(), 200);
-    std::string data;
-    for (auto deadline = std::chrono::steady_clock::now() + 10s;
-         data.find("\r\n\r\n") == std::string::npos &&
-         std::chrono::steady_clock::now() < deadline;) {
-        auto [more, closed] = read_raw(third.native_handle(), 100ms);
-        data += more;
-        if (closed) break;
-    }
+    std::string data = read_head(third.native_handle(), 10s);
     EXPECT_NE(data.find("200 OK"), std::string::npos)
         << "not served once a place was free: " << data;
 }
@@ -137,14 +143,7 @@ TEST(Limits, ExpectContinueGetsAnInterimResponseBeforeTheBody) {
     connection.send_raw(
         "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
         "Expect: 100-continue\r\n\r\n");
-    std::string interim;
-    for (auto deadline = std::chrono::steady_clock::now() + 10s;
-         interim.find("\r\n\r\n") == std::string::npos &&
-         std::chrono::steady_clock::now() < deadline;) {
-        auto [more, closed] = read_raw(connection.native_handle(), 100ms);
-        interim += more;
-        if (closed) break;
-    }
+    std::string interim = read_head(connection.native_handle(), 10s);
     EXPECT_EQ(interim, "HTTP/1.1 100 Continue\r\n\r\n");
     connection.send_raw("hello");
     auto response = connection.read_response();

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <thread>
 
 namespace prefork::testing {
 
@@ -103,6 +104,16 @@ bool HttpConnection::closed_by_peer() {
 
 HttpResponse http_get(std::uint16_t port, const std::string& target) {
     return HttpConnection(port).get(target);
+}
+
+unsigned wait_for_status(std::uint16_t port, const std::string& target, unsigned status,
+                         std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        unsigned seen = http_get(port, target).result_int();
+        if (seen == status || std::chrono::steady_clock::now() >= deadline) return seen;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
 }
 
 }  // namespace prefork::testing

@@ -51,4 +51,9 @@ class HttpConnection {
 // One request on a new connection.
 HttpResponse http_get(std::uint16_t port, const std::string& target);
 
+// Asks GET `target` (each time on a new connection) until the answer has `status`, for at
+// most `timeout`; returns the last status seen.
+unsigned wait_for_status(std::uint16_t port, const std::string& target, unsigned status,
+                         std::chrono::milliseconds timeout);
+
 }  // namespace prefork::testing

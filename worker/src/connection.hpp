@@ -64,6 +64,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     enum class ReadDeadline { idle, request };
 
     void do_read();
+    void read_next_request();
     void on_read_header(boost::system::error_code ec, std::size_t bytes);
     void do_read_body();
     void on_read(boost::system::error_code ec, std::size_t bytes);

@@ -38,7 +38,7 @@ void ControlClient::on_message(control::Message message, std::vector<UniqueFd> f
     }
     if (std::holds_alternative<control::ReopenLogs>(message)) {
         server_.access_log().reopen();
-        log::debug("logs reopened");
+        log::debug("access log reopened");
         return;
     }
     log::warning("control socket: unexpected message from the master: ", control::encode(message));
