@@ -119,22 +119,46 @@ TEST(Limits, ClientThatStopsReadingIsDisconnected) {
     EXPECT_EQ(http_get(server.port(), "/").body(), "Hello, World!") << "the worker serves on";
 }
 
-TEST(Limits, WorkerAtItsConnectionLimitStopsAcceptingAndOthersTakeOver) {
+// Busy connections (a request in progress each) fill both workers: a new client waits in
+// the shared queue until a place is free.
+TEST(Limits, WorkerWithOnlyBusyConnectionsAtItsLimitStopsAcceptingAndOthersTakeOver) {
     PreforkServer server(
         {"--bind", "127.0.0.1:0", "--workers", "2", "--env", "PREFORK_MAX_CONNECTIONS=1"});
-    HttpConnection first(server.port());
-    HttpConnection second(server.port());
-    std::string a = first.get("/pid").body(), b = second.get("/pid").body();
-    EXPECT_NE(a, b) << "the worker at its limit took another connection";
+    // One busy connection per worker: the second can only go to the worker the first is not on.
+    HttpConnection first(server.port(), 20s);
+    first.send_raw("GET /sleep?ms=3000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    std::this_thread::sleep_for(300ms);  // the request reaches its worker
+    HttpConnection second(server.port(), 20s);
+    second.send_raw("GET /sleep?ms=60000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::this_thread::sleep_for(300ms);
 
-    HttpConnection third(server.port(), 500ms);  // both full: it waits in the queue
+    auto started = std::chrono::steady_clock::now();
+    HttpConnection third(server.port(), 500ms);  // both full and busy: it waits in the queue
     third.send_raw("GET /pid HTTP/1.1\r\nHost: x\r\n\r\n");
     EXPECT_THROW(third.read_response(), boost::system::system_error);
-    first.send_raw("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    EXPECT_EQ(first.read_response().result_int(), 200);
+    EXPECT_EQ(first.read_response().result_int(), 200);  // the first worker has a place again
     std::string data = read_head(third.native_handle(), 10s);
     EXPECT_NE(data.find("200 OK"), std::string::npos)
         << "not served once a place was free: " << data;
+    EXPECT_GT(std::chrono::steady_clock::now() - started, 2s) << "served before a place was free";
+}
+
+// Idle keep-alive connections cannot lock new clients out: at its limit a worker closes
+// the connection idle the longest to admit a new one.
+TEST(Limits, AtTheConnectionLimitTheLongestIdleConnectionMakesRoomForANewClient) {
+    auto server = one_worker({"PREFORK_MAX_CONNECTIONS=3"});
+    std::vector<std::unique_ptr<HttpConnection>> idle;
+    for (int i = 0; i < 3; ++i) {
+        idle.push_back(std::make_unique<HttpConnection>(server.port(), 5s));
+        EXPECT_EQ(idle.back()->get("/").result_int(), 200);  // and then idle
+    }
+    for (int i = 0; i < 5; ++i) {  // each new client is served at once
+        HttpConnection newcomer(server.port(), 5s);
+        auto started = std::chrono::steady_clock::now();
+        EXPECT_EQ(newcomer.get("/").body(), "Hello, World!");
+        EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
+    }
+    EXPECT_TRUE(idle.front()->closed_by_peer()) << "the longest idle was not the one closed";
 }
 
 TEST(Limits, ExpectContinueGetsAnInterimResponseBeforeTheBody) {
@@ -170,17 +194,16 @@ TEST(Framing, AmbiguousRequestsAreRefusedAndTheConnectionClosed) {
              "chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
              // a header line without a colon
              "GET / HTTP/1.1\r\nHost x\r\n\r\n",
+             // a repeated length, even an equal one (RFC 9112 §6.3: one value)
+             "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: "
+             "3\r\n\r\nabc",
          }) {
         HttpConnection connection(server.port());
         connection.send_raw(request);
         EXPECT_EQ(connection.read_response().result_int(), 400) << request;
         EXPECT_TRUE(connection.closed_by_peer()) << request;
     }
-    // Framing that is fine: a repeated identical length, and a chunked body.
-    HttpConnection repeated(server.port());
-    repeated.send_raw(
-        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc");
-    EXPECT_EQ(repeated.read_response().body(), "abc");
+    // Framing that is fine: a chunked body.
     HttpConnection chunked(server.port());
     chunked.send_raw(
         "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "

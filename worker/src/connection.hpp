@@ -3,6 +3,9 @@
 #include <prefork/request.hpp>
 #include <prefork/response.hpp>
 
+#include "idle_entry.hpp"
+#include "read_buffer.hpp"
+#include "request_parser.hpp"
 #include "router.hpp"
 
 #include <boost/asio/basic_stream_socket.hpp>
@@ -10,8 +13,6 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http/parser.hpp>
 
 #include <cstdint>
 #include <memory>
@@ -25,11 +26,19 @@ struct PendingResponse;
 struct StreamChannel;
 }  // namespace detail
 
-// One client connection (TCP or Unix), served one request at a time: read a request, run
-// its handler, write the response, then read the next (pipelined requests wait in the
-// buffer, so responses go out in order and at most one write is ever in flight).
-// Every completion handler holds shared_from_this(), so the connection lives as long as
-// an operation on it is pending.
+// One client connection (TCP or Unix), served one request at a time: read a request's
+// head, route it, read its body (only for a request that has a route and fits the
+// limits), run its handler, write the response, then read the next (pipelined requests
+// wait in the buffer, so responses go out in order and at most one write is ever in
+// flight). Every completion handler holds shared_from_this(), so the connection lives as
+// long as an operation on it is pending.
+//
+// States: reading (idle: no byte of the next request yet, under the idle timeout; head:
+// under the header timeout from the request's first byte; body: under the body
+// inactivity timeout) -> handling (under the handler timeout) -> writing or streaming
+// (under the write inactivity timeout; a stream may also have an idle timeout) -> reading
+// again, or lingering (our side closed, reading what the client still sends) -> closed.
+// A request refused or answered from its head alone goes from reading to writing.
 class Connection : public std::enable_shared_from_this<Connection> {
   public:
     // On the worker's io_context's own executor type: no type-erased executor on the hot path.
@@ -59,27 +68,49 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // On the loop: the stream has parts, was finished or was cut off.
     void on_stream_kick(const std::shared_ptr<detail::StreamChannel>& channel);
 
+    // Waiting for a request with nothing of it received (the server may close it).
+    bool is_idle() const;
+    IdleEntry& idle_entry() { return idle_entry_; }
+
   private:
     enum class State { reading, handling, writing, streaming, lingering, closed };
+    enum class ReadPhase { idle, head, body };
     enum class ReadDeadline { idle, request };
+    using WriteDone = void (Connection::*)(boost::system::error_code, std::size_t);
 
     void do_read();
     void read_next_request();
-    void on_read_header(boost::system::error_code ec, std::size_t bytes);
-    void do_read_body();
-    void on_read(boost::system::error_code ec, std::size_t bytes);
+    void wait_readable();
+    void on_readable(boost::system::error_code ec);
+    void read_input();
+    void parse_input();
+    bool on_head();
+    void begin_request();
+    void answer_from_head(Response response);
+    void send_continue();
+    bool reserve_body(std::uint64_t bytes);
+    void release_body();
+    void refuse_request();
     void handle_request();
     void send_error(int status);
     void call_handler(const Router::RouteHandler& handler, Request request);
     void finish_response(Response response);
+    void finish_file_response();
     enum class Framing { none, content_length, chunked };
-    void serialize_head(Framing framing);
+    void serialize_head(Framing framing, std::uint64_t content_length = 0);
     void do_write();
+    void write_out(std::size_t written, WriteDone done);
+    void do_write_some();
+    void on_write_some(boost::system::error_code ec, std::size_t bytes);
     void on_write(boost::system::error_code ec, std::size_t bytes);
+    void on_file_head_written(boost::system::error_code ec, std::size_t bytes);
+    void send_file();
     void continue_stream();
     void on_stream_written(boost::system::error_code ec, std::size_t bytes);
     void end_stream();
+    void cut_off_stream();
     void count_stream_response();
+    void response_done();
     bool has_unread_input();
     void do_linger();
     void on_linger_read(boost::system::error_code ec);
@@ -95,18 +126,30 @@ class Connection : public std::enable_shared_from_this<Connection> {
                            const std::string& what);
     void watch_for_disconnect();
     void on_readable_while_handling(std::uint64_t request_id, boost::system::error_code ec);
-    bool is_idle() const;
 
     Socket socket_;
     Server& server_;
+    IdleEntry idle_entry_{this};
     Timer timer_;
     Timer::time_point deadline_ = Timer::time_point::max();  // of the current state
     int timer_waits_ = 0;                                    // outstanding waits on timer_
-    boost::beast::flat_buffer buffer_;
-    std::optional<http::request_parser<http::string_body>> parser_;
-    Response response_;  // kept here until its write completes
-    std::string head_;   // its status line and headers, serialized (capacity reused)
+    ReadBuffer input_;
+    RequestParser parser_;
+    ReadPhase phase_ = ReadPhase::idle;
+    bool head_done_ = false;
+    bool read_waiting_ = false;                    // a wait for input is outstanding
+    Request request_;                              // being received
+    const Router::RouteHandler* route_ = nullptr;  // its handler
+    std::uint64_t body_reserved_ = 0;              // of the worker's body budget, by this request
+    std::string range_;                            // its Range header, for a file response
+    Response response_;                            // kept here until its write completes
+    std::string head_;  // its status line and headers, serialized (capacity reused)
     bool send_body_ = true;
+    std::vector<boost::asio::const_buffer> out_;  // what an asynchronous write has left
+    std::size_t out_written_ = 0;
+    WriteDone write_done_ = nullptr;
+    std::uint64_t file_offset_ = 0, file_end_ = 0;  // of a file response's body
+    std::uint64_t file_sent_ = 0;
     std::shared_ptr<detail::PendingResponse> pending_;  // an asynchronous handler's answer
     std::uint64_t request_id_ = 0;
     bool head_request_ = false;
@@ -117,9 +160,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     State state_ = State::reading;
     ReadDeadline read_deadline_ = ReadDeadline::idle;
     bool keep_alive_ = true;
-    bool timed_out_ = false;
     bool input_left_unread_ = false;
-    boost::system::error_code ignored_;
     boost::asio::cancellation_signal cancel_handler_;  // ends a coroutine handler's awaits
 
     // A streamed response in progress.
@@ -132,6 +173,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool stream_chunked_ = true;   // false for an HTTP/1.0 client: ends with the connection
     bool stream_has_body_ = true;  // false for HEAD, 204, 304
     bool stream_ending_ = false;   // the final chunk is being written
+    std::chrono::milliseconds stream_idle_timeout_{0};  // 0: none
 };
 
 }  // namespace prefork

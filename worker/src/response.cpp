@@ -1,9 +1,31 @@
 #include <prefork/response.hpp>
 
+#include "field_syntax.hpp"
+#include "response_file.hpp"
+
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/status.hpp>
 
+#include <cerrno>
+#include <stdexcept>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
 namespace prefork {
+namespace {
+
+void check_field(std::string_view name, std::string_view value) {
+    if (!is_field_name(name)) {
+        throw std::invalid_argument("header name \"" + std::string(name) + "\" is not a token");
+    }
+    if (!is_safe_field_value(value)) {
+        throw std::invalid_argument("the value of header " + std::string(name) +
+                                    " holds CR, LF or NUL");
+    }
+}
+
+}  // namespace
 
 Response::Response() {
     message_.result(http::status::ok);
@@ -11,6 +33,7 @@ Response::Response() {
 
 Response::Response(int status, std::string body, std::string_view content_type) {
     message_.result(static_cast<unsigned>(status));
+    check_field("Content-Type", content_type);
     message_.set(http::field::content_type, content_type);
     message_.body() = std::move(body);
 }
@@ -37,7 +60,23 @@ Response& Response::set_status(int status) {
     return *this;
 }
 
+Response Response::file(const std::string& path, std::string_view content_type) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return error(errno == EACCES ? 403 : 404);
+    struct stat info {};
+    if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+        ::close(fd);
+        return error(404);
+    }
+    Response response(200, "", content_type);
+    response.message_.set(http::field::accept_ranges, "bytes");
+    response.file_ =
+        std::make_shared<detail::ResponseFile>(fd, static_cast<std::uint64_t>(info.st_size));
+    return response;
+}
+
 Response& Response::set_header(std::string_view name, std::string_view value) {
+    check_field(name, value);
     message_.set(name, value);
     return *this;
 }

@@ -59,6 +59,12 @@ void seconds_from(const char* name, std::chrono::milliseconds& setting) {
     }
 }
 
+void seconds_from(const char* name, std::chrono::seconds& setting) {
+    if (auto seconds = positive_number(name)) {
+        setting = std::chrono::seconds(std::max(1LL, static_cast<long long>(*seconds)));
+    }
+}
+
 template <class Count>
 void count_from(const char* name, Count& setting) {
     if (auto count = positive_number(name)) setting = static_cast<Count>(*count);
@@ -69,11 +75,14 @@ void count_from(const char* name, Count& setting) {
 ServerLimits limits_from_environment() {
     ServerLimits limits;
     seconds_from("PREFORK_HEADER_TIMEOUT", limits.header_timeout);
+    seconds_from("PREFORK_BODY_TIMEOUT", limits.body_timeout);
+    seconds_from("PREFORK_TCP_KEEPALIVE", limits.tcp_keepalive);
     seconds_from("PREFORK_IDLE_TIMEOUT", limits.idle_timeout);
     seconds_from("PREFORK_WRITE_TIMEOUT", limits.write_timeout);
     seconds_from("PREFORK_HANDLER_TIMEOUT", limits.handler_timeout);
     count_from("PREFORK_HEADER_LIMIT", limits.header_limit);
     count_from("PREFORK_BODY_LIMIT", limits.body_limit);
+    count_from("PREFORK_BODY_BUFFER_LIMIT", limits.body_buffer_limit);
     count_from("PREFORK_MAX_CONNECTIONS", limits.max_connections);
     return limits;
 }
@@ -83,6 +92,9 @@ Server::Server(boost::asio::io_context& io, const Router& router, ServerLimits l
     : io_(io),
       router_(router),
       limits_(limits),
+      parser_limits_{.header_limit = limits.header_limit,
+                     .body_limit = limits.body_limit,
+                     .trailer_limit = limits.header_limit},
       access_log_(std::move(access_log)),
       drain_deadline_(io) {}
 
@@ -98,8 +110,23 @@ void Server::close_all() {
     for (auto& [raw, connection] : remaining) connection->close();
 }
 
+// TCP options set once on the listening socket, which every connection it accepts
+// inherits (no system call per connection): responses go out whole (Nagle would only delay
+// them), and a client that vanished without a word is found by keepalive probes.
 void Server::listen(UniqueFd listener, std::string name) {
     fork_guard::add(listener.get());
+    int domain = 0;
+    socklen_t length = sizeof domain;
+    if (::getsockopt(listener.get(), SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0 &&
+        (domain == AF_INET || domain == AF_INET6)) {
+        int one = 1;
+        int idle = static_cast<int>(limits_.tcp_keepalive.count()), interval = 10, probes = 6;
+        ::setsockopt(listener.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        ::setsockopt(listener.get(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+        ::setsockopt(listener.get(), IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+        ::setsockopt(listener.get(), IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+        ::setsockopt(listener.get(), IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
+    }
     auto acceptor = std::make_unique<Acceptor>(
         io_, std::move(listener), std::move(name),
         [this](UniqueFd socket, int family) { on_accepted(std::move(socket), family); });
@@ -109,12 +136,7 @@ void Server::listen(UniqueFd listener, std::string name) {
 
 void Server::on_accepted(UniqueFd socket, int family) {
     fork_guard::add(socket.get());
-    int protocol = 0;
-    if (family == AF_INET || family == AF_INET6) {
-        protocol = IPPROTO_TCP;
-        int one = 1;  // responses go out whole; Nagle would only delay them
-        ::setsockopt(socket.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    }
+    int protocol = family == AF_INET || family == AF_INET6 ? IPPROTO_TCP : 0;
     boost::system::error_code ec;
     Connection::Socket stream(io_);
     stream.assign(boost::asio::generic::stream_protocol(family, protocol), socket.get(), ec);
@@ -126,15 +148,61 @@ void Server::on_accepted(UniqueFd socket, int family) {
     (void)socket.release();  // now owned by `stream`
     std::string client;
     if (access_log_.enabled()) client = peer_address(stream.native_handle(), family);
+    make_room();
     auto connection = std::make_shared<Connection>(std::move(stream), *this, std::move(client));
     connections_.emplace(connection.get(), connection);
-    if (connections_.size() >= limits_.max_connections && !accepting_paused_) {
-        // The other workers take the connections meanwhile (one accept queue for all).
-        accepting_paused_ = true;
-        for (auto& acceptor : acceptors_) acceptor->pause();
-        log::debug("at ", limits_.max_connections, " connections: not accepting");
-    }
+    pause_if_full();
     connection->start();
+}
+
+// At the connection limit, the keep-alive connection idle the longest is closed to admit
+// the new client, so idle sockets cannot lock new clients out. A connection that has not
+// sent its first request yet is not taken for an idle one: it is bounded by the idle
+// timeout, and closing it would fail a client that just connected.
+void Server::make_room() {
+    while (connections_.size() >= limits_.max_connections && !idle_.empty()) {
+        log::debug("at ", limits_.max_connections, " connections: closing the longest idle");
+        idle_.front().connection->close();  // unlinks it
+    }
+}
+
+// Every connection busy at the limit: the other workers take the new ones meanwhile (one
+// accept queue for all), until one of ours closes or goes idle.
+void Server::pause_if_full() {
+    if (connections_.size() < limits_.max_connections || !idle_.empty() || accepting_paused_) {
+        return;
+    }
+    accepting_paused_ = true;
+    for (auto& acceptor : acceptors_) acceptor->pause();
+    log::debug("at ", limits_.max_connections, " busy connections: not accepting");
+}
+
+void Server::mark_idle(Connection& connection) {
+    if (!connection.idle_entry().is_linked()) idle_.push_back(connection.idle_entry());
+    if (accepting_paused_ && !draining_) {  // one to close for the next client
+        accepting_paused_ = false;
+        for (auto& acceptor : acceptors_) acceptor->resume();
+    }
+}
+
+void Server::mark_busy(Connection& connection) {
+    if (!connection.idle_entry().is_linked()) return;
+    connection.idle_entry().unlink();
+    pause_if_full();
+}
+
+bool Server::reserve_body(std::uint64_t bytes) {
+    if (body_bytes_ + bytes > limits_.body_buffer_limit) {
+        log::warning("request bodies would hold more than ", limits_.body_buffer_limit,
+                     " bytes (PREFORK_BODY_BUFFER_LIMIT): answering 503");
+        return false;
+    }
+    body_bytes_ += bytes;
+    return true;
+}
+
+void Server::release_body(std::uint64_t bytes) {
+    body_bytes_ -= std::min(body_bytes_, bytes);
 }
 
 void Server::set_request_limit(std::uint64_t limit, std::function<void()> on_reached) {

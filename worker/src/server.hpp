@@ -2,6 +2,8 @@
 
 #include <prefork/common/acceptor.hpp>
 #include "access_log.hpp"
+#include "idle_entry.hpp"
+#include "request_parser.hpp"
 
 #include <prefork/common/control_protocol.hpp>
 
@@ -9,6 +11,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/intrusive/list.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -25,20 +28,24 @@ class Router;
 
 // Limits and timeouts of every connection, and the status each produces.
 struct ServerLimits {
-    std::size_t header_limit = 16 * 1024;               // larger headers: 431
-    std::uint64_t body_limit = 8 * 1024 * 1024;         // larger bodies: 413
-    std::chrono::milliseconds header_timeout{10'000};   // a request not read by then: 408
-    std::chrono::milliseconds idle_timeout{15'000};     // keep-alive with no request: close
-    std::chrono::milliseconds write_timeout{30'000};    // a client that stops reading: close
-    std::chrono::milliseconds handler_timeout{60'000};  // an asynchronous handler's answer: 503
-    std::size_t max_connections = 10'000;               // beyond: stop accepting
-    std::chrono::milliseconds drain_idle_grace{500};    // idle keep-alive when draining: close
-    std::chrono::milliseconds linger_timeout{2'000};    // reading after our FIN, at most
+    std::size_t header_limit = 16 * 1024;        // request line + fields: 431 (414 the line)
+    std::uint64_t body_limit = 8 * 1024 * 1024;  // larger bodies: 413
+    std::uint64_t body_buffer_limit = 64 * 1024 * 1024;  // bodies held by the worker: 503
+    std::chrono::milliseconds header_timeout{10'000};    // first byte to end of head: 408
+    std::chrono::milliseconds body_timeout{10'000};      // no byte of the body for this: 408
+    std::chrono::milliseconds idle_timeout{15'000};      // keep-alive with no request: close
+    std::chrono::milliseconds write_timeout{30'000};     // no progress writing for this: close
+    std::chrono::milliseconds handler_timeout{60'000};   // an asynchronous handler's answer: 503
+    std::chrono::seconds tcp_keepalive{60};  // idle TCP before keepalive probes (10 s apart, 6)
+    std::size_t max_connections = 10'000;    // beyond: close an idle one, else stop accepting
+    std::chrono::milliseconds drain_idle_grace{500};  // idle keep-alive when draining: close
+    std::chrono::milliseconds linger_timeout{2'000};  // reading after our FIN, at most
 };
 
 // The defaults, with what the worker's environment changes: PREFORK_HEADER_TIMEOUT,
-// PREFORK_IDLE_TIMEOUT, PREFORK_WRITE_TIMEOUT, PREFORK_HANDLER_TIMEOUT (seconds),
-// PREFORK_HEADER_LIMIT, PREFORK_BODY_LIMIT (bytes), PREFORK_MAX_CONNECTIONS.
+// PREFORK_BODY_TIMEOUT, PREFORK_IDLE_TIMEOUT, PREFORK_WRITE_TIMEOUT,
+// PREFORK_HANDLER_TIMEOUT, PREFORK_TCP_KEEPALIVE (seconds), PREFORK_HEADER_LIMIT,
+// PREFORK_BODY_LIMIT, PREFORK_BODY_BUFFER_LIMIT (bytes), PREFORK_MAX_CONNECTIONS.
 ServerLimits limits_from_environment();
 
 // The HTTP side of a worker: its acceptors and its connections, on one event loop.
@@ -73,6 +80,16 @@ class Server {
     AccessLog& access_log() { return access_log_; }
     const Router& router() const { return router_; }
     const ServerLimits& limits() const { return limits_; }
+    const ParserLimits& parser_limits() const { return parser_limits_; }
+
+    // A connection waits for its next request (it may be closed to admit a new client at
+    // the connection limit), or has received some of it.
+    void mark_idle(Connection& connection);
+    void mark_busy(Connection& connection);
+    // Takes `bytes` of the worker's body budget (PREFORK_BODY_BUFFER_LIMIT); false when
+    // they do not fit. release_body gives them back.
+    bool reserve_body(std::uint64_t bytes);
+    void release_body(std::uint64_t bytes);
     boost::asio::io_context& io() { return io_; }
 
     // Closes every connection now (the loop has stopped).
@@ -83,15 +100,21 @@ class Server {
 
   private:
     void on_accepted(UniqueFd socket, int family);
+    void make_room();
+    void pause_if_full();
     void stop_if_drained();
 
     boost::asio::io_context& io_;
     const Router& router_;
     ServerLimits limits_;
+    ParserLimits parser_limits_;
     control::WorkerCounters counters_;
     AccessLog access_log_;
     std::vector<std::unique_ptr<Acceptor>> acceptors_;
     std::unordered_map<Connection*, std::shared_ptr<Connection>> connections_;
+    // Idle keep-alive connections, the longest idle first.
+    boost::intrusive::list<IdleEntry, boost::intrusive::constant_time_size<false>> idle_;
+    std::uint64_t body_bytes_ = 0;  // request bodies held now
     bool draining_ = false;
     bool accepting_paused_ = false;
     boost::asio::steady_timer drain_deadline_;

@@ -117,6 +117,13 @@ bool Stream::finish() {
     return true;
 }
 
+void Stream::set_idle_timeout(std::chrono::milliseconds timeout) {
+    if (!state_) return;
+    std::unique_lock lock(state_->channel->mutex);
+    state_->channel->idle_timeout = timeout;
+    if (!state_->channel->closed) state_->channel->kick(lock);  // the connection arms it
+}
+
 bool Stream::is_open() const {
     if (!state_) return false;
     std::lock_guard lock(state_->channel->mutex);

@@ -6,6 +6,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -37,7 +38,8 @@ struct StreamChannel : std::enable_shared_from_this<StreamChannel> {
     bool cut_off = false;           // the last Stream handle went away without finish()
     bool closed = false;            // the connection takes no more parts (done, or gone)
     bool kick_posted = false;       // the connection has been told to look
-    std::string waiting_part;       // an async_write's part that waits for room
+    std::chrono::milliseconds idle_timeout{0};  // Stream::set_idle_timeout; 0: none
+    std::string waiting_part;                   // an async_write's part that waits for room
     std::shared_ptr<StreamWaiter> waiter;
 
     // With the mutex held: makes sure the connection looks at the channel soon.

@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/system/error_code.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -85,6 +86,12 @@ class Stream {
     // Ends the response (the final chunk) once every queued part is written. From any
     // thread. Returns false when it was finished already or the client is gone.
     bool finish();
+
+    // Cuts the response off (as a drop without finish() would) when no part has been
+    // written for `timeout` while the client keeps up: for a stream that may go quiet for
+    // good, such as events whose source died. The client vanishing without a word is found
+    // apart from this, by TCP keepalive. Zero (the default): no idle timeout. From any thread.
+    void set_idle_timeout(std::chrono::milliseconds timeout);
 
     // False once the client is gone, the stream was finished, or the response was cut off.
     bool is_open() const;
