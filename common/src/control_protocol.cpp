@@ -2,6 +2,9 @@
 
 #include <boost/json.hpp>
 
+#include <cmath>
+#include <type_traits>
+
 namespace prefork::control {
 namespace json = boost::json;
 namespace {
@@ -46,6 +49,12 @@ T number(const json::object& object, std::string_view name) {
     boost::system::error_code ec;
     T result = value.to_number<T>(ec);
     if (ec) throw ProtocolError("field \"" + std::string(name) + "\" is not a valid number");
+    if constexpr (std::is_floating_point_v<T>) {
+        // Boost.JSON reads 1e400 as infinity, which encode() could not write back as JSON.
+        if (!std::isfinite(result)) {
+            throw ProtocolError("field \"" + std::string(name) + "\" is not a finite number");
+        }
+    }
     return result;
 }
 

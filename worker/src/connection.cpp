@@ -51,18 +51,6 @@ std::string describe_request(const std::string& method, const std::string& targe
     return method + " " + target;
 }
 
-// No field of the response could end its head early or start another one (what
-// Response::set_header refuses, set through message() instead).
-bool response_is_safe(const Response& response) {
-    for (const auto& field : response.message()) {
-        if (!is_safe_field_value(field.value())) return false;
-        if (field.name() == http::field::unknown && !is_field_name(field.name_string())) {
-            return false;
-        }
-    }
-    return true;
-}
-
 }  // namespace
 
 Connection::Connection(Socket socket, Server& server, std::string client)
@@ -194,14 +182,15 @@ void Connection::parse_input() {
 // The head is in: the request is counted and routed. False when it was answered from its
 // head (no route, over a limit) or waits for the interim 100 Continue to be written.
 bool Connection::on_head() {
-    request_ = Request(std::move(parser_.message()));
+    request_ = Request(parser_.take_message());
     begin_request();
     keep_alive_ = parser_.keep_alive() && !server_.draining();
     head_request_ = request_.method() == http::verb::head;
     request_version_ = request_.message().version();
     range_.clear();
     if (request_.method() == http::verb::get) {
-        if (auto range = request_.header("Range"); !range.empty()) range_.assign(range);
+        auto range = request_.message().find(http::field::range);
+        if (range != request_.message().end()) range_.assign(range->value());
     }
 
     if (request_.target() == "*") {  // OPTIONS *: the server is there
@@ -417,19 +406,26 @@ void Connection::finish_response(Response response) {
     pending_.reset();
     if (server_.draining()) keep_alive_ = false;  // the worker is stopping: last response here
     response_ = std::move(response);
-    if (!response_is_safe(response_)) {  // set through message(), past set_header's checks
-        log::error(describe_request(method_, target_),
-                   ": the handler's response has a header that could split it; answering 500");
-        response_ = Response::error(500);
-    }
     if (response_.file_body()) return finish_file_response();
     auto& message = response_.message();
     unsigned status = message.result_int();
     bool no_content = status < 200 || status == 204 || status == 304;
     if (no_content) message.body().clear();
-    serialize_head(no_content ? Framing::none : Framing::content_length, message.body().size());
+    if (!serialize_head(no_content ? Framing::none : Framing::content_length,
+                        message.body().size())) {
+        return answer_unsafe_response();
+    }
     send_body_ = !head_request_ && !no_content;
     do_write();
+}
+
+// A header set through message(), past set_header's checks, that could end the head early
+// and forge a response: the handler's response is not sent.
+void Connection::answer_unsafe_response() {
+    log::error(describe_request(method_, target_),
+               ": the handler's response has a header holding CR, LF or NUL, or a name that is "
+               "not a token; answering 500");
+    finish_response(Response::error(500));
 }
 
 // A file body: the range the request asked for (206, or 416 when none of it exists), then
@@ -458,7 +454,10 @@ void Connection::finish_file_response() {
     unsigned status = message.result_int();
     bool no_content = status < 200 || status == 204 || status == 304;
     if (no_content) file_end_ = 0;
-    serialize_head(no_content ? Framing::none : Framing::content_length, file_end_ - file_offset_);
+    if (!serialize_head(no_content ? Framing::none : Framing::content_length,
+                        file_end_ - file_offset_)) {
+        return answer_unsafe_response();
+    }
     send_body_ = !head_request_ && !no_content && file_end_ > file_offset_;
     if (!send_body_) file_end_ = file_offset_;
     state_ = State::writing;
@@ -529,8 +528,8 @@ void Connection::send_file() {
 // allocation once it has grown), with the headers the worker owns: Server, Date (formatted
 // once a second), the framing (Content-Length of the body, or Transfer-Encoding: chunked)
 // and Connection. A handler's own values of those are replaced, except that its
-// "Connection: close" is honoured.
-void Connection::serialize_head(Framing framing, std::uint64_t content_length) {
+// "Connection: close" is honoured. False when a field could split the response.
+bool Connection::serialize_head(Framing framing, std::uint64_t content_length) {
     const auto& message = response_.message();
     head_.clear();
     head_ += request_version_ == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
@@ -551,9 +550,13 @@ void Connection::serialize_head(Framing framing, std::uint64_t content_length) {
             case http::field::content_length:
             case http::field::transfer_encoding:
                 continue;
+            case http::field::unknown:
+                if (!is_field_name(field.name_string())) return false;
+                break;
             default:
                 break;
         }
+        if (!is_safe_field_value(field.value())) return false;
         head_ += field.name_string();
         head_ += ": ";
         head_ += field.value();
@@ -577,6 +580,7 @@ void Connection::serialize_head(Framing framing, std::uint64_t content_length) {
         head_ += "Connection: close\r\n";
     }
     head_ += "\r\n";
+    return true;
 }
 
 // --- writing it ----------------------------------------------------------------------------
@@ -655,7 +659,6 @@ void Connection::on_write(error_code ec, std::size_t bytes) {
 // are freed now, not at the next request.
 void Connection::response_done() {
     response_ = Response();
-    request_ = Request();
     release_body();
 }
 
@@ -677,20 +680,18 @@ bool Connection::start_stream(std::uint64_t request_id, Response head,
 
     response_ = std::move(head);
     response_.body().clear();
-    if (!response_is_safe(response_)) {
-        log::error(describe_request(method_, target_),
-                   ": the handler's stream head has a header that could split it; cutting off");
-        response_ = Response::error(500);
-        cut_off_stream();
-        return true;
-    }
     unsigned status = response_.message().result_int();
     bool no_content = status < 200 || status == 204 || status == 304;
     stream_has_body_ = !head_request_ && !no_content;
     stream_chunked_ = request_version_ != 10;
     if (!stream_chunked_) keep_alive_ = false;  // the end of the connection ends the body
     // HEAD gets the framing GET would have had.
-    serialize_head(stream_chunked_ && !no_content ? Framing::chunked : Framing::none);
+    if (!serialize_head(stream_chunked_ && !no_content ? Framing::chunked : Framing::none)) {
+        log::error(describe_request(method_, target_),
+                   ": the handler's stream head has a header holding CR, LF or NUL: cutting off");
+        cut_off_stream();
+        return true;
+    }
 
     stream_writing_ = true;
     out_.assign({asio::buffer(head_)});

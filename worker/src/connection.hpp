@@ -97,7 +97,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     void finish_response(Response response);
     void finish_file_response();
     enum class Framing { none, content_length, chunked };
-    void serialize_head(Framing framing, std::uint64_t content_length = 0);
+    bool serialize_head(Framing framing, std::uint64_t content_length = 0);
+    void answer_unsafe_response();
     void do_write();
     void write_out(std::size_t written, WriteDone done);
     void do_write_some();

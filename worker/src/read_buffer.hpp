@@ -21,7 +21,7 @@ class ReadBuffer {
     // Room for the next read at the end: the unparsed bytes are moved to the front first,
     // and the block grows (doubling, from `initial` bytes) up to the maximum. Empty when the
     // buffer is full.
-    std::pair<char*, std::size_t> prepare(std::size_t initial = 4096) {
+    std::pair<char*, std::size_t> prepare(std::size_t initial = 1024) {
         if (begin_ > 0) {
             std::memmove(block_.get(), block_.get() + begin_, end_ - begin_);
             end_ -= begin_;

@@ -59,32 +59,28 @@ std::string_view trim_ows(std::string_view text) {
 }
 
 // uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2): a bracketed IP literal or a
-// reg-name (which covers IPv4 addresses), and a port of digits.
+// reg-name (which covers IPv4 addresses), and a port of digits. One pass: every request
+// has one.
 bool is_authority(std::string_view text) {
-    std::string_view port;
+    std::size_t i = 0;
     if (text.starts_with('[')) {
-        auto close = text.find(']');
-        if (close == std::string_view::npos || close == 1) return false;
-        for (char c : text.substr(1, close - 1)) {
-            if (!is(kChars.hex, c) && c != ':' && c != '.') return false;
+        for (i = 1; i < text.size() && text[i] != ']'; ++i) {
+            if (!is(kChars.hex, text[i]) && text[i] != ':' && text[i] != '.') return false;
         }
-        std::string_view rest = text.substr(close + 1);
-        if (!rest.empty() && rest.front() != ':') return false;
-        port = rest.empty() ? rest : rest.substr(1);
+        if (i == text.size() || i == 1) return false;
+        ++i;  // past ']'
     } else {
-        auto colon = text.find(':');
-        std::string_view host = text.substr(0, colon);
-        if (!all_of(host, kChars.host)) return false;
-        for (std::size_t i = 0; i < host.size(); ++i) {  // %XX only
-            if (host[i] == '%' && (i + 2 >= host.size() || !is(kChars.hex, host[i + 1]) ||
-                                   !is(kChars.hex, host[i + 2])))
+        for (; i < text.size() && text[i] != ':'; ++i) {
+            if (!is(kChars.host, text[i])) return false;
+            if (text[i] == '%' && (i + 2 >= text.size() || !is(kChars.hex, text[i + 1]) ||
+                                   !is(kChars.hex, text[i + 2])))
                 return false;
         }
-        if (colon != std::string_view::npos) port = text.substr(colon + 1);
     }
-    if (port.size() > 5) return false;
-    for (char c : port) {
-        if (c < '0' || c > '9') return false;
+    if (i == text.size()) return true;
+    if (text[i] != ':' || text.size() - i - 1 > 5) return false;
+    for (++i; i < text.size(); ++i) {
+        if (text[i] < '0' || text[i] > '9') return false;
     }
     return true;
 }
@@ -177,7 +173,8 @@ bool is_chunk_extension(std::string_view text) {
 RequestParser::RequestParser(const ParserLimits& limits) : limits_(limits) {}
 
 void RequestParser::reset() {
-    message_ = {};
+    if (!message_taken_) message_ = {};
+    message_taken_ = false;
     scanned_ = head_start_ = 0;
     line_start_ = 0;
     empty_lines_ = 0;

@@ -60,6 +60,11 @@ class RequestParser {
 
     // The request as parsed: method, target (origin-form, or "*"), version, fields.
     Request::Message& message() { return message_; }
+    // The same, moved out (the parser keeps nothing of it).
+    Request::Message take_message() {
+        message_taken_ = true;
+        return std::move(message_);
+    }
     bool has_body() const { return chunked_ || content_length_ > 0; }
     bool chunked() const { return chunked_; }
     std::uint64_t content_length() const { return content_length_; }
@@ -87,6 +92,7 @@ class RequestParser {
 
     ParserLimits limits_;
     Request::Message message_;
+    bool message_taken_ = false;  // moved out: nothing to clear
     std::size_t scanned_ = 0;     // bytes of the head already searched for line ends
     std::size_t head_start_ = 0;  // after the empty lines before the request line
     std::size_t line_start_ = 0;  // of the line being received

@@ -33,7 +33,6 @@ Response::Response() {
 
 Response::Response(int status, std::string body, std::string_view content_type) {
     message_.result(static_cast<unsigned>(status));
-    check_field("Content-Type", content_type);
     message_.set(http::field::content_type, content_type);
     message_.body() = std::move(body);
 }

@@ -23,8 +23,8 @@ class Response {
 
     // 200 with an empty body.
     Response();
-    // `status` with the given body and content type. Throws std::invalid_argument for a
-    // content type holding CR, LF or NUL (see set_header).
+    // `status` with the given body and content type (one holding CR, LF or NUL makes the
+    // response a 500 when it is sent, as every header that could split it does).
     Response(int status, std::string body, std::string_view content_type);
 
     // text/plain; charset=utf-8
