@@ -22,6 +22,8 @@
 #include <cstring>
 #include <thread>
 
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 
@@ -503,13 +505,16 @@ void Connection::send_file() {
         }
         if (sent < 0 && errno == EINTR) continue;
         if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            arm_timer(server_.limits().write_timeout);  // moved by each bit of progress
+            note_write_progress();
             socket_.async_wait(Socket::wait_write, [self = shared_from_this()](error_code ec) {
                 if (self->state_ != State::writing) return;
                 if (ec) return self->on_write(ec, self->file_sent_);
                 self->send_file();
             });
             return;
+        }
+        if (sent < 0 && (errno == EPIPE || errno == ECONNRESET)) {  // the client left
+            return on_write(error_code(errno, boost::system::system_category()), file_sent_);
         }
         // The file shrank under us, or cannot be read: the body cannot be completed, and
         // the client must be able to tell (a reset, not an orderly close).
@@ -616,8 +621,34 @@ void Connection::do_write() {
 void Connection::write_out(std::size_t written, WriteDone done) {
     out_written_ = written;
     write_done_ = done;
-    arm_timer(server_.limits().write_timeout);
+    note_write_progress();
     do_write_some();
+}
+
+// The write timeout runs again from now. The kernel's send buffer may hold megabytes that
+// the client is still reading after the socket stopped taking more: how much it holds now
+// tells, when the timeout comes, whether the client took any of it meanwhile.
+void Connection::note_write_progress() {
+    arm_timer(server_.limits().write_timeout);
+    unsent_at_progress_ = unsent_bytes();
+}
+
+std::size_t Connection::unsent_bytes() {
+    int queued = 0;
+    if (::ioctl(socket_.native_handle(), SIOCOUTQ, &queued) != 0 || queued < 0) return 0;
+    return static_cast<std::size_t>(queued);
+}
+
+// A write that has not progressed for the write timeout: the client is let go, unless it
+// has been reading what the kernel holds for it.
+void Connection::on_write_timeout() {
+    std::size_t unsent = unsent_bytes();
+    if (unsent < unsent_at_progress_) {
+        unsent_at_progress_ = unsent;
+        return arm_timer(server_.limits().write_timeout);
+    }
+    log::debug("a client took nothing for the write timeout: closing its connection");
+    close();
 }
 
 void Connection::do_write_some() {
@@ -636,7 +667,7 @@ void Connection::on_write_some(error_code ec, std::size_t bytes) {
         if (out_.front().size() == 0) out_.erase(out_.begin());
     }
     if (!ec && !out_.empty()) {
-        arm_timer(server_.limits().write_timeout);
+        note_write_progress();
         return do_write_some();
     }
     disarm_timer();
@@ -908,6 +939,7 @@ void Connection::on_timeout() {
                                                  : "the body stopped arriving: 408");
             return send_error(408);
         case State::writing:
+            return on_write_timeout();
         case State::lingering:
             return close();
         case State::streaming:
@@ -918,7 +950,7 @@ void Connection::on_timeout() {
                              " ms: cutting it off");
                 return cut_off_stream();
             }
-            return close();
+            return on_write_timeout();
         case State::handling:
             return on_handler_timeout();
         case State::closed:

@@ -102,6 +102,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     void do_write();
     void write_out(std::size_t written, WriteDone done);
     void do_write_some();
+    void note_write_progress();
+    std::size_t unsent_bytes();
+    void on_write_timeout();
     void on_write_some(boost::system::error_code ec, std::size_t bytes);
     void on_write(boost::system::error_code ec, std::size_t bytes);
     void on_file_head_written(boost::system::error_code ec, std::size_t bytes);
@@ -148,6 +151,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool send_body_ = true;
     std::vector<boost::asio::const_buffer> out_;  // what an asynchronous write has left
     std::size_t out_written_ = 0;
+    std::size_t unsent_at_progress_ = 0;  // in the kernel's send buffer at the last progress
     WriteDone write_done_ = nullptr;
     std::uint64_t file_offset_ = 0, file_end_ = 0;  // of a file response's body
     std::uint64_t file_sent_ = 0;
