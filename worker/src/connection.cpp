@@ -700,15 +700,7 @@ void Connection::response_done() {
 bool Connection::start_stream(std::uint64_t request_id, Response head,
                               std::shared_ptr<detail::StreamChannel> channel) {
     if (state_ != State::handling || request_id != request_id_) return false;
-    pending_.reset();
-    disarm_timer();  // the handler has answered: its timeout no longer applies
-    state_ = State::streaming;
-    stream_ = std::move(channel);
-    stream_bytes_ = 0;
-    stream_ending_ = false;
-    stream_idle_timeout_ = std::chrono::milliseconds(0);
     if (server_.draining()) keep_alive_ = false;
-
     response_ = std::move(head);
     response_.body().clear();
     unsigned status = response_.message().result_int();
@@ -718,12 +710,22 @@ bool Connection::start_stream(std::uint64_t request_id, Response head,
     if (!stream_chunked_) keep_alive_ = false;  // the end of the connection ends the body
     // HEAD gets the framing GET would have had.
     if (!serialize_head(stream_chunked_ && !no_content ? Framing::chunked : Framing::none)) {
+        // Nothing was sent yet: the client can be told, and the stream's writers are.
         log::error(describe_request(method_, target_),
-                   ": the handler's stream head has a header holding CR, LF or NUL: cutting off");
-        cut_off_stream();
-        return true;
+                   ": the handler's stream head has a header holding CR, LF or NUL, or a name "
+                   "that is not a token; answering 500");
+        keep_alive_ = false;
+        finish_response(Response::error(500));
+        return false;  // the caller closes the channel
     }
 
+    pending_.reset();
+    disarm_timer();  // the handler has answered: its timeout no longer applies
+    state_ = State::streaming;
+    stream_ = std::move(channel);
+    stream_bytes_ = 0;
+    stream_ending_ = false;
+    stream_idle_timeout_ = std::chrono::milliseconds(0);
     stream_writing_ = true;
     out_.assign({asio::buffer(head_)});
     write_out(0, &Connection::on_stream_written);
