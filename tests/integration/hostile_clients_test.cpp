@@ -5,19 +5,15 @@
 
 #include "http_client.hpp"
 #include "prefork_process.hpp"
+#include "raw_client.hpp"
 
 #include <gtest/gtest.h>
 
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <fstream>
 #include <functional>
 #include <optional>
@@ -31,114 +27,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // --- clients ----------------------------------------------------------------------------
-
-// A bare TCP client on 127.0.0.1 that does exactly what a test tells it, and no more.
-class RawClient {
-  public:
-    // `receive_buffer` (bytes, 0: the system's) is set before connecting, so that the
-    // window the client offers is small from the start.
-    explicit RawClient(std::uint16_t port, int receive_buffer = 0) {
-        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (receive_buffer > 0) {
-            ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
-        }
-        sockaddr_in address{};
-        address.sin_family = AF_INET;
-        address.sin_port = htons(port);
-        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-            ::close(fd_);
-            throw std::runtime_error(std::string("connect: ") + std::strerror(errno));
-        }
-    }
-    ~RawClient() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    RawClient(const RawClient&) = delete;
-    RawClient& operator=(const RawClient&) = delete;
-
-    int fd() const { return fd_; }
-    std::uint16_t local_port() const {
-        sockaddr_in address{};
-        socklen_t length = sizeof address;
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length);
-        return ntohs(address.sin_port);
-    }
-
-    // All of `bytes`, waiting for room; false when the server has closed or reset.
-    bool send(std::string_view bytes) {
-        while (!bytes.empty()) {
-            ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) return false;
-            bytes.remove_prefix(static_cast<std::size_t>(n));
-        }
-        return true;
-    }
-    // What of `bytes` fits now, without waiting (0 when nothing does or the server is gone).
-    std::size_t send_some(std::string_view bytes) {
-        ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0 && errno != EAGAIN && errno != EINTR) send_failed_ = true;
-        return n > 0 ? static_cast<std::size_t>(n) : 0;
-    }
-    // Whether a send failed: the server reset the connection.
-    bool send_failed() const { return send_failed_; }
-    // One read of at most `max` bytes of what arrives within `timeout` ("" at end of
-    // stream, on a reset or at the timeout; `eof` tells the first two apart).
-    std::string read_some(std::chrono::milliseconds timeout, bool* eof = nullptr,
-                          std::size_t max = 65536) {
-        if (eof) *eof = false;
-        pollfd ready{fd_, POLLIN, 0};
-        if (::poll(&ready, 1, static_cast<int>(timeout.count())) <= 0) return {};
-        std::string data(std::min<std::size_t>(max, 65536), '\0');
-        ssize_t n = ::recv(fd_, data.data(), data.size(), 0);
-        if (n < 0 && errno == ECONNRESET) reset_by_peer_ = true;
-        if (n <= 0) {
-            if (eof) *eof = n == 0 || errno != EAGAIN;
-            return {};
-        }
-        data.resize(static_cast<std::size_t>(n));
-        return data;
-    }
-    // Reads until `needle` has arrived, the server closes, or `timeout` passes.
-    std::string read_until(const std::string& needle, std::chrono::milliseconds timeout,
-                           std::string seen = {}) {
-        for (auto deadline = Clock::now() + timeout;
-             seen.find(needle) == std::string::npos && Clock::now() < deadline;) {
-            bool eof = false;
-            seen += read_some(100ms, &eof);
-            if (eof) break;
-        }
-        return seen;
-    }
-    // Everything until the server closes; `closed` says whether it did within `timeout`.
-    std::string read_to_end(std::chrono::milliseconds timeout, bool* closed = nullptr) {
-        std::string all;
-        if (closed) *closed = false;
-        for (auto deadline = Clock::now() + timeout; Clock::now() < deadline;) {
-            bool eof = false;
-            all += read_some(100ms, &eof);
-            if (eof) {
-                if (closed) *closed = true;
-                break;
-            }
-        }
-        return all;
-    }
-    bool reset_by_peer() const { return reset_by_peer_; }
-    // Hangs up with a reset rather than a FIN.
-    void reset() {
-        linger option{1, 0};
-        ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &option, sizeof option);
-        ::close(fd_);
-        fd_ = -1;
-    }
-
-  private:
-    int fd_ = -1;
-    bool reset_by_peer_ = false;
-    bool send_failed_ = false;
-};
 
 // A response as it came over the wire.
 struct RawResponse {
@@ -237,29 +125,6 @@ std::string send_until_answered(RawClient& client, const std::string& data,
     return seen;
 }
 
-// The body of a chunked message (after its head), decoded; `complete` says whether the
-// last chunk was there.
-std::string dechunk(const std::string& raw, bool* complete) {
-    std::string body;
-    std::size_t at = raw.find("\r\n\r\n");
-    *complete = false;
-    if (at == std::string::npos) return body;
-    at += 4;
-    while (at < raw.size()) {
-        std::size_t line_end = raw.find("\r\n", at);
-        if (line_end == std::string::npos) break;
-        std::size_t size = std::stoul(raw.substr(at, line_end - at), nullptr, 16);
-        if (size == 0) {
-            *complete = raw.compare(line_end, 4, "\r\n\r\n") == 0;
-            break;
-        }
-        if (line_end + 2 + size > raw.size()) break;
-        body += raw.substr(line_end + 2, size);
-        at = line_end + 2 + size + 2;
-    }
-    return body;
-}
-
 bool chunked_response_ended(const std::string& raw) {
     return raw.size() >= 7 && raw.compare(raw.size() - 7, 7, "\r\n0\r\n\r\n") == 0;
 }
@@ -302,14 +167,6 @@ std::unique_ptr<PreforkServer> one_response_worker(
 std::string measurable_memory() {
     const char* asan = std::getenv("ASAN_OPTIONS");
     return std::string("ASAN_OPTIONS=") + (asan ? asan : "") + ":quarantine_size_mb=0";
-}
-
-std::uint64_t resident_kib(pid_t pid) {
-    std::istringstream status(read_text_file("/proc/" + std::to_string(pid) + "/status"));
-    for (std::string line; std::getline(status, line);) {
-        if (line.starts_with("VmRSS:")) return std::stoull(line.substr(6));
-    }
-    return 0;
 }
 
 // One IPv4 TCP socket of /proc/net/tcp.

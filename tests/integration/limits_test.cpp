@@ -13,7 +13,6 @@
 #include <sys/socket.h>
 #include <atomic>
 #include <cstdlib>
-#include <fstream>
 #include <thread>
 
 namespace prefork::testing {
@@ -209,14 +208,6 @@ TEST(Framing, AmbiguousRequestsAreRefusedAndTheConnectionClosed) {
         "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
         "chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
     EXPECT_EQ(chunked.read_response().body(), "abcde");
-}
-
-std::uint64_t resident_kib(pid_t pid) {
-    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-    for (std::string line; std::getline(status, line);) {
-        if (line.starts_with("VmRSS:")) return std::stoull(line.substr(6));
-    }
-    return 0;
 }
 
 // The Asio server that crashed when a client hung up during a large write: here the write

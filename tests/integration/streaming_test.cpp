@@ -3,16 +3,12 @@
 
 #include "http_client.hpp"
 #include "prefork_process.hpp"
+#include "raw_client.hpp"
 
 #include <gtest/gtest.h>
 
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <map>
 #include <random>
 #include <sstream>
@@ -22,94 +18,6 @@ namespace prefork::testing {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// A bare TCP client: what arrives, and when.
-class RawClient {
-  public:
-    explicit RawClient(std::uint16_t port) {
-        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in address{};
-        address.sin_family = AF_INET;
-        address.sin_port = htons(port);
-        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
-            throw std::runtime_error("connect failed");
-    }
-    ~RawClient() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    void send(const std::string& bytes) {
-        if (::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) !=
-            static_cast<ssize_t>(bytes.size()))
-            throw std::runtime_error("send failed");
-    }
-    // One read: what arrived within `timeout` ("" at end of stream or timeout; `eof` says).
-    std::string read_some(std::chrono::milliseconds timeout, bool* eof = nullptr) {
-        pollfd p{fd_, POLLIN, 0};
-        if (eof) *eof = false;
-        if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return {};
-        char buffer[65536];
-        ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
-        if (n < 0 && errno == ECONNRESET) reset_by_peer_ = true;
-        if (n <= 0 && eof) *eof = true;
-        return n > 0 ? std::string(buffer, static_cast<std::size_t>(n)) : std::string();
-    }
-    // Everything until the server closes (or `timeout` passes).
-    std::string read_to_end(std::chrono::milliseconds timeout) {
-        std::string all;
-        for (auto deadline = Clock::now() + timeout; Clock::now() < deadline;) {
-            bool eof = false;
-            all += read_some(100ms, &eof);
-            if (eof) break;
-        }
-        return all;
-    }
-    // Reads until `needle` has arrived (or `timeout` passes).
-    std::string read_until(const std::string& needle, std::chrono::milliseconds timeout,
-                           std::string seen = {}) {
-        for (auto deadline = Clock::now() + timeout;
-             seen.find(needle) == std::string::npos && Clock::now() < deadline;) {
-            bool eof = false;
-            seen += read_some(100ms, &eof);
-            if (eof) break;
-        }
-        return seen;
-    }
-    // Whether the server ended the connection with a reset rather than an orderly close.
-    bool reset_by_peer() const { return reset_by_peer_; }
-    void reset() {  // hang up with RST
-        linger option{1, 0};
-        ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &option, sizeof option);
-        ::close(fd_);
-        fd_ = -1;
-    }
-
-  private:
-    int fd_ = -1;
-    bool reset_by_peer_ = false;
-};
-
-// The body of a chunked message (after the header), decoded; `complete` says whether the
-// final chunk was there.
-std::string dechunk(const std::string& raw, bool* complete) {
-    std::string body;
-    std::size_t at = raw.find("\r\n\r\n");
-    *complete = false;
-    if (at == std::string::npos) return body;
-    at += 4;
-    while (at < raw.size()) {
-        std::size_t line_end = raw.find("\r\n", at);
-        if (line_end == std::string::npos) break;
-        std::size_t size = std::stoul(raw.substr(at, line_end - at), nullptr, 16);
-        if (size == 0) {
-            *complete = raw.compare(line_end, 4, "\r\n\r\n") == 0;
-            break;
-        }
-        body += raw.substr(line_end + 2, size);
-        at = line_end + 2 + size + 2;
-    }
-    return body;
-}
 
 std::string get(const std::string& target, const char* version = "1.1") {
     return "GET " + target + " HTTP/" + version + "\r\nHost: x\r\n\r\n";
@@ -152,7 +60,7 @@ TEST(Streaming, DemoStreamArrivesInPartsAsTheyAreWritten) {
     PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
     RawClient client(server.port());
     auto started = Clock::now();
-    client.send(get("/stream?chunks=4&interval_ms=500&size=10"));
+    ASSERT_TRUE(client.send(get("/stream?chunks=4&interval_ms=500&size=10")));
 
     std::string raw = client.read_until("\r\n\r\n", 5s);
     ASSERT_NE(raw.find("HTTP/1.1 200 OK"), std::string::npos) << raw;
@@ -177,7 +85,7 @@ TEST(Streaming, DemoStreamArrivesInPartsAsTheyAreWritten) {
     EXPECT_GT(arrivals[3] - arrivals[0], 1s) << "the parts came together";
 
     // The connection stays open for the next request.
-    client.send(get("/"));
+    ASSERT_TRUE(client.send(get("/")));
     EXPECT_NE(client.read_until("Hello, World!", 5s).find("Hello, World!"), std::string::npos);
 }
 
@@ -185,15 +93,17 @@ TEST(Streaming, HeadGetsTheHeadersAndHttp10GetsABodyEndedByTheClose) {
     PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
     {
         RawClient client(server.port());
-        client.send("HEAD /stream?chunks=3&interval_ms=10 HTTP/1.1\r\nHost: x\r\n\r\n");
+        ASSERT_TRUE(
+            client.send("HEAD /stream?chunks=3&interval_ms=10 HTTP/1.1\r\nHost: x\r\n\r\n"));
         std::string raw = client.read_until("\r\n\r\n", 5s);
         EXPECT_NE(raw.find("Transfer-Encoding: chunked"), std::string::npos) << raw;
-        client.send(get("/"));  // nothing of a body came between: the next answer follows
+        // Nothing of a body came between: the next answer follows.
+        ASSERT_TRUE(client.send(get("/")));
         raw = client.read_until("Hello, World!", 5s, raw);
         EXPECT_EQ(raw.substr(raw.find("\r\n\r\n") + 4, 8), "HTTP/1.1") << raw;
     }
     RawClient old_client(server.port());
-    old_client.send(get("/stream?chunks=3&interval_ms=10&size=4", "1.0"));
+    ASSERT_TRUE(old_client.send(get("/stream?chunks=3&interval_ms=10&size=4", "1.0")));
     std::string raw = old_client.read_to_end(5s);
     EXPECT_EQ(raw.find("chunked"), std::string::npos) << raw;
     EXPECT_EQ(raw.substr(raw.find("\r\n\r\n") + 4), "aaaabbbbcccc");
@@ -203,7 +113,7 @@ TEST(Streaming, AWriterThreadWaitsForASlowClientInsteadOfFillingMemory) {
     auto server = stream_worker_server();
     constexpr long long kTotal = 64LL << 20;
     RawClient client(server->port());
-    client.send(get("/produce?total=" + std::to_string(kTotal) + "&part=65536"));
+    ASSERT_TRUE(client.send(get("/produce?total=" + std::to_string(kTotal) + "&part=65536")));
     // Not reading: the socket buffers fill, then the stream's, and the writer waits.
     long long written = written_once_held_back(server->port());
     EXPECT_GT(written, 0);
@@ -240,7 +150,7 @@ TEST(Streaming, AClientThatLeavesStopsTheWriterAndCallsOnDisconnect) {
     auto server = stream_worker_server();
     for (int i = 0; i < 2; ++i) {
         RawClient client(server->port());
-        client.send(get("/produce?total=1000000000&part=65536"));
+        ASSERT_TRUE(client.send(get("/produce?total=1000000000&part=65536")));
         client.read_until("\r\n\r\n", 5s);
         if (i == 0) {
             client.reset();
@@ -261,14 +171,14 @@ TEST(Streaming, AClientThatLeavesStopsTheWriterAndCallsOnDisconnect) {
 TEST(Streaming, AStreamDroppedUnfinishedIsCutOffSoTheClientCanTell) {
     auto server = stream_worker_server();
     RawClient client(server->port());
-    client.send(get("/drop?parts=2"));
+    ASSERT_TRUE(client.send(get("/drop?parts=2")));
     std::string raw = client.read_to_end(5s);
     bool complete = true;
     EXPECT_EQ(dechunk(raw, &complete), "part 0\npart 1\n") << raw;
     EXPECT_FALSE(complete) << "a cut-off stream must not end like a finished one";
     // Without chunks (HTTP/1.0) only a reset tells the client that the body is incomplete.
     RawClient old_client(server->port());
-    old_client.send(get("/drop?parts=2", "1.0"));
+    ASSERT_TRUE(old_client.send(get("/drop?parts=2", "1.0")));
     raw = old_client.read_to_end(5s);
     EXPECT_TRUE(old_client.reset_by_peer()) << raw;
     EXPECT_EQ(http_get(server->port(), "/").body(), "ok");
@@ -278,7 +188,7 @@ TEST(Streaming, AHandlersConnectionCloseIsHonouredForPlainAndStreamedResponses) 
     auto server = stream_worker_server();
     for (const char* target : {"/goodbye", "/produce?total=10&close=1"}) {
         RawClient client(server->port());
-        client.send(get(target));
+        ASSERT_TRUE(client.send(get(target)));
         std::string raw = client.read_to_end(5s);  // ends: the worker closes the connection
         EXPECT_NE(raw.find("Connection: close\r\n"), std::string::npos) << target << ": " << raw;
         EXPECT_EQ(raw.find("Connection: close", raw.find("Connection: close") + 1),
@@ -295,7 +205,7 @@ TEST(Streaming, AWorkerStoppedAtOnceWakesPoolThreadsWaitingOnStreams) {
     auto server = stream_worker_server();
     pid_t worker = server->children().at(0);
     RawClient client(server->port());
-    client.send(get("/produce?total=1000000000&part=65536&pool=1"));
+    ASSERT_TRUE(client.send(get("/produce?total=1000000000&part=65536&pool=1")));
     client.read_until("\r\n\r\n", 5s);
     ASSERT_GT(written_once_held_back(server->port()), 0);  // the writer waits for room
     ASSERT_EQ(::kill(worker, SIGQUIT), 0);
@@ -305,7 +215,7 @@ TEST(Streaming, AWorkerStoppedAtOnceWakesPoolThreadsWaitingOnStreams) {
 TEST(Streaming, AsyncWriteCallbacksRunOnTheLoop) {
     auto server = stream_worker_server();
     RawClient client(server->port());
-    client.send(get("/async-callbacks"));
+    ASSERT_TRUE(client.send(get("/async-callbacks")));
     std::string raw = client.read_until("0\r\n\r\n", 5s);
     bool complete = false;
     EXPECT_EQ(dechunk(raw, &complete), "first\non the loop\n") << raw;
@@ -315,7 +225,7 @@ TEST(Streaming, AsyncWriteCallbacksRunOnTheLoop) {
 TEST(Streaming, BlockingWriteOnTheLoopIsRefused) {
     auto server = stream_worker_server();
     RawClient client(server->port());
-    client.send(get("/write-on-loop"));
+    ASSERT_TRUE(client.send(get("/write-on-loop")));
     std::string raw = client.read_until("Internal Server Error\n", 5s);
     EXPECT_NE(raw.find("500 Internal Server Error"), std::string::npos) << raw;
     EXPECT_NE(server->output().find("use Stream::async_write"), std::string::npos);
@@ -331,8 +241,8 @@ TEST(Streaming, WritersRacingClientsThatHangUp) {
     for (int round = 0; round < 10; ++round) {
         for (int i = 0; i < 20; ++i) {
             clients.push_back(std::make_unique<RawClient>(server->port()));
-            clients.back()->send(
-                get("/produce?total=2000000&part=" + std::to_string(1 + random() % 100000)));
+            ASSERT_TRUE(clients.back()->send(
+                get("/produce?total=2000000&part=" + std::to_string(1 + random() % 100000))));
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(random() % 30));
         for (auto& client : clients) {

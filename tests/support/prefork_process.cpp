@@ -324,6 +324,14 @@ bool wait_until_in_nanosleep(pid_t pid, std::chrono::milliseconds timeout) {
     return false;
 }
 
+std::uint64_t resident_kib(pid_t pid) {
+    std::istringstream status(read_text_file("/proc/" + std::to_string(pid) + "/status"));
+    for (std::string line; std::getline(status, line);) {
+        if (line.starts_with("VmRSS:")) return std::stoull(line.substr(6));
+    }
+    return 0;
+}
+
 bool process_gone(pid_t pid) {
     char state = process_state(pid);
     return state == '\0' || state == 'Z' || state == 'X';

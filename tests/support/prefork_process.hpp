@@ -111,6 +111,9 @@ bool wait_until_sleeping(pid_t pid, std::chrono::milliseconds timeout);
 // was not within `timeout`.
 bool wait_until_in_nanosleep(pid_t pid, std::chrono::milliseconds timeout);
 
+// A process's resident memory in KiB (VmRSS of /proc/PID/status), 0 when it is gone.
+std::uint64_t resident_kib(pid_t pid);
+
 // True when a process with this pid is gone (or only a zombie is left of it).
 bool process_gone(pid_t pid);
 // Waits until every pid is gone.
