@@ -250,6 +250,14 @@ std::string get(const std::string& target, const std::string& extra_fields = "",
     return method + " " + target + " HTTP/1.1\r\nHost: x\r\n" + extra_fields + "\r\n";
 }
 
+// A refusal says Connection: close, and the server then ends the connection.
+void expect_closed_after(RawClient& client, const RawResponse& response) {
+    EXPECT_EQ(response.header("Connection"), "close") << response.head;
+    bool closed = false;
+    client.read_to_end(5s, &closed);
+    EXPECT_TRUE(closed) << "the connection stayed open after the " << response.status;
+}
+
 // --- the header and body timeouts -----------------------------------------------------------
 
 // A client that dribbles its head cannot stretch the header timeout: it runs from the
@@ -273,10 +281,7 @@ TEST(HostileClients, TheHeaderTimeoutRunsFromARequestsFirstByteToTheEndOfItsHead
     EXPECT_EQ(response.status, 408) << response.head;
     EXPECT_GT(answered_after, 1500ms) << "the header timeout ran before the first byte";
     EXPECT_LT(answered_after, 6s) << "each byte moved the header timeout";
-    EXPECT_EQ(response.header("Connection"), "close");
-    bool closed_now = false;
-    client.read_to_end(5s, &closed_now);
-    EXPECT_TRUE(closed_now) << "the connection stayed open after the 408";
+    expect_closed_after(client, response);
 }
 
 // The body timeout is one of inactivity: an upload that keeps coming, slowly, takes as long
@@ -310,10 +315,7 @@ TEST(HostileClients, AnUploadThatStopsHalfwayGets408ABodyTimeoutAfterItsLastByte
     EXPECT_EQ(response.status, 408) << response.head;
     EXPECT_GT(after, 800ms) << "answered before the body timeout";
     EXPECT_LT(after, 5s) << "not the 1 s body timeout";
-    EXPECT_EQ(response.header("Connection"), "close");
-    bool closed = false;
-    client.read_to_end(5s, &closed);
-    EXPECT_TRUE(closed);
+    expect_closed_after(client, response);
 }
 
 // --- the write timeout: inactivity, not a deadline ----------------------------------------
@@ -494,10 +496,7 @@ TEST(HostileClients, UploadsBeyondTheWorkersBodyBudgetGet503UntilItHasRoom) {
         ASSERT_TRUE(second.send(post_head("/echo", body.size())));
         RawResponse response = read_response(second, 10s);
         EXPECT_EQ(response.status, 503) << response.head;
-        EXPECT_EQ(response.header("Connection"), "close");
-        bool closed = false;
-        second.read_to_end(5s, &closed);
-        EXPECT_TRUE(closed);
+        expect_closed_after(second, response);
     }
     {  // nor does a chunked one, once what it has sent passes what is left
         RawResponse response = upload(server.port(), body, true);
