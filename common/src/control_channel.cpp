@@ -29,10 +29,16 @@ void ControlChannel::do_wait() {
 }
 
 void ControlChannel::on_readable() {
-    for (;;) {
+    if (receive_queued(kMessagesPerTurn) == Receive::more) do_wait();
+}
+
+// Handles the datagrams that are waiting, at most `limit` of them, so that a peer that
+// floods the socket cannot keep the loop from everything else it has to do.
+ControlChannel::Receive ControlChannel::receive_queued(std::size_t limit) {
+    for (std::size_t taken = 0; taken < limit; ++taken) {
         ReceivedMessage received;
         std::error_code ec = recv_fds(descriptor_.native_handle(), received);
-        if (ec == std::errc::resource_unavailable_try_again) break;
+        if (ec == std::errc::resource_unavailable_try_again) return Receive::more;
         if (ec == std::errc::message_size) {
             log::error("control socket: dropped an oversized message");
             continue;
@@ -40,18 +46,30 @@ void ControlChannel::on_readable() {
         if (ec) {
             if (ec != std::errc::connection_reset)
                 log::error("recvmsg on control socket: ", ec.message());
-            return on_peer_gone();
+            on_peer_gone();
+            return Receive::closed;
         }
-        if (received.end_of_stream) return on_peer_gone();
+        if (received.end_of_stream) {
+            on_peer_gone();
+            return Receive::closed;
+        }
+        if (received.payload.empty()) {
+            log::debug("control socket: ignored an empty message");
+            continue;
+        }
         try {
             control::Message message = control::decode(received.payload);
             on_message_(std::move(message), std::move(received.fds));
         } catch (const control::ProtocolError& error) {
             log::error("control socket: invalid message: ", error.what());
         }
-        if (!descriptor_.is_open()) return;  // the handler closed the channel
+        if (!descriptor_.is_open()) return Receive::closed;  // the handler closed it
     }
-    do_wait();
+    return Receive::more;
+}
+
+void ControlChannel::receive_queued() {
+    if (descriptor_.is_open()) (void)receive_queued(kMessagesPerTurn);
 }
 
 void ControlChannel::on_peer_gone() {

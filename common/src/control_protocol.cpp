@@ -31,7 +31,8 @@ struct Encoder {
                 {"bytes_out", m.bytes_out},
                 {"responses", json::value_from(m.responses)},
                 {"durations", json::value_from(m.durations)},
-                {"duration_seconds_sum", m.duration_seconds_sum}};
+                {"duration_seconds_sum", m.duration_seconds_sum},
+                {"log_lines_dropped", m.log_lines_dropped}};
     }
     json::object operator()(const Draining&) const { return {{"type", "draining"}}; }
     json::object operator()(const ReopenLogs&) const { return {{"type", "reopen_logs"}}; }
@@ -104,6 +105,7 @@ Heartbeat decode_heartbeat(const json::object& object) {
     optional_counts(object, "responses", m.responses);
     optional_counts(object, "durations", m.durations);
     m.duration_seconds_sum = optional_number<double>(object, "duration_seconds_sum");
+    m.log_lines_dropped = optional_number<std::uint64_t>(object, "log_lines_dropped");
     return m;
 }
 
@@ -117,6 +119,7 @@ void WorkerCounters::add(const WorkerCounters& other) {
     for (std::size_t i = 0; i < responses.size(); ++i) responses[i] += other.responses[i];
     for (std::size_t i = 0; i < durations.size(); ++i) durations[i] += other.durations[i];
     duration_seconds_sum += other.duration_seconds_sum;
+    log_lines_dropped += other.log_lines_dropped;
 }
 
 std::string encode(const Message& message) {

@@ -1,5 +1,8 @@
 #include <prefork/common/fd_passing.hpp>
 
+#include <linux/sockios.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -25,6 +28,16 @@ void collect_fds(msghdr& msg, std::vector<UniqueFd>& out) {
             out.emplace_back(fd);
         }
     }
+}
+
+// recvmsg returned 0 with no descriptors: a datagram of zero bytes, or the peer has gone.
+// Gone means shut down with nothing left to read.
+bool peer_has_gone(int socket) {
+    int queued = 0;
+    if (::ioctl(socket, SIOCINQ, &queued) == 0 && queued > 0) return false;
+    pollfd probe{socket, POLLRDHUP, 0};
+    if (::poll(&probe, 1, 0) < 0) return true;
+    return (probe.revents & (POLLRDHUP | POLLHUP)) != 0;
 }
 
 }  // namespace
@@ -81,7 +94,7 @@ std::error_code recv_fds(int socket, ReceivedMessage& out) {
         return std::make_error_code(std::errc::message_size);
     }
     out.payload.resize(static_cast<std::size_t>(n));
-    out.end_of_stream = (n == 0 && out.fds.empty());
+    out.end_of_stream = n == 0 && out.fds.empty() && peer_has_gone(socket);
     return {};
 }
 

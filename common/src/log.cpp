@@ -1,5 +1,7 @@
 #include <prefork/common/log.hpp>
 
+#include <prefork/common/log_output.hpp>
+
 #include <boost/json/serialize.hpp>
 #include <boost/json/string.hpp>
 
@@ -91,7 +93,19 @@ bool enabled(Level level) {
     return level >= g_level.load(std::memory_order_relaxed);
 }
 
-void write(Level level, std::string_view message) {
+std::string cut_to(std::string_view text, std::size_t size) {
+    if (text.size() <= size) return std::string(text);
+    std::string marker = "...[" + std::to_string(text.size()) + " bytes, cut]";
+    std::size_t keep = size > marker.size() ? size - marker.size() : 0;
+    while (keep > 0 && (static_cast<unsigned char>(text[keep]) & 0xC0) == 0x80) --keep;
+    std::string cut(text.substr(0, keep));
+    cut += marker;
+    return cut;
+}
+
+namespace {
+
+std::string build_line(Level level, std::string_view message) {
     std::string line;
     line.reserve(message.size() + 80);
     if (g_format == Format::json) {
@@ -104,7 +118,25 @@ void write(Level level, std::string_view message) {
         line += message;
         line += '\n';
     }
-    write_line(STDERR_FILENO, line);
+    return line;
+}
+
+}  // namespace
+
+std::string format_line(Level level, std::string_view message) {
+    std::string line = build_line(level, message);
+    if (line.size() <= kMaxLine) return line;
+    // The message is cut by what the line exceeds; escaping (JSON) can make the cut text
+    // longer, so it is cut by twice as much until the line fits.
+    for (std::size_t cut = line.size() - kMaxLine;; cut *= 2) {
+        std::size_t keep = message.size() > cut ? message.size() - cut : 0;
+        line = build_line(level, cut_to(message, keep));
+        if (line.size() <= kMaxLine || keep == 0) return line;
+    }
+}
+
+void write(Level level, std::string_view message) {
+    LogOutput::write(format_line(level, message));
 }
 
 }  // namespace prefork::log

@@ -7,6 +7,7 @@
 #include "supervisor.hpp"
 #include "systemd.hpp"
 
+#include <prefork/common/descriptor_limit.hpp>
 #include <prefork/common/inherited_fds.hpp>
 #include <prefork/common/log.hpp>
 
@@ -30,6 +31,23 @@ void open_standard_descriptors() {
         if (::fcntl(fd, F_GETFD) >= 0) continue;
         int opened = ::open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);  // lands on fd
         if (opened > 2) ::close(opened);
+    }
+}
+
+// The default soft limit (1024) can be short for many workers; the hard limit is what the
+// operator allows. Workers, which need far more, raise theirs too.
+void raise_descriptor_limit(const prefork::master::Options& options) {
+    std::size_t limit = prefork::raise_open_file_limit();
+    // Each worker's control socket, twice over during a reload; the listeners; the admin
+    // endpoint's clients and the reserve it leaves; the event loop's own and stdio.
+    std::size_t needed = 2 * static_cast<std::size_t>(options.workers) + options.binds.size() +
+                         (options.admin ? prefork::master::AdminServer::kMaxConnections : 0) +
+                         prefork::master::AdminServer::kDescriptorReserve + 16;
+    if (limit < needed) {
+        prefork::log::warning("the open file limit is ", limit, ", below the ", needed,
+                              " descriptors ", options.workers,
+                              " workers and the admin endpoint may need; the admin endpoint "
+                              "takes fewer clients (raise LimitNOFILE or ulimit -n)");
     }
 }
 
@@ -78,6 +96,7 @@ int main(int argc, char** argv) {
     prefork::log::set_role("master");
     prefork::log::set_format(options.log_format);
     prefork::log::set_level(options.log_level);
+    raise_descriptor_limit(options);
 
     // As a container's PID 1, or under another supervisor, orphans of our workers' children
     // become ours to reap.

@@ -37,6 +37,10 @@ std::string describe_changes(const Options& before, const Options& after) {
     changed("max_requests_jitter", std::to_string(before.max_requests_jitter),
             std::to_string(after.max_requests_jitter));
     changed("log_level", log::level_name(before.log_level), log::level_name(after.log_level));
+    auto admin = [](const Options& options) {
+        return options.admin ? options.admin->to_string() : std::string("off");
+    };
+    changed("admin", admin(before), admin(after));
     if (before.worker_env != after.worker_env) changes.push_back("env");
     if (before.command != after.command) changes.push_back("command");
 

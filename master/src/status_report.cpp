@@ -61,6 +61,8 @@ std::string to_json(const StatusReport& r) {
                       {"worker_exits", std::move(exits)},
                       {"reloads", r.reloads},
                       {"reload_failures", r.reload_failures},
+                      {"log_lines_dropped",
+                       {{"master", r.log_lines_dropped}, {"workers", r.totals.log_lines_dropped}}},
                       {"events", std::move(events)}};
     return json::serialize(root) + "\n";
 }
@@ -110,6 +112,11 @@ std::string to_prometheus(const StatusReport& r) {
     family("prefork_reload_failures_total", "counter",
            "Reloads refused because the configuration did not parse or bind.");
     out << "prefork_reload_failures_total " << r.reload_failures << "\n";
+    family("prefork_log_lines_dropped_total", "counter",
+           "Log lines dropped because stderr was not taking them, by process.");
+    out << "prefork_log_lines_dropped_total{process=\"master\"} " << r.log_lines_dropped << "\n";
+    out << "prefork_log_lines_dropped_total{process=\"workers\"} " << t.log_lines_dropped
+        << "\n";
     family("prefork_workers", "gauge", "Worker processes by state and generation.");
     std::map<std::pair<std::string, int>, int> by_state;
     for (const auto& w : r.workers) ++by_state[{w.state, w.generation}];

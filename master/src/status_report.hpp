@@ -41,6 +41,7 @@ struct StatusReport {
     std::map<std::string, std::uint64_t> worker_exits;  // by cause
     std::uint64_t reloads = 0;
     std::uint64_t reload_failures = 0;
+    std::uint64_t log_lines_dropped = 0;  // by the master (the workers' are in the totals)
     std::vector<Event> events;  // the most recent last
 };
 

@@ -3,7 +3,9 @@
 #include "exit_status.hpp"
 #include "options_diff.hpp"
 
+#include <prefork/common/descriptor_limit.hpp>
 #include <prefork/common/log.hpp>
+#include <prefork/common/log_output.hpp>
 
 #include <boost/asio/post.hpp>
 
@@ -21,12 +23,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A worker that dies sooner than this after starting counts towards a crash loop.
-constexpr auto kQuickDeath = 5s;
-constexpr auto kFirstBackoff = 250ms;
-constexpr auto kMaxBackoff = 16s;
-// A command whose first workers all die before saying ready this often is given up on.
-constexpr int kStartAttempts = 3;
+// Descriptors that starting a worker needs for a moment (the control socket pair,
+// /dev/null, Boost.Process's pipe to report a failed exec) or keeps (its control socket).
+constexpr std::size_t kDescriptorsToStartAWorker = 8;
 // How long a worker killed with SIGABRT for hanging may take to dump core.
 constexpr auto kAbortGrace = 2s;
 
@@ -48,7 +47,8 @@ std::chrono::milliseconds as_millis(Clock::duration d) {
 
 Supervisor::Supervisor(Settings command_line, Options options, ListenerSet listeners,
                        UniqueFd admin, SystemdNotifier notifier)
-    : signals_(io_),
+    : log_output_(io_, log::LogOutput::buffer_limit_from_environment()),
+      signals_(io_),
       tick_timer_(io_),
       respawn_timer_(io_),
       stop_timer_(io_),
@@ -57,6 +57,7 @@ Supervisor::Supervisor(Settings command_line, Options options, ListenerSet liste
       listeners_(std::move(listeners)),
       target_workers_(options_.workers),
       random_(static_cast<unsigned>(::getpid())),
+      descriptor_limit_(open_file_limit()),
       notifier_(std::move(notifier)) {
     // Every signal prefork documents has a handler, so each works when prefork is PID 1
     // (where the kernel drops signals that have none).
@@ -125,6 +126,7 @@ void Supervisor::handle_term(const char* name) {
         if (options_.shutdown_delay.count() > 0) {
             // Load balancers see /readyz fail and stop sending traffic; then the listeners close.
             phase_ = Phase::delaying_shutdown;
+            delay_ends_at_ = Clock::now() + options_.shutdown_delay;
             log::info("received ", name, ": not ready any more, serving ",
                       seconds(options_.shutdown_delay), "s more before stopping");
             stop_timer_.expires_after(options_.shutdown_delay);
@@ -172,7 +174,7 @@ void Supervisor::handle_usr1() {
 
 void Supervisor::handle_hup() {
     if (phase_ != Phase::running) return;
-    if (reloading_ && quick_deaths_in_a_row_ == 0) {
+    if (reloading_ && crash_loop_.failures_in_a_row() == 0) {
         log::info("received HUP during a reload: one more reload follows it");
         reload_queued_ = true;
         return;
@@ -200,34 +202,40 @@ int Supervisor::active_workers() const {
     }));
 }
 
+// Every start that fails sets the crash-loop guard's next start later, so this loop always
+// ends: with enough workers, with a timer for the next start, or with prefork stopping.
 void Supervisor::manage_workers() {
     while (serving() && active_workers() < target_workers_) {
-        if (Clock::now() < next_spawn_at_) {
-            respawn_timer_.expires_at(next_spawn_at_);
+        if (!crash_loop_.may_start(Clock::now())) {
+            // During --shutdown-delay, a worker that could only start after it is no use.
+            if (phase_ == Phase::delaying_shutdown &&
+                crash_loop_.next_start_at() >= delay_ends_at_) {
+                return;
+            }
+            respawn_timer_.expires_at(crash_loop_.next_start_at());
             respawn_timer_.async_wait([this](boost::system::error_code ec) {
                 if (!ec) manage_workers();
             });
             return;
         }
-        spawn_worker();
+        start_worker();
     }
 }
 
-void Supervisor::spawn_worker() {
+void Supervisor::start_worker() {
+    make_descriptors_for_a_start();
     WorkerProcess worker;
     try {
-        worker =
-            master::spawn_worker(io_, {options_.command, options_.worker_env, generation_,
-                                       options_.log_format == log::Format::json ? "json" : "text",
-                                       log::level_name(options_.log_level), options_.access_log});
+        worker = launch_worker(io_, {options_.command, options_.worker_env, generation_,
+                                     options_.log_format == log::Format::json ? "json" : "text",
+                                     log::level_name(options_.log_level), options_.access_log});
     } catch (const std::exception& error) {
-        if (!any_worker_ready_) {
-            // Not found, not executable: trying again will not help.
-            log::error("cannot start the worker command: ", error.what());
-            return stop_now(1, std::string("cannot start the worker command: ") + error.what());
-        }
-        log::error("cannot start a worker: ", error.what());
-        return note_failed_start(error.what());
+        return note_launch_failure(error.what());
+    }
+    if (launch_failures_ > 0) {
+        log::info("the worker command starts again, after ", launch_failures_, " failed attempt",
+                  launch_failures_ == 1 ? "" : "s");
+        launch_failures_ = 0;
     }
     pid_t pid = worker.pid;
     worker.max_requests = pick_max_requests();
@@ -248,6 +256,17 @@ void Supervisor::spawn_worker() {
     log::info("worker ", pid, " started (generation ", generation_, ")");
     ++worker_starts_;
     workers_.emplace(pid, std::move(worker));
+}
+
+// The admin endpoint leaves descriptors to spare for this; when it could not (a low limit,
+// many workers started at once), its clients give way: supervising comes first.
+void Supervisor::make_descriptors_for_a_start() {
+    auto open = open_descriptor_count();
+    if (!open || *open + kDescriptorsToStartAWorker <= descriptor_limit_) return;
+    std::size_t short_by = *open + kDescriptorsToStartAWorker - descriptor_limit_;
+    std::size_t closed = admin_ ? admin_->shed(short_by) : 0;
+    log::warning(*open, " of ", descriptor_limit_, " descriptors open: closed ", closed,
+                 " admin connection", closed == 1 ? "" : "s", " to start a worker");
 }
 
 // Reaps every child that has ended: workers, and the orphans that the kernel hands to a
@@ -338,8 +357,10 @@ void Supervisor::drain_replaced_workers() {
 void Supervisor::reload_configuration() {
     notifier_.reloading();
     Options next;
+    std::optional<UniqueFd> admin_listener;  // set: the admin endpoint moves (invalid: off)
     try {
         next = resolve_options(command_line_);
+        admin_listener = bind_changed_admin(next);
         listeners_.update(next.binds);
     } catch (const std::exception& error) {
         log::error("reload failed, the running configuration stays: ", error.what());
@@ -351,13 +372,13 @@ void Supervisor::reload_configuration() {
     std::string changes = describe_changes(options_, next);
     next.pid_file = options_.pid_file;  // written once at start
     options_ = std::move(next);
+    if (admin_listener) move_admin_endpoint(std::move(*admin_listener));
     log::set_format(options_.log_format);
     log::set_level(options_.log_level);
     target_workers_ = options_.workers;
     ++generation_;
     reloading_ = true;
-    quick_deaths_in_a_row_ = 0;
-    next_spawn_at_ = {};
+    crash_loop_.reset();
     log::info("reload: starting generation ", generation_, " (", changes, ")");
     ++reloads_;
     record_event("reload: generation " + std::to_string(generation_) + " (" + changes + ")");
@@ -372,6 +393,36 @@ void Supervisor::reload_configuration() {
     }
     manage_workers();
     finish_reload_if_done();
+}
+
+// The admin endpoint's new listening socket when a reload changes --admin (invalid: turned
+// off), nullopt when it stays; throws AddressError when the new address cannot be bound.
+std::optional<UniqueFd> Supervisor::bind_changed_admin(const Options& next) const {
+    auto name = [](const Options& options) {
+        return options.admin ? options.admin->to_string() : std::string();
+    };
+    if (name(next) == name(options_)) return std::nullopt;
+    if (!next.admin) return UniqueFd();
+    try {
+        return bind_listener(*next.admin);
+    } catch (const AddressError& error) {
+        throw AddressError(std::string("admin endpoint: ") + error.what());
+    }
+}
+
+void Supervisor::move_admin_endpoint(UniqueFd listener) {
+    if (!listener) {
+        log::info("admin endpoint off");
+        if (admin_) admin_->stop_listening();
+        return;
+    }
+    std::string name = options_.admin->to_string();
+    log::info("admin endpoint on ", local_address(listener.get()), " (", name, ")");
+    if (admin_) {
+        admin_->listen(std::move(listener), name);
+    } else {
+        admin_ = std::make_unique<AdminServer>(io_, std::move(listener), name, *this);
+    }
 }
 
 void Supervisor::finish_reload_if_done() {
@@ -456,7 +507,7 @@ void Supervisor::on_worker_message(pid_t pid, control::Message message) {
 void Supervisor::on_worker_ready(WorkerProcess& worker) {
     if (worker.state != WorkerProcess::State::starting) return;
     set_state(worker, WorkerProcess::State::ready);
-    any_worker_ready_ = true;
+    crash_loop_.note_ready();
     log::info("worker ", worker.pid, " ready (generation ", worker.generation, ")");
     announce_ready_if_all_are();
     drain_replaced_workers();
@@ -464,11 +515,10 @@ void Supervisor::on_worker_ready(WorkerProcess& worker) {
 
 void Supervisor::on_worker_heartbeat(WorkerProcess& worker, const control::Heartbeat& heartbeat) {
     worker.counters = heartbeat;
+    if (heartbeat.requests > 0 || heartbeat.active_connections > 0) worker.had_traffic = true;
     if (worker.state != WorkerProcess::State::ready) return;
-    if (quick_deaths_in_a_row_ > 0 && worker.generation == generation_ &&
-        worker.started_at > last_quick_death_at_ &&
-        worker.last_heard - worker.started_at > kQuickDeath) {
-        quick_deaths_in_a_row_ = 0;  // it has stayed up: the crash loop is over
+    if (worker.generation == generation_) {
+        crash_loop_.note_alive(worker.started_at, worker.last_heard);
     }
     if (worker.max_requests > 0 && heartbeat.requests >= worker.max_requests && !worker.retiring &&
         phase_ == Phase::running) {
@@ -482,6 +532,8 @@ void Supervisor::on_worker_exit(pid_t pid, int wait_status) {
         log::debug("reaped process ", pid, " (", describe_wait_status(wait_status), ")");
         return;
     }
+    // What it said last (its first request, its final counts) may still wait on its socket.
+    found->second.control->receive_queued();
     WorkerProcess worker = std::move(found->second);
     workers_.erase(found);
     worker.counters.active_connections = 0;
@@ -504,10 +556,11 @@ void Supervisor::on_worker_exit(pid_t pid, int wait_status) {
                    uptime(worker), "; replacing it");
         record_event("worker " + std::to_string(pid) + " (generation " +
                      std::to_string(worker.generation) + ") " + cause + " after " + uptime(worker));
-        if (worker.state == WorkerProcess::State::starting) {
-            note_failed_start(cause + " before it was ready");
-        } else if (Clock::now() - worker.started_at < kQuickDeath) {
-            note_failed_start(cause + " soon after starting");
+        bool was_ready = worker.state != WorkerProcess::State::starting;
+        if (CrashLoopGuard::is_failed_start(was_ready, worker.had_traffic,
+                                            Clock::now() - worker.started_at)) {
+            note_failed_start(cause + (was_ready ? " soon after starting, before any traffic"
+                                                 : " before it was ready"));
         }
     }
     manage_workers();
@@ -516,24 +569,38 @@ void Supervisor::on_worker_exit(pid_t pid, int wait_status) {
     finish_if_stopped();
 }
 
-// Spaces out replacements of workers that keep dying, and gives up on a command that has
+// The worker command could not be run at all (removed by a deploy, not executable, out
+// of descriptors). Logged once per run of failures: each retry comes later than the last.
+void Supervisor::note_launch_failure(const std::string& error) {
+    if (!crash_loop_.any_ready()) {
+        // The first workers of a command that cannot run: trying again will not help.
+        log::error("cannot start the worker command: ", error);
+        return stop_now(1, "cannot start the worker command: " + error);
+    }
+    bool first = launch_failures_++ == 0;
+    if (first) {
+        log::error("cannot start a worker: ", error, " (retrying, ever less often)");
+        record_event("cannot start a worker: " + error);
+    } else {
+        log::debug("cannot start a worker (attempt ", launch_failures_, "): ", error);
+    }
+    note_failed_start(error, first);
+}
+
+// Spaces out the starts that follow a failed one, and gives up on a command that has
 // never produced a ready worker.
-void Supervisor::note_failed_start(const std::string& reason) {
-    if (phase_ != Phase::running) return;
-    if (!any_worker_ready_ && ++failures_before_ready_ >= kStartAttempts) {
-        std::string why = "the worker command failed " + std::to_string(failures_before_ready_) +
+void Supervisor::note_failed_start(const std::string& reason, bool log_it) {
+    auto verdict = crash_loop_.note_failed_start(Clock::now());
+    if (verdict.give_up) {
+        std::string why = "the worker command failed " + std::to_string(verdict.in_a_row) +
                           " times before any worker was ready (last: " + reason + ")";
         log::error("giving up: ", why);
         record_event("giving up: " + why);
         return stop_now(1, why);
     }
-    ++quick_deaths_in_a_row_;
-    last_quick_death_at_ = Clock::now();
-    Clock::duration backoff = kFirstBackoff * (1 << std::min(quick_deaths_in_a_row_ - 1, 10));
-    backoff = std::min<Clock::duration>(backoff, kMaxBackoff);
-    next_spawn_at_ = Clock::now() + backoff;
-    log::warning("crash loop: next worker in ", seconds(backoff), "s (", quick_deaths_in_a_row_,
-                 " quick failure", quick_deaths_in_a_row_ == 1 ? "" : "s", " in a row)");
+    if (!log_it) return;
+    log::warning("crash loop: next worker in ", seconds(verdict.backoff), "s (", verdict.in_a_row,
+                 " failed start", verdict.in_a_row == 1 ? "" : "s", " in a row)");
 }
 
 // READY=1 for systemd once the workers of the current generation are all ready (and, in a
@@ -612,6 +679,7 @@ StatusReport Supervisor::status() const {
     report.worker_exits = worker_exits_;
     report.reloads = reloads_;
     report.reload_failures = reload_failures_;
+    report.log_lines_dropped = log::dropped_line_count();
     report.events.assign(events_.begin(), events_.end());
     return report;
 }
@@ -620,9 +688,16 @@ void Supervisor::reload() {
     handle_hup();
 }
 
+// A graceful stop, whatever came before: during --shutdown-delay it cuts the delay short
+// (a second TERM stops at once instead, as a second Ctrl-C would).
 void Supervisor::stop() {
     // After the 202 is on its way: with no worker left, the loop would end at once.
-    boost::asio::post(io_, [this] { handle_term("the admin endpoint's stop"); });
+    boost::asio::post(io_, [this] {
+        if (phase_ == Phase::running) return handle_term("the admin endpoint's stop");
+        if (phase_ != Phase::delaying_shutdown) return;
+        log::info("admin: stop during the shutdown delay: stopping gracefully now");
+        stop_gracefully();
+    });
 }
 
 bool Supervisor::scale(int workers, std::string& error) {

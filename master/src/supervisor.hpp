@@ -1,10 +1,13 @@
 #pragma once
 
 #include "admin_server.hpp"
+#include "crash_loop_guard.hpp"
 #include "listener_set.hpp"
 #include "options.hpp"
 #include "systemd.hpp"
 #include "worker_process.hpp"
+
+#include <prefork/common/log_output.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -13,6 +16,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 
@@ -53,13 +57,16 @@ class Supervisor : public AdminActions {
     // The verbs.
     void tick();
     void manage_workers();
-    void spawn_worker();
+    void start_worker();
     void reap_workers();
     void murder_workers();
     void retire_worker(WorkerProcess& worker);
     void drain_worker(WorkerProcess& worker, const char* cause);
     void drain_replaced_workers();
     void reload_configuration();
+    std::optional<UniqueFd> bind_changed_admin(const Options& next) const;
+    void move_admin_endpoint(UniqueFd listener);
+    void make_descriptors_for_a_start();
     void finish_reload_if_done();
     void drain_youngest_workers(int keep);
     void stop_gracefully();
@@ -71,7 +78,8 @@ class Supervisor : public AdminActions {
     void on_worker_ready(WorkerProcess& worker);
     void on_worker_heartbeat(WorkerProcess& worker, const control::Heartbeat& heartbeat);
     void on_worker_exit(pid_t pid, int wait_status);
-    void note_failed_start(const std::string& reason);
+    void note_failed_start(const std::string& reason, bool log_it = true);
+    void note_launch_failure(const std::string& error);
 
     void set_state(WorkerProcess& worker, WorkerProcess::State state);
     void announce_ready_if_all_are();
@@ -81,6 +89,7 @@ class Supervisor : public AdminActions {
     std::uint64_t pick_max_requests();
 
     boost::asio::io_context io_;
+    log::LogOutput log_output_;  // stderr never blocks this loop
     boost::asio::signal_set signals_;
     boost::asio::steady_timer tick_timer_;
     boost::asio::steady_timer respawn_timer_;
@@ -95,6 +104,7 @@ class Supervisor : public AdminActions {
     int exit_status_ = 0;
     std::string stop_reason_;
     std::minstd_rand random_;
+    std::size_t descriptor_limit_;
     bool reloading_ = false;  // an older generation is still running
     bool reload_queued_ = false;
 
@@ -111,12 +121,9 @@ class Supervisor : public AdminActions {
     std::uint64_t reload_failures_ = 0;
     std::deque<StatusReport::Event> events_;
 
-    // Crash-loop protection: workers that die soon after starting are replaced ever later.
-    bool any_worker_ready_ = false;
-    int failures_before_ready_ = 0;
-    int quick_deaths_in_a_row_ = 0;
-    Clock::time_point next_spawn_at_{};
-    Clock::time_point last_quick_death_at_{};
+    CrashLoopGuard crash_loop_;
+    int launch_failures_ = 0;  // in a row: the first is logged, the rest only counted
+    Clock::time_point delay_ends_at_{};  // of --shutdown-delay, once TERM came
 };
 
 }  // namespace prefork::master

@@ -26,8 +26,10 @@ namespace {
 
 // Runs in the child between fork and exec (async-signal-safe calls only): /dev/null as
 // stdin and the worker's end of the control socket as fd 3. dup2 leaves just those two
-// inheritable; every other descriptor is close-on-exec. The worker starts with default
-// signal dispositions (the master ignores SIGPIPE).
+// inheritable; every other descriptor is close-on-exec. Signals are blocked from before
+// the fork (see SignalsBlocked): every disposition goes back to the default (the master
+// ignores SIGPIPE and handles the rest) before the mask is emptied, so a signal that
+// reached the child in between never runs the master's handler here.
 struct WorkerDescriptors : bp::extend::handler {
     int dev_null;
     int control_socket;
@@ -40,13 +42,38 @@ struct WorkerDescriptors : bp::extend::handler {
         } else if (::dup2(control_socket, control::kWorkerControlFd) < 0) {
             executor.set_error(errno_code(), "dup2(control socket)");
         }
-        ::signal(SIGPIPE, SIG_DFL);
+        struct sigaction default_action {};
+        default_action.sa_handler = SIG_DFL;
+        for (int signal = 1; signal < NSIG; ++signal) {
+            if (signal != SIGKILL && signal != SIGSTOP) ::sigaction(signal, &default_action, nullptr);
+        }
+        sigset_t none;
+        sigemptyset(&none);
+        ::sigprocmask(SIG_SETMASK, &none, nullptr);
         // Whatever else is open here goes no further than exec (Boost.Process's own error
         // pipe still reports a failed exec: it is closed by the exec that succeeds).
         mark_close_on_exec_from(control::kWorkerControlFd + 1);
     }
 
     static std::error_code errno_code() { return {errno, std::system_category()}; }
+};
+
+// Every signal stays pending while the master forks: delivered in the child before exec, a
+// signal would run the master's handler there and be written to the master's own signal
+// pipe (one Ctrl-C seen twice).
+class SignalsBlocked {
+  public:
+    SignalsBlocked() {
+        sigset_t all;
+        sigfillset(&all);
+        ::sigprocmask(SIG_BLOCK, &all, &previous_);
+    }
+    ~SignalsBlocked() { ::sigprocmask(SIG_SETMASK, &previous_, nullptr); }
+    SignalsBlocked(const SignalsBlocked&) = delete;
+    SignalsBlocked& operator=(const SignalsBlocked&) = delete;
+
+  private:
+    sigset_t previous_;
 };
 
 boost::filesystem::path resolve_program(const std::string& program) {
@@ -72,7 +99,7 @@ const char* state_name(WorkerProcess::State state) {
     return "?";
 }
 
-WorkerProcess spawn_worker(boost::asio::io_context& io, const WorkerLaunch& launch) {
+WorkerProcess launch_worker(boost::asio::io_context& io, const WorkerLaunch& launch) {
     ControlSocketPair sockets = make_control_socket_pair();
 
     bp::environment environment = boost::this_process::environment();
@@ -90,10 +117,13 @@ WorkerProcess spawn_worker(boost::asio::io_context& io, const WorkerLaunch& laun
     if (!dev_null) throw std::system_error(errno, std::system_category(), "open(/dev/null)");
 
     std::vector<std::string> args(launch.command.begin() + 1, launch.command.end());
+    boost::filesystem::path program = resolve_program(launch.command.front());
     std::error_code ec;
-    bp::child child(bp::exe = resolve_program(launch.command.front()), bp::args = args,
-                    bp::env = environment,
-                    WorkerDescriptors{{}, dev_null.get(), sockets.worker_end.get()}, ec);
+    bp::child child = [&] {
+        SignalsBlocked blocked;
+        return bp::child(bp::exe = program, bp::args = args, bp::env = environment,
+                         WorkerDescriptors{{}, dev_null.get(), sockets.worker_end.get()}, ec);
+    }();
     if (ec) throw std::runtime_error(launch.command.front() + ": " + ec.message());
     child.detach();  // the supervisor reaps with waitpid(), for workers and orphans alike
 

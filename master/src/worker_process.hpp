@@ -27,6 +27,7 @@ struct WorkerProcess {
     control::Heartbeat counters;
     std::uint64_t max_requests = 0;  // recycle after this many requests; 0: never
     bool retiring = false;           // serves until its replacement is ready, then drains
+    bool had_traffic = false;        // it has reported a connection or a request
     std::string exit_cause;          // why it was told to go: recycle, reload, scale, stop, hang
     std::unique_ptr<ControlChannel> control;
 
@@ -52,6 +53,6 @@ struct WorkerLaunch {
 // stdout and stderr shared with the master, the worker's end of a new control socket as
 // fd 3, and nothing else inherited (every other descriptor is close-on-exec).
 // Throws std::runtime_error with the reason when the command cannot be started.
-WorkerProcess spawn_worker(boost::asio::io_context& io, const WorkerLaunch& launch);
+WorkerProcess launch_worker(boost::asio::io_context& io, const WorkerLaunch& launch);
 
 }  // namespace prefork::master

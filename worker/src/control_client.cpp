@@ -52,7 +52,8 @@ void ControlClient::on_listeners(const control::Listeners& listeners, std::vecto
     }
     graceful_timeout_ = std::chrono::milliseconds(listeners.graceful_timeout_ms);
     if (server_.draining()) return;  // told to stop before it started: the fds just close
-    // Tell the master at once, not at the next heartbeat: under load a second is many requests.
+    // Tell the master at once, not at the next heartbeat: under load a second is many
+    // requests, and a worker that dies serving its first one did not fail to start.
     server_.set_request_limit(listeners.max_requests, [this] { send_heartbeat(); });
     for (std::size_t i = 0; i < fds.size(); ++i)
         server_.listen(std::move(fds[i]), listeners.names[i]);

@@ -33,8 +33,12 @@ struct PendingResponse {
     // callback, once.
     void abandon();
     // Any thread: `callback` runs on the loop when the response is abandoned (at once, posted,
-    // if it was already).
+    // if it was already), unless the response has been handed over.
     void on_disconnect(std::function<void()> callback);
+    // Any thread, once the Responder's send() has claimed the response: false when it was
+    // abandoned already; otherwise the on_disconnect callback will never run (the client
+    // may still leave before the response is written, but the handler is done with it).
+    bool hand_over();
     // Any thread: the stream this request's handler started; abandon() closes it (at once
     // if the response was abandoned already).
     void attach_stream(const std::shared_ptr<StreamChannel>& channel);
@@ -42,6 +46,7 @@ struct PendingResponse {
   private:
     std::mutex mutex_;  // guards what follows (registered from any thread)
     std::function<void()> disconnect_callback_;
+    bool handed_over_ = false;
     std::weak_ptr<StreamChannel> stream_;
 };
 

@@ -8,6 +8,8 @@
 
 #include <boost/asio/post.hpp>
 
+#include <utility>
+
 namespace prefork {
 namespace {
 
@@ -59,14 +61,29 @@ void PendingResponse::attach_stream(const std::shared_ptr<StreamChannel>& channe
 }
 
 void PendingResponse::on_disconnect(std::function<void()> callback) {
+    std::function<void()> dropped;  // destroyed outside the lock
     {
         std::lock_guard lock(mutex_);
+        if (handed_over_) {
+            dropped = std::move(callback);
+            return;
+        }
         if (!abandoned.load()) {
-            disconnect_callback_ = std::move(callback);
+            dropped = std::exchange(disconnect_callback_, std::move(callback));
             return;
         }
     }
     if (callback) boost::asio::post(loop, std::move(callback));
+}
+
+bool PendingResponse::hand_over() {
+    std::function<void()> dropped;
+    std::lock_guard lock(mutex_);
+    if (abandoned.load()) return false;
+    handed_over_ = true;
+    dropped = std::move(disconnect_callback_);
+    disconnect_callback_ = nullptr;
+    return true;
 }
 
 }  // namespace detail
@@ -85,14 +102,14 @@ Responder& Responder::operator=(Responder&& other) noexcept {
 
 Responder::~Responder() {
     if (!pending_ || pending_->sent.exchange(true)) return;
-    if (pending_->abandoned.load()) return;
+    if (!pending_->hand_over()) return;
     log::error("a handler dropped its Responder without sending: answering 500");
     deliver(std::move(pending_), Response::error(500));
 }
 
 bool Responder::send(Response response) {
     if (!pending_ || pending_->sent.exchange(true)) return false;
-    if (pending_->abandoned.load()) return false;
+    if (!pending_->hand_over()) return false;
     deliver(pending_, std::move(response));
     return true;
 }

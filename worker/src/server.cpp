@@ -6,6 +6,7 @@
 #include <prefork/common/listen_address.hpp>
 
 #include <prefork/common/log.hpp>
+#include <prefork/common/log_output.hpp>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -205,13 +206,16 @@ void Server::release_body(std::uint64_t bytes) {
     body_bytes_ -= std::min(body_bytes_, bytes);
 }
 
-void Server::set_request_limit(std::uint64_t limit, std::function<void()> on_reached) {
+void Server::set_request_limit(std::uint64_t limit, std::function<void()> report) {
     request_limit_ = limit;
-    on_request_limit_ = std::move(on_reached);
+    report_requests_ = std::move(report);
 }
 
 void Server::count_request() {
-    if (++counters_.requests == request_limit_ && on_request_limit_) on_request_limit_();
+    ++counters_.requests;
+    if ((counters_.requests == 1 || counters_.requests == request_limit_) && report_requests_) {
+        report_requests_();
+    }
 }
 
 void Server::count_response(std::string_view client, std::string_view method,
@@ -230,6 +234,7 @@ void Server::count_response(std::string_view client, std::string_view method,
 control::WorkerCounters Server::counters() const {
     control::WorkerCounters now = counters_;
     now.active_connections = connections_.size();
+    now.log_lines_dropped = log::dropped_line_count();
     return now;
 }
 

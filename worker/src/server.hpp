@@ -64,8 +64,10 @@ class Server {
     void drain(std::chrono::milliseconds timeout, std::function<void()> on_stopped);
     bool draining() const { return draining_; }
 
-    // Calls `on_reached` once, when the request count reaches `limit` (0: never).
-    void set_request_limit(std::uint64_t limit, std::function<void()> on_reached);
+    // Calls `report` when the first request arrives (the master then knows this worker
+    // has been serving, should it die) and once the request count reaches `limit` (0:
+    // never).
+    void set_request_limit(std::uint64_t limit, std::function<void()> report);
     // Counts one request received.
     void count_request();
     // Counts one response written (and logs it when the access log is on).
@@ -120,7 +122,7 @@ class Server {
     boost::asio::steady_timer drain_deadline_;
     std::function<void()> on_stopped_;
     std::uint64_t request_limit_ = 0;
-    std::function<void()> on_request_limit_;
+    std::function<void()> report_requests_;
 };
 
 }  // namespace prefork

@@ -4,6 +4,7 @@
 #include "worker_runtime.hpp"
 
 #include <prefork/common/control_protocol.hpp>
+#include <prefork/common/descriptor_limit.hpp>
 #include <prefork/common/inherited_fds.hpp>
 #include <prefork/common/log.hpp>
 
@@ -19,6 +20,25 @@
 #include <string_view>
 
 namespace prefork {
+namespace {
+
+void ignore_signal(int) {}
+
+// The master's signals mean nothing to a worker, but reach it when they are sent to the
+// whole process group (`kill -HUP -PGID`, a closing terminal, a supervisor): by default
+// HUP and USR1 would kill every worker and TTIN and TTOU stop them. A handler that does
+// nothing, not SIG_IGN, so that the processes a handler starts get the defaults back.
+void ignore_the_masters_signals() {
+    struct sigaction action {};
+    action.sa_handler = ignore_signal;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    for (int signal : {SIGHUP, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU}) {
+        ::sigaction(signal, &action, nullptr);
+    }
+}
+
+}  // namespace
 
 int run_under_master(const Router& router, int control_fd) {
     // First act: no process this worker starts may inherit the control socket, nor take
@@ -46,6 +66,7 @@ int run_under_master(const Router& router, int control_fd) {
     fork_guard::add(control_fd);
     // Socket writes use MSG_NOSIGNAL already; this covers pipes a handler writes to.
     ::signal(SIGPIPE, SIG_IGN);
+    ignore_the_masters_signals();
 
     WorkerRuntime runtime(router);
     boost::asio::io_context& io = runtime.io;

@@ -3,6 +3,8 @@
 #include "child_reaper.hpp"
 #include "server.hpp"
 
+#include <prefork/common/log_output.hpp>
+
 #include <boost/asio/io_context.hpp>
 
 namespace prefork {
@@ -25,6 +27,7 @@ class WorkerRuntime {
     void run();
 
     boost::asio::io_context io{1};
+    log::LogOutput log_output{io, log::LogOutput::buffer_limit_from_environment()};
     Server server;
     ChildReaper reaper;
 };

@@ -29,13 +29,22 @@ class ControlChannel {
     // Sends one message; false (and one log line) when it cannot be sent now.
     bool send(const control::Message& message, std::span<const int> fds = {});
 
+    // Handles the messages already waiting on the socket now, without waiting for more
+    // (the master reads what a worker said last before it judges the worker's death).
+    void receive_queued();
+
     void close();
     bool is_open() const { return descriptor_.is_open(); }
     int native_handle() { return descriptor_.native_handle(); }
 
   private:
+    // Messages handled per wake-up, at most.
+    static constexpr std::size_t kMessagesPerTurn = 64;
+    enum class Receive { more, closed };
+
     void do_wait();
     void on_readable();
+    Receive receive_queued(std::size_t limit);
     void on_peer_gone();
 
     boost::asio::posix::stream_descriptor descriptor_;

@@ -55,6 +55,7 @@ struct WorkerCounters {
     // bucket before; the last counts the rest.
     std::array<std::uint64_t, kDurationBuckets.size() + 1> durations{};
     double duration_seconds_sum = 0;
+    std::uint64_t log_lines_dropped = 0;  // stderr was not taking them
 
     // Adds another worker's totals (the current connections too).
     void add(const WorkerCounters& other);

@@ -21,7 +21,8 @@ inline constexpr std::size_t kMaxMessageSize = 64 * 1024;
 // Returns an empty error_code on success; EAGAIN when the socket is non-blocking and full.
 std::error_code send_fds(int socket, std::string_view payload, std::span<const int> fds);
 
-// One datagram received by recv_fds. An empty payload with no error means end of stream.
+// One datagram received by recv_fds, or the end of the stream (the peer has gone). A
+// datagram of zero bytes is not the end: its payload is just empty.
 struct ReceivedMessage {
     std::string payload;
     std::vector<UniqueFd> fds;

@@ -1,7 +1,8 @@
 #pragma once
 
-// One event per line on stderr, written with a single write() so that lines of
-// different processes sharing the stream never interleave.
+// One event per line on stderr, at most kMaxLine bytes, written with a single write() so
+// that lines of different processes sharing the stream never interleave; through the
+// process's LogOutput (log_output.hpp), so that a stalled stderr never blocks a loop.
 
 #include <optional>
 #include <sstream>
@@ -24,6 +25,14 @@ const char* level_name(Level level);
 std::optional<Level> parse_level(std::string_view name);
 
 void write(Level level, std::string_view message);
+
+// PIPE_BUF: a pipe takes a write of at most this many bytes whole, never interleaved.
+inline constexpr std::size_t kMaxLine = 4096;
+// The line write() logs for `message` (cut to fit kMaxLine), ending in '\n'.
+std::string format_line(Level level, std::string_view message);
+// `text` itself when it has at most `size` bytes, else its start and a note of the cut,
+// `size` bytes in all (never splitting a UTF-8 sequence).
+std::string cut_to(std::string_view text, std::size_t size);
 
 Format format();
 // The current time as every line starts with it (UTC, milliseconds).
