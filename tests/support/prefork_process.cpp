@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
@@ -52,6 +53,48 @@ std::string make_log_path() {
 ChildProcess::ChildProcess(std::vector<std::string> argv, std::vector<std::string> extra_env,
                            int leaked_fd)
     : log_path_(make_log_path()), argv0_(argv.at(0)) {
+    spawn(std::move(argv), std::move(extra_env), leaked_fd, -1);
+}
+
+ChildProcess::ChildProcess(ThroughPipe pipe, std::vector<std::string> argv,
+                           std::vector<std::string> extra_env)
+    : log_path_(make_log_path()), argv0_(argv.at(0)) {
+    int ends[2];
+    if (::pipe2(ends, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+    ::fcntl(ends[1], F_SETPIPE_SZ, pipe.capacity);
+    try {
+        spawn(std::move(argv), std::move(extra_env), -1, ends[1]);
+    } catch (...) {
+        ::close(ends[0]);
+        ::close(ends[1]);
+        throw;
+    }
+    ::close(ends[1]);  // the child's copies are the only writers: EOF once they have all gone
+    output_copier_ = std::thread([this, read_end = ends[0]] { copy_output(read_end); });
+}
+
+void ChildProcess::copy_output(int pipe) {
+    int log = ::open(log_path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    char buffer[16384];
+    while (!output_done_) {
+        if (output_stalled_) {
+            std::this_thread::sleep_for(10ms);
+            continue;
+        }
+        pollfd readable{pipe, POLLIN, 0};
+        if (::poll(&readable, 1, 20) <= 0) continue;
+        ssize_t n = ::read(pipe, buffer, sizeof buffer);
+        if (n <= 0) break;  // every writer has gone
+        ssize_t ignored = ::write(log, buffer, static_cast<std::size_t>(n));
+        (void)ignored;
+    }
+    ::close(log);
+    ::close(pipe);
+    output_copied_ = true;
+}
+
+void ChildProcess::spawn(std::vector<std::string> argv, std::vector<std::string> extra_env,
+                         int leaked_fd, int output_fd) {
     std::vector<std::string> env;
     for (char** e = environ; *e != nullptr; ++e) {
         std::string entry = *e;
@@ -70,7 +113,11 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, std::vector<std::strin
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 1, log_path_.c_str(), O_WRONLY | O_APPEND, 0);
+    if (output_fd >= 0) {
+        posix_spawn_file_actions_adddup2(&actions, output_fd, 1);
+    } else {
+        posix_spawn_file_actions_addopen(&actions, 1, log_path_.c_str(), O_WRONLY | O_APPEND, 0);
+    }
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
     if (leaked_fd >= 0) {  // a test hands it a descriptor as a leaky parent would, as fd 7
         posix_spawn_file_actions_adddup2(&actions, leaked_fd, 7);
@@ -98,6 +145,17 @@ ChildProcess::~ChildProcess() {
     if (pid_ > 0) {
         ::kill(-pid_, SIGKILL);  // the whole group: the process and whatever it started
         if (!wait_status_) ::waitpid(pid_, nullptr, 0);
+    }
+    if (output_copier_.joinable()) {
+        output_stalled_ = false;
+        // The group is dead: what is left in the pipe arrives, then EOF (bounded, should a
+        // process outside the group still hold the pipe).
+        auto deadline = std::chrono::steady_clock::now() + 2s;
+        while (!output_copied_ && std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(10ms);
+        }
+        output_done_ = true;
+        output_copier_.join();
     }
     // Under the sanitizer build, any report from the process or its workers fails the test.
     std::string log = output();
@@ -212,6 +270,19 @@ std::unique_ptr<PreforkServer> PreforkServer::with_worker(std::vector<std::strin
     argv.push_back("--");
     argv.insert(argv.end(), worker_command.begin(), worker_command.end());
     return std::unique_ptr<PreforkServer>(new PreforkServer(FromArgv{}, std::move(argv), workers));
+}
+
+PreforkServer::PreforkServer(ThroughPipe pipe, std::vector<std::string> argv, int workers,
+                             std::vector<std::string> extra_env)
+    : ChildProcess(pipe, std::move(argv), std::move(extra_env)) {
+    wait_until_ready(workers);
+}
+
+std::unique_ptr<PreforkServer> PreforkServer::with_output_pipe(std::vector<std::string> args,
+                                                               int workers,
+                                                               std::vector<std::string> extra_env) {
+    return std::unique_ptr<PreforkServer>(new PreforkServer(
+        ThroughPipe{}, prefork_command({}, args), workers, std::move(extra_env)));
 }
 
 std::unique_ptr<PreforkServer> PreforkServer::from_config(const std::string& config_path,

@@ -2,12 +2,14 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace prefork::testing {
@@ -28,6 +30,13 @@ class ChildProcess {
   public:
     ChildProcess(std::vector<std::string> argv, std::vector<std::string> extra_env = {},
                  int leaked_fd = -1);
+    // Its stdout and stderr go to a pipe of `capacity` bytes instead, which the test copies
+    // into the log and can stop reading (stall_output), as a stuck log shipper would.
+    struct ThroughPipe {
+        int capacity = 4096;
+    };
+    ChildProcess(ThroughPipe pipe, std::vector<std::string> argv,
+                 std::vector<std::string> extra_env = {});
     ~ChildProcess();
     ChildProcess(const ChildProcess&) = delete;
     ChildProcess& operator=(const ChildProcess&) = delete;
@@ -42,6 +51,10 @@ class ChildProcess {
 
     // Everything it wrote to stdout and stderr so far.
     std::string output() const;
+    // With ThroughPipe: stops reading its output (the pipe fills, its writes would block),
+    // and reads again.
+    void stall_output() { output_stalled_ = true; }
+    void resume_output() { output_stalled_ = false; }
     // Waits until `count` lines of its output contain `needle`; returns those lines.
     std::vector<std::string> wait_for_lines(const std::string& needle, std::size_t count,
                                             std::chrono::milliseconds timeout = 10s) const;
@@ -51,10 +64,18 @@ class ChildProcess {
     bool wait_for_children(std::size_t count, std::chrono::milliseconds timeout = 15s) const;
 
   private:
+    void spawn(std::vector<std::string> argv, std::vector<std::string> extra_env, int leaked_fd,
+               int output_fd);
+    void copy_output(int pipe);
+
     pid_t pid_ = -1;
     std::optional<int> wait_status_;
     std::string log_path_;
     std::string argv0_;
+    std::thread output_copier_;
+    std::atomic<bool> output_stalled_{false};
+    std::atomic<bool> output_done_{false};    // stop copying
+    std::atomic<bool> output_copied_{false};  // the copier has seen EOF
 };
 
 // The prefork master with the demo as its worker command.
@@ -69,6 +90,10 @@ class PreforkServer : public ChildProcess {
     static std::unique_ptr<PreforkServer> with_worker(std::vector<std::string> args,
                                                       std::vector<std::string> worker_command,
                                                       int workers);
+    // Starts `prefork ARGS -- prefork-demo` with its output through a pipe (ThroughPipe).
+    static std::unique_ptr<PreforkServer> with_output_pipe(std::vector<std::string> args,
+                                                           int workers,
+                                                           std::vector<std::string> extra_env);
     // Starts `prefork --config FILE`: the worker command is the file's.
     static std::unique_ptr<PreforkServer> from_config(const std::string& config_path, int workers);
 
@@ -83,6 +108,8 @@ class PreforkServer : public ChildProcess {
   private:
     struct FromArgv {};
     PreforkServer(FromArgv, std::vector<std::string> argv, int workers);
+    PreforkServer(ThroughPipe pipe, std::vector<std::string> argv, int workers,
+                  std::vector<std::string> extra_env);
     void wait_until_ready(int workers);
 
     std::vector<std::uint16_t> ports_;
