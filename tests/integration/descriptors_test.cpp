@@ -12,6 +12,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 
 namespace prefork::testing {
 namespace {
@@ -112,6 +113,38 @@ TEST(Descriptors, MasterDescriptorsAreCloseOnExec) {
         if (d.fd <= 2) continue;
         EXPECT_TRUE(d.close_on_exec) << "fd " << d.fd << " -> " << d.target;
     }
+}
+
+// "Max open files  SOFT  HARD  files" of /proc/PID/limits: the soft limit, or 0.
+long soft_open_file_limit(pid_t pid) {
+    std::istringstream lines(read_text_file("/proc/" + std::to_string(pid) + "/limits"));
+    for (std::string line; std::getline(lines, line);) {
+        if (!line.starts_with("Max open files")) continue;
+        std::istringstream fields(line.substr(std::string("Max open files").size()));
+        long soft = 0;
+        fields >> soft;
+        return soft;
+    }
+    return 0;
+}
+
+// The soft limit most shells and services start with (1024) is far below what 10000
+// connections need: master and workers take what the hard limit allows, and a worker
+// says so when even that is short.
+TEST(Descriptors, MasterAndWorkersRaiseTheirOpenFileLimitToTheHardLimit) {
+    PreforkServer server({"prlimit", "--nofile=256:4096", "--"}, {"--bind", "127.0.0.1:0",
+                                                                  "--workers", "2"},
+                         2);
+    EXPECT_EQ(soft_open_file_limit(server.pid()), 4096);
+    auto workers = server.children();
+    ASSERT_EQ(workers.size(), 2u);
+    for (pid_t pid : workers) EXPECT_EQ(soft_open_file_limit(pid), 4096) << "worker " << pid;
+    auto warnings = server.wait_for_lines(
+        "the open file limit is 4096, below the 10064 descriptors that "
+        "PREFORK_MAX_CONNECTIONS=10000 needs",
+        2);
+    EXPECT_EQ(warnings.size(), 2u) << server.output();
+    EXPECT_EQ(http_get(server.port(), "/").result_int(), 200u);
 }
 
 }  // namespace
