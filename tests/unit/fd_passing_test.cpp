@@ -148,6 +148,45 @@ TEST(FdPassing, PeerClosedIsEndOfStream) {
     EXPECT_TRUE(received.end_of_stream);
 }
 
+TEST(FdPassing, ZeroLengthDatagramIsAnEmptyMessageNotTheEndOfTheStream) {
+    SocketPair sockets;
+    ASSERT_EQ(::send(sockets.a.get(), "", 0, 0), 0) << std::strerror(errno);
+
+    ReceivedMessage received;
+    ASSERT_FALSE(recv_fds(sockets.b.get(), received));
+    EXPECT_FALSE(received.end_of_stream) << "an empty datagram from a live peer";
+    EXPECT_TRUE(received.payload.empty());
+
+    ASSERT_FALSE(send_fds(sockets.a.get(), "next", {}));
+    ASSERT_FALSE(recv_fds(sockets.b.get(), received));
+    EXPECT_FALSE(received.end_of_stream);
+    EXPECT_EQ(received.payload, "next");
+
+    sockets.a.reset();
+    ASSERT_FALSE(recv_fds(sockets.b.get(), received));
+    EXPECT_TRUE(received.end_of_stream);
+    EXPECT_TRUE(received.payload.empty());
+}
+
+TEST(FdPassing, ZeroLengthDatagramFollowedByAnotherIsNotTheEndEvenIfThePeerHasGone) {
+    SocketPair sockets;
+    ASSERT_EQ(::send(sockets.a.get(), "", 0, 0), 0) << std::strerror(errno);
+    ASSERT_FALSE(send_fds(sockets.a.get(), "last words", {}));
+    sockets.a.reset();  // what it sent is still there to read
+
+    ReceivedMessage received;
+    ASSERT_FALSE(recv_fds(sockets.b.get(), received));
+    EXPECT_FALSE(received.end_of_stream) << "a datagram is still queued behind the empty one";
+    EXPECT_TRUE(received.payload.empty());
+
+    ASSERT_FALSE(recv_fds(sockets.b.get(), received));
+    EXPECT_FALSE(received.end_of_stream);
+    EXPECT_EQ(received.payload, "last words");
+
+    ASSERT_FALSE(recv_fds(sockets.b.get(), received));
+    EXPECT_TRUE(received.end_of_stream);
+}
+
 TEST(FdPassing, SendToClosedPeerIsAnErrorNotASignal) {
     SocketPair sockets;
     sockets.b.reset();

@@ -28,9 +28,7 @@ void raise_descriptor_limit(const ServerLimits& limits) {
     if (limit < needed) {
         log::warning("the open file limit is ", limit, ", below the ", needed,
                      " descriptors that PREFORK_MAX_CONNECTIONS=", limits.max_connections,
-                     " needs: past about ", limit > kDescriptorsBesideConnections ?
-                     limit - kDescriptorsBesideConnections : 0,
-                     " connections, accepts pause (raise LimitNOFILE or ulimit -n)");
+                     " needs: when they run out, accepts pause (raise LimitNOFILE or ulimit -n)");
     }
 }
 

@@ -1,0 +1,145 @@
+#include <prefork/common/control_channel.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include <gtest/gtest.h>
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace prefork {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Runs `io` until `done()` holds or `limit` has passed; returns `done()`.
+template <class Done>
+bool run_until(boost::asio::io_context& io, Done done, std::chrono::milliseconds limit) {
+    auto give_up_at = std::chrono::steady_clock::now() + limit;
+    while (!done() && std::chrono::steady_clock::now() < give_up_at) {
+        if (io.stopped()) io.restart();
+        io.run_one_for(10ms);
+    }
+    return done();
+}
+
+// A channel on the master's end of a control socket pair, and what it has heard.
+struct ChannelUnderTest {
+    boost::asio::io_context io;
+    UniqueFd peer;  // the worker's end
+    std::vector<control::Message> messages;
+    int closed = 0;
+    std::unique_ptr<ControlChannel> channel;
+
+    ChannelUnderTest() {
+        ControlSocketPair pair = make_control_socket_pair();
+        peer = std::move(pair.worker_end);
+        channel = std::make_unique<ControlChannel>(io, std::move(pair.master_end));
+    }
+
+    void start() {
+        channel->start(
+            [this](control::Message message, std::vector<UniqueFd>) {
+                messages.push_back(std::move(message));
+            },
+            [this] { ++closed; });
+    }
+
+    void send_empty_datagram() {
+        ASSERT_EQ(::send(peer.get(), "", 0, 0), 0) << std::strerror(errno);
+    }
+    void send(const control::Message& message) {
+        ASSERT_FALSE(send_fds(peer.get(), control::encode(message), {}));
+    }
+};
+
+TEST(ControlChannel, AnEmptyDatagramIsIgnoredAndTheMessageAfterItArrives) {
+    ChannelUnderTest test;
+    test.send_empty_datagram();
+    test.send(control::Ready{123});
+    test.start();
+
+    ASSERT_TRUE(run_until(test.io, [&] { return !test.messages.empty() || test.closed; }, 2s));
+    ASSERT_EQ(test.messages.size(), 1u);
+    const auto* ready = std::get_if<control::Ready>(&test.messages[0]);
+    ASSERT_NE(ready, nullptr);
+    EXPECT_EQ(ready->pid, 123);
+    EXPECT_EQ(test.closed, 0) << "an empty datagram was taken for the peer's departure";
+    EXPECT_TRUE(test.channel->is_open());
+}
+
+TEST(ControlChannel, AnEmptyDatagramAloneOnTheSocketIsNotThePeerLeaving) {
+    ChannelUnderTest test;
+    test.start();
+    test.io.poll();
+    test.send_empty_datagram();
+
+    run_until(test.io, [&] { return test.closed > 0; }, 100ms);
+    EXPECT_EQ(test.closed, 0) << "an empty datagram was taken for the peer's departure";
+    ASSERT_TRUE(test.channel->is_open());
+
+    test.send(control::Ready{123});
+    ASSERT_TRUE(run_until(test.io, [&] { return !test.messages.empty(); }, 2s));
+    EXPECT_TRUE(std::holds_alternative<control::Ready>(test.messages[0]));
+    EXPECT_EQ(test.closed, 0);
+}
+
+TEST(ControlChannel, ThePeerLeavingRunsTheClosedHandlerOnce) {
+    ChannelUnderTest test;
+    test.send(control::Ready{123});
+    test.start();
+    test.peer.reset();
+
+    ASSERT_TRUE(run_until(test.io, [&] { return test.closed > 0; }, 2s));
+    EXPECT_EQ(test.messages.size(), 1u) << "what the peer said before it left is heard";
+    test.io.restart();
+    test.io.run_for(20ms);
+    EXPECT_EQ(test.closed, 1);
+    EXPECT_FALSE(test.channel->is_open());
+}
+
+TEST(ControlChannel, AFloodOfMessagesDoesNotKeepTheLoopFromOtherWork) {
+    constexpr int kMostHandledBeforeOtherWork = 200;  // the channel takes 64 per wake-up
+    ChannelUnderTest test;
+    int buffer = 8 << 20;  // as much as the system allows
+    ::setsockopt(test.peer.get(), SOL_SOCKET, SO_SNDBUF, &buffer, sizeof(buffer));
+    std::string ready = control::encode(control::Ready{123});
+    int queued = 0;
+    while (queued < 1000) {
+        std::error_code ec = send_fds(test.peer.get(), ready, {});
+        if (ec == std::errc::resource_unavailable_try_again) break;
+        ASSERT_FALSE(ec) << ec.message();
+        ++queued;
+    }
+    ASSERT_GT(queued, kMostHandledBeforeOtherWork + 64)
+        << "the socket holds too few messages for the test to mean anything";
+
+    int handled = 0;
+    int handled_when_other_work_ran = -1;
+    test.channel->start(
+        [&](control::Message, std::vector<UniqueFd>) {
+            if (++handled == 1) {
+                boost::asio::post(test.io, [&] { handled_when_other_work_ran = handled; });
+            }
+        },
+        [&] { ++test.closed; });
+
+    ASSERT_TRUE(run_until(test.io, [&] { return handled == queued || test.closed; }, 5s))
+        << handled << " of " << queued << " messages handled";
+    EXPECT_EQ(handled, queued);
+    EXPECT_GE(handled_when_other_work_ran, 1) << "the posted handler never ran";
+    EXPECT_LE(handled_when_other_work_ran, kMostHandledBeforeOtherWork)
+        << "the loop handled a flood of " << queued << " messages before anything else";
+    EXPECT_EQ(test.closed, 0);
+}
+
+}  // namespace
+}  // namespace prefork
