@@ -49,6 +49,7 @@ void Acceptor::close() {
 void Acceptor::pause() {
     paused_ = true;
     boost::system::error_code ignored;
+    pause_timer_.cancel();  // a back-off in progress: resume() starts the one wait again
     listener_.cancel(ignored);
 }
 

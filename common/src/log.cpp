@@ -115,7 +115,16 @@ std::string build_line(Level level, std::string_view message) {
     } else {
         line += timestamp() + " " + level_name(level) + " " + g_role + "[" +
                 std::to_string(::getpid()) + "] ";
-        line += message;
+        // One event, one line: a line break inside the message is written as \n.
+        for (char c : message) {
+            if (c == '\n') {
+                line += "\\n";
+            } else if (c == '\r') {
+                line += "\\r";
+            } else {
+                line += c;
+            }
+        }
         line += '\n';
     }
     return line;
@@ -126,13 +135,18 @@ std::string build_line(Level level, std::string_view message) {
 std::string format_line(Level level, std::string_view message) {
     std::string line = build_line(level, message);
     if (line.size() <= kMaxLine) return line;
-    // The message is cut by what the line exceeds; escaping (JSON) can make the cut text
-    // longer, so it is cut by twice as much until the line fits.
-    for (std::size_t cut = line.size() - kMaxLine;; cut *= 2) {
-        std::size_t keep = message.size() > cut ? message.size() - cut : 0;
-        line = build_line(level, cut_to(message, keep));
-        if (line.size() <= kMaxLine || keep == 0) return line;
+    // The longest start of the message whose line fits: escaping (JSON's \u0001, a line
+    // break) makes a byte of the message take up to six of the line, so it is searched for.
+    std::size_t fits = 0, too_long = message.size();
+    while (too_long - fits > 1) {
+        std::size_t keep = fits + (too_long - fits) / 2;
+        if (build_line(level, cut_to(message, keep)).size() <= kMaxLine) {
+            fits = keep;
+        } else {
+            too_long = keep;
+        }
     }
+    return build_line(level, cut_to(message, fits));
 }
 
 void write(Level level, std::string_view message) {

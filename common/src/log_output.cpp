@@ -118,6 +118,7 @@ void LogOutput::write_on_loop(std::string line) {
 // Writes what waits, a few whole lines at a time (at most kMaxLine bytes, so that a pipe
 // takes each write whole or not at all).
 void LogOutput::flush() {
+    bool progressed = false;
     while (!pending_.empty()) {
         std::size_t size = pending_.size();
         if (size > kMaxLine) {
@@ -126,8 +127,9 @@ void LogOutput::flush() {
         }
         std::size_t written = try_write(pending_.data(), size);
         pending_.erase(0, written);
+        progressed = progressed || written > 0;
         if (written < size) {
-            if (written > 0) retry_interval_ = kFirstRetry;
+            if (progressed) retry_interval_ = kFirstRetry;  // it drains: keep up with it
             return retry_later();
         }
     }

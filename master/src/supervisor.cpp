@@ -483,6 +483,15 @@ void Supervisor::on_worker_message(pid_t pid, control::Message message) {
     auto found = workers_.find(pid);
     if (found == workers_.end()) return;
     WorkerProcess& worker = found->second;
+    if (worker.reaped) {  // a dead worker's "ready" would count capacity that is not there
+        if (auto* heartbeat = std::get_if<control::Heartbeat>(&message)) {
+            worker.counters = *heartbeat;
+            if (heartbeat->requests > 0 || heartbeat->active_connections > 0) {
+                worker.had_traffic = true;
+            }
+        }
+        return;
+    }
     if (worker.state == WorkerProcess::State::stopping) return;  // being killed: not heard
     worker.last_heard = Clock::now();
 
@@ -533,6 +542,7 @@ void Supervisor::on_worker_exit(pid_t pid, int wait_status) {
         return;
     }
     // What it said last (its first request, its final counts) may still wait on its socket.
+    found->second.reaped = true;
     found->second.control->receive_queued();
     WorkerProcess worker = std::move(found->second);
     workers_.erase(found);

@@ -28,6 +28,7 @@ struct WorkerProcess {
     std::uint64_t max_requests = 0;  // recycle after this many requests; 0: never
     bool retiring = false;           // serves until its replacement is ready, then drains
     bool had_traffic = false;        // it has reported a connection or a request
+    bool reaped = false;             // it has exited: only its last counters still count
     std::string exit_cause;          // why it was told to go: recycle, reload, scale, stop, hang
     std::unique_ptr<ControlChannel> control;
 

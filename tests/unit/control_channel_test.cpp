@@ -22,7 +22,7 @@ using namespace std::chrono_literals;
 
 // Runs `io` until `done()` holds or `limit` has passed; returns `done()`.
 template <class Done>
-bool run_until(boost::asio::io_context& io, Done done, std::chrono::milliseconds limit) {
+bool run_until(boost::asio::io_context& io, std::chrono::milliseconds limit, Done done) {
     auto give_up_at = std::chrono::steady_clock::now() + limit;
     while (!done() && std::chrono::steady_clock::now() < give_up_at) {
         if (io.stopped()) io.restart();
@@ -46,11 +46,10 @@ struct ChannelUnderTest {
     }
 
     void start() {
-        channel->start(
-            [this](control::Message message, std::vector<UniqueFd>) {
-                messages.push_back(std::move(message));
-            },
-            [this] { ++closed; });
+        auto on_message = [this](control::Message message, std::vector<UniqueFd>) {
+            messages.push_back(std::move(message));
+        };
+        channel->start(on_message, [this] { ++closed; });
     }
 
     void send_empty_datagram() {
@@ -67,7 +66,7 @@ TEST(ControlChannel, AnEmptyDatagramIsIgnoredAndTheMessageAfterItArrives) {
     test.send(control::Ready{123});
     test.start();
 
-    ASSERT_TRUE(run_until(test.io, [&] { return !test.messages.empty() || test.closed; }, 2s));
+    ASSERT_TRUE(run_until(test.io, 2s, [&] { return !test.messages.empty() || test.closed; }));
     ASSERT_EQ(test.messages.size(), 1u);
     const auto* ready = std::get_if<control::Ready>(&test.messages[0]);
     ASSERT_NE(ready, nullptr);
@@ -82,12 +81,12 @@ TEST(ControlChannel, AnEmptyDatagramAloneOnTheSocketIsNotThePeerLeaving) {
     test.io.poll();
     test.send_empty_datagram();
 
-    run_until(test.io, [&] { return test.closed > 0; }, 100ms);
+    run_until(test.io, 100ms, [&] { return test.closed > 0; });
     EXPECT_EQ(test.closed, 0) << "an empty datagram was taken for the peer's departure";
     ASSERT_TRUE(test.channel->is_open());
 
     test.send(control::Ready{123});
-    ASSERT_TRUE(run_until(test.io, [&] { return !test.messages.empty(); }, 2s));
+    ASSERT_TRUE(run_until(test.io, 2s, [&] { return !test.messages.empty(); }));
     EXPECT_TRUE(std::holds_alternative<control::Ready>(test.messages[0]));
     EXPECT_EQ(test.closed, 0);
 }
@@ -98,7 +97,7 @@ TEST(ControlChannel, ThePeerLeavingRunsTheClosedHandlerOnce) {
     test.start();
     test.peer.reset();
 
-    ASSERT_TRUE(run_until(test.io, [&] { return test.closed > 0; }, 2s));
+    ASSERT_TRUE(run_until(test.io, 2s, [&] { return test.closed > 0; }));
     EXPECT_EQ(test.messages.size(), 1u) << "what the peer said before it left is heard";
     test.io.restart();
     test.io.run_for(20ms);
@@ -132,7 +131,7 @@ TEST(ControlChannel, AFloodOfMessagesDoesNotKeepTheLoopFromOtherWork) {
         },
         [&] { ++test.closed; });
 
-    ASSERT_TRUE(run_until(test.io, [&] { return handled == queued || test.closed; }, 5s))
+    ASSERT_TRUE(run_until(test.io, 5s, [&] { return handled == queued || test.closed; }))
         << handled << " of " << queued << " messages handled";
     EXPECT_EQ(handled, queued);
     EXPECT_GE(handled_when_other_work_ran, 1) << "the posted handler never ran";

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <regex>
 #include <string>
 #include <string_view>
@@ -34,7 +35,7 @@ bool is_valid_utf8(std::string_view text) {
     std::size_t i = 0;
     while (i < text.size()) {
         auto lead = static_cast<unsigned char>(text[i]);
-        std::size_t length = lead < 0x80            ? 1
+        std::size_t length = lead < 0x80           ? 1
                              : (lead >> 5) == 0x06 ? 2
                              : (lead >> 4) == 0x0E ? 3
                              : (lead >> 3) == 0x1E ? 4
@@ -83,7 +84,8 @@ TEST(Log, AShortMessageIsLoggedUnchangedInJson) {
     std::string message = "caf\xC3\xA9 \"quoted\" \\ tab\t";
     std::string line = format_line(Level::warning, message);
     ASSERT_TRUE(line.ends_with("\n"));
-    boost::json::value parsed = boost::json::parse(std::string_view(line).substr(0, line.size() - 1));
+    boost::json::value parsed =
+        boost::json::parse(std::string_view(line).substr(0, line.size() - 1));
     EXPECT_EQ(parsed.at("msg").as_string(), message);
     EXPECT_EQ(parsed.at("level").as_string(), "warning");
 }
@@ -100,10 +102,11 @@ TEST(Log, AHugeMessageIsCutToOneLineThatAPipeTakesWhole) {
 TEST(Log, AHugeMessageOfEscapesAndMultibyteCharactersIsCutToValidJson) {
     JsonLines json;
     const std::string messages[] = {
-        std::string(20 * 1024, '\x01'),
-        repeat("\xC3\xA9", 20 * 1024),                              // é
-        repeat("\x01\xC3\xA9", 20 * 1024),                          // control, é
+        std::string(20 * 1024, '\x01'),                                // control
+        repeat("\xC3\xA9", 20 * 1024),                                 // é
+        repeat("\x01\xC3\xA9", 20 * 1024),                             // control, é
         repeat("a\xE2\x82\xAC\"\\\x1F\xF0\x9F\x98\x80\n", 20 * 1024),  // €, quote, 😀
+        std::string(600, '\x01') + std::string(20 * 1024, 'a'),        // escapes first
     };
     for (const std::string& message : messages) {
         SCOPED_TRACE("message starting " + boost::json::serialize(boost::json::value(
@@ -121,7 +124,15 @@ TEST(Log, AHugeMessageOfEscapesAndMultibyteCharactersIsCutToValidJson) {
         EXPECT_TRUE(logged.ends_with(cut_marker(message.size())));
         std::string_view kept = logged.substr(0, logged.size() - cut_marker(message.size()).size());
         EXPECT_TRUE(std::string_view(message).starts_with(kept)) << "not the message's start";
+        // The line is filled: what is kept is not thrown away for the escaping's sake.
+        EXPECT_GT(line.size(), kMaxLine - 16) << "kept only " << kept.size() << " bytes";
     }
+}
+
+TEST(Log, ALineBreakInsideAMessageStaysOnItsLine) {
+    std::string line = format_line(Level::error, "first\nsecond\r\nthird");
+    EXPECT_EQ(std::count(line.begin(), line.end(), '\n'), 1) << line;
+    EXPECT_TRUE(line.ends_with("first\\nsecond\\r\\nthird\n")) << line;
 }
 
 TEST(Log, CutToNeverSplitsAUtf8Sequence) {
@@ -194,7 +205,8 @@ class LogOutputOnAPipe : public ::testing::Test {
 
     // Runs `io` and reads the pipe until `done(read so far)` or `limit` has passed.
     template <class Done>
-    std::string run_and_read(boost::asio::io_context& io, Done done, std::chrono::milliseconds limit) {
+    std::string run_and_read(boost::asio::io_context& io, std::chrono::milliseconds limit,
+                             Done done) {
         std::string out;
         auto give_up_at = std::chrono::steady_clock::now() + limit;
         while (!done(out) && std::chrono::steady_clock::now() < give_up_at) {
@@ -257,14 +269,31 @@ std::vector<std::string> split_lines(std::string_view text) {
     return lines;
 }
 
-TEST_F(LogOutputOnAPipe, AStalledStderrNeverBlocksAndLosesOnlyWholeCountedLines) {
-    constexpr int kLines = 2000;
+// "line 0000 xxx...", "line 0001 xxx...", ...: 100 bytes each.
+std::vector<std::string> numbered_messages(int count) {
     std::vector<std::string> messages;
-    for (int i = 0; i < kLines; ++i) {
-        char number[16];
-        std::snprintf(number, sizeof(number), "line %04d ", i);
-        messages.push_back(number + std::string(90, 'x'));
+    for (int i = 0; i < count; ++i) {
+        std::string number = std::to_string(i);
+        number.insert(0, 4 - std::min<std::size_t>(4, number.size()), '0');
+        messages.push_back("line " + number + " " + std::string(90, 'x'));
     }
+    return messages;
+}
+
+// The message of a whole line as the log writes it ("<time> <level> <role>[<pid>] <message>"),
+// or nullopt when `line` is not one.
+std::optional<std::string> message_of(const std::string& line) {
+    static const std::regex head(
+        R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (info|warning) [^ \[]+\[\d+\] )");
+    std::smatch match;
+    if (!std::regex_search(line, match, head, std::regex_constants::match_continuous)) {
+        return std::nullopt;
+    }
+    return match.suffix();
+}
+
+TEST_F(LogOutputOnAPipe, AStalledStderrNeverBlocksAndLosesOnlyWholeCountedLines) {
+    std::vector<std::string> messages = numbered_messages(2000);
     ASSERT_GT(fill_pipe(), 0u);
 
     boost::asio::io_context io;
@@ -278,39 +307,82 @@ TEST_F(LogOutputOnAPipe, AStalledStderrNeverBlocksAndLosesOnlyWholeCountedLines)
     EXPECT_LT(took, 1s);
 
     std::uint64_t dropped = dropped_line_count() - dropped_before;
-    EXPECT_GT(dropped, 0u) << "16 KiB cannot hold " << kLines << " lines";
-    EXPECT_LT(dropped, static_cast<std::uint64_t>(kLines)) << "nothing was kept for later";
+    EXPECT_GT(dropped, 0u) << "16 KiB cannot hold " << messages.size() << " lines";
+    EXPECT_LT(dropped, messages.size()) << "nothing was kept for later";
 
     std::string filler = drain();
     EXPECT_EQ(filler.find_first_not_of('F'), std::string::npos)
         << "a line was written to a pipe that had no room";
 
-    std::string out = run_and_read(
-        io, [](const std::string& read) { return read.find("dropped") != std::string::npos; }, 5s);
-    out += run_and_read(io, [](const std::string&) { return false; }, 50ms);  // anything more
+    auto has_report = [](const std::string& read) {
+        return read.find("lines dropped") != std::string::npos;
+    };
+    auto never = [](const std::string&) { return false; };
+    std::string out = run_and_read(io, 5s, has_report);
+    out += run_and_read(io, 50ms, never);  // and anything after the report
     ASSERT_TRUE(out.ends_with("\n")) << "the output ends in a cut line";
 
-    const std::regex prefix(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (info|warning) [^ \[]+\[\d+\] )");
     std::size_t next = 0;  // the lines kept are the first ones, in order
     int reports = 0;
     for (const std::string& line : split_lines(out)) {
-        std::smatch head;
-        ASSERT_TRUE(std::regex_search(line, head, prefix) && head.position(0) == 0)
-            << "not a whole line: " << line.substr(0, 200);
-        std::string message = head.suffix();
-        if (message.find("log lines dropped") != std::string::npos) {
+        std::optional<std::string> message = message_of(line);
+        ASSERT_TRUE(message) << "not a whole line: " << line.substr(0, 200);
+        if (message->find("log lines dropped") != std::string::npos) {
             ++reports;
-            EXPECT_EQ(message, std::to_string(dropped) + " log lines dropped: stderr was not taking them");
+            EXPECT_EQ(*message,
+                      std::to_string(dropped) + " log lines dropped: stderr was not taking them");
             EXPECT_EQ(next + dropped, messages.size()) << "lines were lost without being counted";
             continue;
         }
         EXPECT_EQ(reports, 0) << "a line after the report";
         ASSERT_LT(next, messages.size());
-        ASSERT_EQ(message, messages[next]) << "line " << next << " cut, mixed or out of order";
+        ASSERT_EQ(*message, messages[next]) << "line " << next << " cut, mixed or out of order";
         ++next;
     }
     EXPECT_GT(next, 0u) << "none of the lines kept came out";
-    EXPECT_EQ(reports, 1) << "the drop was not reported once: " << out.substr(out.size() - std::min<std::size_t>(out.size(), 300));
+    EXPECT_EQ(reports, 1) << "the drop was not reported once";
+}
+
+TEST_F(LogOutputOnAPipe, BufferedLinesStayWholeAmongAnotherWritersLines) {
+    std::vector<std::string> messages = numbered_messages(3000);  // far more than the pipe holds
+    ASSERT_GT(fill_pipe(), 0u);
+    UniqueFd other_writer(::open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+    ASSERT_TRUE(other_writer) << std::strerror(errno);
+
+    boost::asio::io_context io;
+    LogOutput output(io, 1024 * 1024);
+    std::uint64_t dropped_before = dropped_line_count();
+    for (const std::string& message : messages) log::write(Level::info, message);
+    EXPECT_EQ(dropped_line_count(), dropped_before) << "1 MiB holds them all";
+    drain();  // what fill_pipe wrote
+
+    // Another process shares the pipe and writes between the loop's writes.
+    const std::string other = "a line of another process\n";
+    const std::string last = messages.back() + "\n";
+    std::string out;
+    auto give_up_at = std::chrono::steady_clock::now() + 10s;
+    while (!out.ends_with(last) && std::chrono::steady_clock::now() < give_up_at) {
+        (void)::write(other_writer.get(), other.data(), other.size());
+        io.run_for(2ms);
+        out += drain();
+    }
+    ASSERT_TRUE(out.ends_with(last)) << "not every line came out in time";
+
+    std::size_t next = 0;
+    int others = 0;
+    for (const std::string& line : split_lines(out)) {
+        if (line + "\n" == other) {
+            ++others;
+            continue;
+        }
+        std::optional<std::string> message = message_of(line);
+        ASSERT_TRUE(message) << "a line cut by another's: " << line.substr(0, 200);
+        ASSERT_LT(next, messages.size());
+        ASSERT_EQ(*message, messages[next]) << "line " << next << " cut, mixed or out of order";
+        ++next;
+    }
+    EXPECT_EQ(next, messages.size());
+    EXPECT_GT(others, 1) << "the other writer never wrote between the loop's writes";
 }
 
 TEST_F(LogOutputOnAPipe, ALineLoggedOnAnotherThreadIsWrittenByTheLoop) {
@@ -320,7 +392,7 @@ TEST_F(LogOutputOnAPipe, ALineLoggedOnAnotherThreadIsWrittenByTheLoop) {
     EXPECT_EQ(drain(), "") << "written by the logging thread, not by the loop";
 
     std::string out = run_and_read(
-        io, [](const std::string& read) { return read.find('\n') != std::string::npos; }, 2s);
+        io, 2s, [](const std::string& read) { return read.find('\n') != std::string::npos; });
     EXPECT_TRUE(out.ends_with(" from another thread\n")) << out;
     EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1);
 }

@@ -2,6 +2,7 @@
 #include "run_modes.hpp"
 #include "worker_runtime.hpp"
 
+#include <prefork/common/descriptor_limit.hpp>
 #include <prefork/common/inherited_fds.hpp>
 #include <prefork/common/listen_address.hpp>
 #include <prefork/common/log.hpp>
@@ -62,6 +63,7 @@ int run_standalone(const Router& router, int argc, char** argv) {
     }
     if (addresses.empty()) addresses.push_back(parse_listen_address("127.0.0.1:8080"));
     log::set_role("worker");
+    raise_open_file_limit();  // before the fork guard sizes its table by the limit
     fork_guard::install();
     mark_close_on_exec_from(3);  // what a shell or parent leaked stops here
     ::signal(SIGPIPE, SIG_IGN);

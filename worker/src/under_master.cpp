@@ -62,6 +62,7 @@ int run_under_master(const Router& router, int control_fd) {
         log::error("descriptor ", control_fd, " is not the master's control socket");
         return 1;
     }
+    raise_open_file_limit();  // before the fork guard sizes its table by the limit
     fork_guard::install();
     fork_guard::add(control_fd);
     // Socket writes use MSG_NOSIGNAL already; this covers pipes a handler writes to.

@@ -30,8 +30,9 @@ void write(Level level, std::string_view message);
 inline constexpr std::size_t kMaxLine = 4096;
 // The line write() logs for `message` (cut to fit kMaxLine), ending in '\n'.
 std::string format_line(Level level, std::string_view message);
-// `text` itself when it has at most `size` bytes, else its start and a note of the cut,
-// `size` bytes in all (never splitting a UTF-8 sequence).
+// `text` itself when it has at most `size` bytes, else its start and a note of the cut, at
+// most `size` bytes in all (never splitting a UTF-8 sequence), or the note alone when
+// `size` is shorter than the note.
 std::string cut_to(std::string_view text, std::size_t size);
 
 Format format();
