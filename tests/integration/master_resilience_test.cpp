@@ -461,6 +461,33 @@ TEST(MasterResilience,
     EXPECT_EQ(server.wait_exit_status(15s), 0) << server.output();
 }
 
+// A reload starts a whole generation at once: each start keeps a descriptor, and the
+// flooded admin endpoint gives its half-sent requests up so that every start finds what it
+// needs.
+TEST(MasterResilience, AReloadUnderALowDescriptorLimitClosesAdminConnectionsNotWorkerStarts) {
+    constexpr int kWorkers = 16;
+    PreforkServer server({"prlimit", "--nofile=64:64", "--"},
+                         {"--bind", "127.0.0.1:0", "--workers", std::to_string(kWorkers),
+                          "--admin", "127.0.0.1:0"},
+                         kWorkers);
+    AdminFlood flood(server.admin_port(), 200, 120s);
+    ASSERT_TRUE(flood.wait_until_opened(20s));
+
+    server.signal(SIGHUP);
+    ASSERT_EQ(server.wait_for_lines("reload to generation 2 complete", 1, 60s).size(), 1u)
+        << server.output();
+    EXPECT_EQ(server.wait_for_lines(" ready (generation 2)", kWorkers, 0ms).size(),
+              static_cast<std::size_t>(kWorkers));
+    EXPECT_GE(count_lines(server, " admin connection"), 1u)
+        << "no start had to take descriptors from the admin endpoint:\n"
+        << server.output();
+    EXPECT_EQ(count_lines(server, "cannot start a worker"), 0u) << server.output();
+    EXPECT_EQ(http_get(server.port(), "/").result_int(), 200u);
+    flood.stop();
+    server.signal(SIGTERM);
+    EXPECT_EQ(server.wait_exit_status(30s), 0) << server.output();
+}
+
 // --- stopping and reloading through the admin endpoint -----------------------------------
 
 TEST(MasterResilience, PostStopDuringTheShutdownDelayStopsGracefullyNow) {
