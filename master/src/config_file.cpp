@@ -1,10 +1,10 @@
 #include "config_file.hpp"
 
+#include "option_table.hpp"
+
 #include <toml++/toml.h>
 
 #include <cmath>
-#include <functional>
-#include <map>
 #include <sstream>
 
 namespace prefork::master {
@@ -50,6 +50,24 @@ std::vector<std::string> strings(const std::string& path, std::string_view key,
     return values;
 }
 
+// [env]  NAME = "value"
+void read_pairs(const std::string& path, const OptionSpec& spec, const toml::node& node,
+                Settings& settings) {
+    const toml::table* pairs = node.as_table();
+    if (pairs == nullptr) {
+        fail(path, node, std::string(spec.key) + " must be a table of NAME = \"value\"");
+    }
+    for (const auto& [name, value] : *pairs) {
+        auto text = value.value<std::string>();
+        if (!value.is_string() || !text) {
+            fail(path, value,
+                 std::string(spec.key) + "." + std::string(name.str()) + " must be a string");
+        }
+        settings.add(spec.key,
+                     {std::string(name.str()) + "=" + *text, spec.key, location(path, value)});
+    }
+}
+
 }  // namespace
 
 Settings read_config_file(const std::string& path) {
@@ -64,56 +82,29 @@ Settings read_config_file(const std::string& path) {
     }
 
     Settings settings;
-    using Reader = std::function<void(std::string_view, const toml::node&)>;
-    auto into = [&](std::optional<Setting>& field) -> Reader {
-        return [&, field_ptr = &field](std::string_view key, const toml::node& node) {
-            *field_ptr = scalar(path, key, node);
-        };
-    };
-    const std::map<std::string, Reader, std::less<>> readers = {
-        {"workers", into(settings.workers)},
-        {"timeout", into(settings.timeout)},
-        {"graceful_timeout", into(settings.graceful_timeout)},
-        {"shutdown_delay", into(settings.shutdown_delay)},
-        {"max_requests", into(settings.max_requests)},
-        {"max_requests_jitter", into(settings.max_requests_jitter)},
-        {"pid_file", into(settings.pid_file)},
-        {"log_format", into(settings.log_format)},
-        {"log_level", into(settings.log_level)},
-        {"admin", into(settings.admin)},
-        {"access_log", into(settings.access_log)},
-        {"bind",
-         [&](std::string_view key, const toml::node& node) {
-             std::vector<Setting> binds;
-             for (auto& address : strings(path, key, node)) {
-                 binds.push_back({address, "bind", location(path, node)});
-             }
-             settings.binds = std::move(binds);
-         }},
-        {"command",
-         [&](std::string_view key, const toml::node& node) {
-             settings.command = strings(path, key, node);
-             if (settings.command->empty()) fail(path, node, "command must not be empty");
-         }},
-        {"env",
-         [&](std::string_view, const toml::node& node) {
-             const toml::table* env = node.as_table();
-             if (env == nullptr) fail(path, node, "env must be a table of NAME = \"value\"");
-             for (const auto& [name, value] : *env) {
-                 auto text = value.value<std::string>();
-                 if (!value.is_string() || !text) {
-                     fail(path, value, "env." + std::string(name.str()) + " must be a string");
-                 }
-                 settings.env.push_back(
-                     {std::string(name.str()) + "=" + *text, "env", location(path, value)});
-             }
-         }},
-    };
     for (const auto& [key, node] : table) {
-        auto reader = readers.find(key.str());
-        if (reader == readers.end())
+        if (key.str() == "command") {
+            settings.command = strings(path, key.str(), node);
+            if (settings.command->empty()) fail(path, node, "command must not be empty");
+            continue;
+        }
+        const OptionSpec* spec = find_option(key.str());
+        if (spec == nullptr || !spec->in_file) {
             fail(path, node, "unknown key \"" + std::string(key.str()) + "\"");
-        reader->second(key.str(), node);
+        }
+        switch (spec->shape) {
+            case OptionShape::value:
+                settings.add(spec->key, scalar(path, key.str(), node));
+                break;
+            case OptionShape::list:
+                for (auto& item : strings(path, key.str(), node)) {
+                    settings.add(spec->key, {item, spec->key, location(path, node)});
+                }
+                break;
+            case OptionShape::pairs:
+                read_pairs(path, *spec, node, settings);
+                break;
+        }
     }
     return settings;
 }

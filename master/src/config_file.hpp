@@ -14,11 +14,10 @@ class ConfigError : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-// Reads a TOML configuration file. Its keys are the long option names with '_' for '-':
+// Reads a TOML configuration file. Its keys are the options' keys (option_table.cpp: the
+// long option names with '_' for '-'), and the worker command:
 //   bind = ["127.0.0.1:8080"]        workers = 4        timeout = 30
-//   graceful_timeout = 30            max_requests = 0   max_requests_jitter = 0
-//   log_format = "text"              log_level = "info" pid_file = "/run/prefork.pid"
-//   admin = "127.0.0.1:9000"         access_log = "-"
+//   shutdown_delay = 10              admin = "127.0.0.1:9000"
 //   command = ["/usr/local/bin/app", "--flag"]
 //   [env]
 //   NAME = "value"

@@ -10,4 +10,7 @@ namespace prefork::master {
 // "no configuration change" when nothing did (the workers are replaced all the same).
 std::string describe_changes(const Options& before, const Options& after);
 
+// Puts back into `next` the running values of the options a reload may not change.
+void keep_what_a_reload_cannot_change(Options& next, const Options& running);
+
 }  // namespace prefork::master

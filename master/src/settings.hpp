@@ -1,7 +1,10 @@
 #pragma once
 
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace prefork::master {
@@ -15,16 +18,18 @@ struct Setting {
 };
 
 // Everything one source (the command line, the configuration file, the environment)
-// said; what it did not say is empty.
+// said, by option key (option_table.hpp); what it did not say is absent.
 struct Settings {
-    std::optional<std::vector<Setting>> binds;
-    std::optional<Setting> workers, timeout, graceful_timeout, max_requests, max_requests_jitter;
-    std::optional<Setting> shutdown_delay;
-    std::optional<Setting> pid_file, log_format, log_level, config, admin, access_log;
-    std::vector<Setting> env;  // NAME=VALUE each
+    std::map<std::string, std::vector<Setting>, std::less<>> values;
     std::optional<std::vector<std::string>> command;
 
-    // Fills what this source left unsaid from a source it overrides.
+    // The values given for `key` (several for a repeatable option), or null.
+    const std::vector<Setting>* find(std::string_view key) const;
+    void add(std::string_view key, Setting setting) {
+        values[std::string(key)].push_back(std::move(setting));
+    }
+    // Fills what this source left unsaid from a source it overrides (NAME=VALUE pairs
+    // add up instead: the weaker source's first).
     void fill_from(const Settings& weaker);
 };
 

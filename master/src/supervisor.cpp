@@ -370,7 +370,7 @@ void Supervisor::reload_configuration() {
         return;
     }
     std::string changes = describe_changes(options_, next);
-    next.pid_file = options_.pid_file;  // written once at start
+    keep_what_a_reload_cannot_change(next, options_);  // the pid file, written once at start
     options_ = std::move(next);
     if (admin_listener) move_admin_endpoint(std::move(*admin_listener));
     log::set_format(options_.log_format);

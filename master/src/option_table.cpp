@@ -1,0 +1,213 @@
+#include "option_table.hpp"
+
+#include <prefork/common/fd_passing.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <sstream>
+
+namespace prefork::master {
+namespace {
+
+[[noreturn]] void invalid(const Setting& setting, const std::string& expected) {
+    std::string where = setting.location.empty() ? "" : setting.location + ": ";
+    throw UsageError(where + "invalid value \"" + setting.value + "\" for " + setting.name +
+                     " (expected " + expected + ")");
+}
+
+std::uint64_t parse_count(const Setting& setting, std::uint64_t min, std::uint64_t max) {
+    const std::string& text = setting.value;
+    std::uint64_t value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || value < min ||
+        value > max) {
+        invalid(setting,
+                "a whole number from " + std::to_string(min) + " to " + std::to_string(max));
+    }
+    return value;
+}
+
+std::chrono::milliseconds parse_seconds(const Setting& setting) {
+    const std::string& text = setting.value;
+    char* end = nullptr;
+    double seconds = std::strtod(text.c_str(), &end);
+    if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(seconds) ||
+        seconds < 0.001 || seconds > 86400 * 365) {
+        invalid(setting, "a number of seconds greater than 0");
+    }
+    return std::chrono::milliseconds(static_cast<long long>(std::llround(seconds * 1000)));
+}
+
+ListenAddress parse_address(const Setting& setting, const char* what = "") {
+    try {
+        return parse_listen_address(setting.value);
+    } catch (const AddressError& error) {
+        throw UsageError((setting.location.empty() ? "" : setting.location + ": ") + what +
+                         error.what());
+    }
+}
+
+// The value that counts: the last one given.
+const Setting& last(const std::vector<Setting>& said) {
+    return said.back();
+}
+
+std::string seconds_text(std::chrono::milliseconds ms) {
+    auto text = std::to_string(ms.count() / 1000.0);
+    text.erase(text.find_last_not_of('0') + 1);
+    if (text.back() == '.') text.pop_back();
+    return text + "s";
+}
+
+std::vector<std::string> one(std::string text) {
+    return {std::move(text)};
+}
+
+const OptionSpec kOptions[] = {
+    {"bind", "PREFORK_BIND", "ADDR", "127.0.0.1:8080",
+     "listen on HOST:PORT, [V6]:PORT or unix:PATH; repeatable (the environment: comma "
+     "separated)",
+     OptionShape::list, true, true,
+     [](Options& o, const std::vector<Setting>& said) {
+         o.binds.clear();
+         for (const Setting& bind : said) o.binds.push_back(parse_address(bind));
+         if (o.binds.size() > kMaxFdsPerMessage) {
+             throw UsageError("too many bind addresses: at most " +
+                              std::to_string(kMaxFdsPerMessage));
+         }
+     },
+     [](const Options& o) {
+         std::vector<std::string> shown;
+         for (const auto& address : o.binds) shown.push_back(address.to_string());
+         return shown;
+     },
+     nullptr},
+    {"workers", "PREFORK_WORKERS", "N", "number of CPUs", "number of worker processes",
+     OptionShape::value, true, true,
+     [](Options& o, const std::vector<Setting>& said) {
+         o.workers = static_cast<int>(parse_count(last(said), 1, 1024));
+     },
+     [](const Options& o) { return one(std::to_string(o.workers)); }, nullptr},
+    {"timeout", "PREFORK_TIMEOUT", "SECONDS", "30", "kill a worker silent for this long",
+     OptionShape::value, true, true,
+     [](Options& o, const std::vector<Setting>& said) {
+         o.timeout = parse_seconds(last(said));
+         // Workers report every second: anything shorter kills healthy workers.
+         if (o.timeout < std::chrono::seconds(2)) invalid(last(said), "at least 2 seconds");
+     },
+     [](const Options& o) { return one(seconds_text(o.timeout)); }, nullptr},
+    {"graceful_timeout", "PREFORK_GRACEFUL_TIMEOUT", "SECONDS", "30",
+     "how long a stopping worker may finish its requests", OptionShape::value, true, true,
+     [](Options& o, const std::vector<Setting>& said) {
+         o.graceful_timeout = parse_seconds(last(said));
+     },
+     [](const Options& o) { return one(seconds_text(o.graceful_timeout)); }, nullptr},
+    {"shutdown_delay", "PREFORK_SHUTDOWN_DELAY", "SECONDS", "0",
+     "on TERM, first report not ready (/readyz 503) and keep serving this long, then stop "
+     "gracefully",
+     OptionShape::value, true, true,
+     [](Options& o, const std::vector<Setting>& said) {
+         o.shutdown_delay = last(said).value == "0" ? std::chrono::milliseconds(0)
+                                                    : parse_seconds(last(said));
+     },
+     [](const Options& o) { return one(seconds_text(o.shutdown_delay)); }, nullptr},
+    {"max_requests", "PREFORK_MAX_REQUESTS", "N", "0",
+     "replace a worker after about N requests; 0: never", OptionShape::value, true, true,
+     [](Options& o, const std::vector<Setting>& said) {
+         o.max_requests = parse_count(last(said), 0, 1'000'000'000);
+     },
+     [](const Options& o) { return one(std::to_string(o.max_requests)); }, nullptr},
+    {"max_requests_jitter", "PREFORK_MAX_REQUESTS_JITTER", "N", "0",
+     "add 0..N to each worker's --max-requests, so that workers are not all replaced at once",
+     OptionShape::value, true, true,
+     [](Options& o, const std::vector<Setting>& said) {
+         o.max_requests_jitter = parse_count(last(said), 0, 1'000'000'000);
+     },
+     [](const Options& o) { return one(std::to_string(o.max_requests_jitter)); }, nullptr},
+    {"env", nullptr, "NAME=VALUE", "", "extra environment for the workers; repeatable",
+     OptionShape::pairs, true, true,
+     [](Options& o, const std::vector<Setting>& said) {
+         o.worker_env.clear();
+         for (const Setting& pair : said) {
+             auto equals = pair.value.find('=');
+             if (equals == std::string::npos || equals == 0) invalid(pair, "NAME=VALUE");
+             o.worker_env.push_back(pair.value);
+         }
+     },
+     [](const Options& o) { return o.worker_env; }, nullptr},
+    {"config", "PREFORK_CONFIG", "FILE", "none",
+     "the same settings in a TOML file, re-read on HUP", OptionShape::value, false, false,
+     [](Options& o, const std::vector<Setting>& said) { o.config_file = last(said).value; },
+     [](const Options& o) { return one(o.config_file); },
+     [](Options& next, const Options& running) { next.config_file = running.config_file; }},
+    {"admin", "PREFORK_ADMIN", "ADDR", "off",
+     "serve /healthz /readyz /metrics /status and controls on ADDR (loopback or unix:PATH: it "
+     "has no authentication)",
+     OptionShape::value, true, true,
+     [](Options& o, const std::vector<Setting>& said) {
+         o.admin.reset();
+         if (last(said).value != "off") o.admin = parse_address(last(said), "--admin: ");
+     },
+     [](const Options& o) { return one(o.admin ? o.admin->to_string() : "off"); }, nullptr},
+    {"access_log", nullptr, "-|PATH|off", "off", "one line per request, from the workers",
+     OptionShape::value, true, true,
+     [](Options& o, const std::vector<Setting>& said) {
+         o.access_log = last(said).value == "off" ? "" : last(said).value;
+     },
+     [](const Options& o) { return one(o.access_log.empty() ? "off" : o.access_log); },
+     nullptr},
+    {"pid_file", nullptr, "FILE", "none", "write the master's pid to FILE", OptionShape::value,
+     true, false,
+     [](Options& o, const std::vector<Setting>& said) { o.pid_file = last(said).value; },
+     [](const Options& o) { return one(o.pid_file.empty() ? "none" : o.pid_file); },
+     [](Options& next, const Options& running) { next.pid_file = running.pid_file; }},
+    {"log_format", nullptr, "text|json", "text", "format of the log lines on stderr",
+     OptionShape::value, true, true,
+     [](Options& o, const std::vector<Setting>& said) {
+         const std::string& value = last(said).value;
+         if (value == "text") {
+             o.log_format = log::Format::text;
+         } else if (value == "json") {
+             o.log_format = log::Format::json;
+         } else {
+             invalid(last(said), "text or json");
+         }
+     },
+     [](const Options& o) {
+         return one(o.log_format == log::Format::json ? "json" : "text");
+     },
+     nullptr},
+    {"log_level", "PREFORK_LOG_LEVEL", "debug|info|warning|error", "info", "debug, info, warning or error",
+     OptionShape::value, true, true,
+     [](Options& o, const std::vector<Setting>& said) {
+         auto level = log::parse_level(last(said).value);
+         if (!level) invalid(last(said), "debug, info, warning or error");
+         o.log_level = *level;
+     },
+     [](const Options& o) { return one(log::level_name(o.log_level)); }, nullptr},
+};
+
+}  // namespace
+
+std::span<const OptionSpec> option_table() {
+    return kOptions;
+}
+
+const OptionSpec* find_option(std::string_view key) {
+    for (const OptionSpec& spec : kOptions) {
+        if (key == spec.key) return &spec;
+    }
+    return nullptr;
+}
+
+std::string long_option(const OptionSpec& spec) {
+    std::string name = std::string("--") + spec.key;
+    std::replace(name.begin(), name.end(), '_', '-');
+    return name;
+}
+
+}  // namespace prefork::master
