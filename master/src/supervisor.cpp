@@ -16,7 +16,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 
 namespace prefork::master {
 namespace {
@@ -254,7 +253,7 @@ void Supervisor::start_worker() {
         ::kill(pid, SIGKILL);
     }
     log::info("worker ", pid, " started (generation ", generation_, ")");
-    ++worker_starts_;
+    record_.worker_started();
     workers_.emplace(pid, std::move(worker));
 }
 
@@ -306,7 +305,7 @@ void Supervisor::murder_workers() {
         log::error("worker ", pid, " (generation ", worker.generation, ") silent for ",
                    static_cast<int>(seconds(silent)), "s: killing it with SIGABRT, then SIGKILL");
         ::kill(pid, SIGABRT);
-        record_event("worker " + std::to_string(pid) + " hung (silent " +
+        record_.event("worker " + std::to_string(pid) + " hung (silent " +
                      std::to_string(static_cast<int>(seconds(silent))) + "s): killed");
         worker.exit_cause = "hang";
         set_state(worker, WorkerProcess::State::stopping);
@@ -364,9 +363,9 @@ void Supervisor::reload_configuration() {
         listeners_.update(next.binds);
     } catch (const std::exception& error) {
         log::error("reload failed, the running configuration stays: ", error.what());
-        ++reload_failures_;
+        record_.reload_failed();
         notifier_.ready(std::string("reload failed: ") + error.what());
-        record_event(std::string("reload failed: ") + error.what());
+        record_.event(std::string("reload failed: ") + error.what());
         return;
     }
     std::string changes = describe_changes(options_, next);
@@ -380,8 +379,8 @@ void Supervisor::reload_configuration() {
     reloading_ = true;
     crash_loop_.reset();
     log::info("reload: starting generation ", generation_, " (", changes, ")");
-    ++reloads_;
-    record_event("reload: generation " + std::to_string(generation_) + " (" + changes + ")");
+    record_.reload_started();
+    record_.event("reload: generation " + std::to_string(generation_) + " (" + changes + ")");
 
     for (auto& [pid, worker] : workers_) {
         if (worker.state == WorkerProcess::State::starting) {
@@ -546,25 +545,22 @@ void Supervisor::on_worker_exit(pid_t pid, int wait_status) {
     found->second.control->receive_queued();
     WorkerProcess worker = std::move(found->second);
     workers_.erase(found);
-    worker.counters.active_connections = 0;
-    retired_totals_.add(worker.counters);
 
     bool expected = phase_ != Phase::running || worker.state == WorkerProcess::State::draining;
     std::string cause = describe_wait_status(wait_status);
     bool told_to_go = worker.state == WorkerProcess::State::draining ||
                       worker.state == WorkerProcess::State::stopping;
-    if (told_to_go && !worker.exit_cause.empty()) {
-        ++worker_exits_[worker.exit_cause];
-    } else {
-        ++worker_exits_[phase_ != Phase::running ? "stop" : "crash"];
-    }
+    record_.worker_exited(worker.counters,
+                          told_to_go && !worker.exit_cause.empty() ? worker.exit_cause
+                          : phase_ != Phase::running             ? "stop"
+                                                                 : "crash");
     if (expected) {
         log::info("worker ", pid, " (generation ", worker.generation, ") ", cause, " after ",
                   uptime(worker));
     } else {
         log::error("worker ", pid, " (generation ", worker.generation, ") ", cause, " after ",
                    uptime(worker), "; replacing it");
-        record_event("worker " + std::to_string(pid) + " (generation " +
+        record_.event("worker " + std::to_string(pid) + " (generation " +
                      std::to_string(worker.generation) + ") " + cause + " after " + uptime(worker));
         bool was_ready = worker.state != WorkerProcess::State::starting;
         if (CrashLoopGuard::is_failed_start(was_ready, worker.had_traffic,
@@ -590,7 +586,7 @@ void Supervisor::note_launch_failure(const std::string& error) {
     bool first = launch_failures_++ == 0;
     if (first) {
         log::error("cannot start a worker: ", error, " (retrying, ever less often)");
-        record_event("cannot start a worker: " + error);
+        record_.event("cannot start a worker: " + error);
     } else {
         log::debug("cannot start a worker (attempt ", launch_failures_, "): ", error);
     }
@@ -605,7 +601,7 @@ void Supervisor::note_failed_start(const std::string& reason, bool log_it) {
         std::string why = "the worker command failed " + std::to_string(verdict.in_a_row) +
                           " times before any worker was ready (last: " + reason + ")";
         log::error("giving up: ", why);
-        record_event("giving up: " + why);
+        record_.event("giving up: " + why);
         return stop_now(1, why);
     }
     if (!log_it) return;
@@ -641,102 +637,6 @@ std::uint64_t Supervisor::pick_max_requests() {
             std::uniform_int_distribution<std::uint64_t>(0, options_.max_requests_jitter)(random_);
     }
     return options_.max_requests + jitter;
-}
-
-}  // namespace prefork::master
-
-namespace prefork::master {
-
-void Supervisor::record_event(std::string text) {
-    constexpr std::size_t kRecentEvents = 20;
-    events_.push_back({log::timestamp(), std::move(text)});
-    if (events_.size() > kRecentEvents) events_.pop_front();
-}
-
-// --- the admin endpoint --------------------------------------------------------------------
-
-namespace {
-
-std::uint64_t resident_bytes(pid_t pid) {
-    std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
-    std::uint64_t size = 0, resident = 0;
-    statm >> size >> resident;
-    return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-}
-
-}  // namespace
-
-StatusReport Supervisor::status() const {
-    StatusReport report;
-    auto now = Clock::now();
-    report.version = PREFORK_VERSION;
-    report.master_pid = ::getpid();
-    report.phase = phase_ == Phase::running ? "running" : "stopping";
-    report.target_workers = target_workers_;
-    report.generation = generation_;
-    report.uptime_seconds = seconds(now - started_at_);
-    report.totals = retired_totals_;
-    for (const auto& [pid, worker] : workers_) {
-        if (worker.state == WorkerProcess::State::ready && phase_ == Phase::running)
-            report.ready = true;
-        report.workers.push_back({pid, worker.generation, state_name(worker.state), worker.retiring,
-                                  seconds(now - worker.started_at),
-                                  seconds(now - worker.last_heard), resident_bytes(pid),
-                                  worker.counters});
-        report.totals.add(worker.counters);
-    }
-    report.worker_starts = worker_starts_;
-    report.worker_exits = worker_exits_;
-    report.reloads = reloads_;
-    report.reload_failures = reload_failures_;
-    report.log_lines_dropped = log::dropped_line_count();
-    report.events.assign(events_.begin(), events_.end());
-    return report;
-}
-
-void Supervisor::reload() {
-    handle_hup();
-}
-
-// A graceful stop, whatever came before: during --shutdown-delay it cuts the delay short
-// (a second TERM stops at once instead, as a second Ctrl-C would).
-void Supervisor::stop() {
-    // After the 202 is on its way: with no worker left, the loop would end at once.
-    boost::asio::post(io_, [this] {
-        if (phase_ == Phase::running) return handle_term("the admin endpoint's stop");
-        if (phase_ != Phase::delaying_shutdown) return;
-        log::info("admin: stop during the shutdown delay: stopping gracefully now");
-        stop_gracefully();
-    });
-}
-
-bool Supervisor::scale(int workers, std::string& error) {
-    if (workers < 1 || workers > 1024) {
-        error = "workers must be from 1 to 1024";
-        return false;
-    }
-    if (phase_ != Phase::running) {
-        error = "prefork is stopping";
-        return false;
-    }
-    log::info("admin: scaling to ", workers, " workers");
-    target_workers_ = workers;
-    drain_youngest_workers(workers);
-    manage_workers();
-    return true;
-}
-
-// Drains the youngest active workers until `keep` are left: the older ones have warm caches.
-void Supervisor::drain_youngest_workers(int keep) {
-    while (active_workers() > keep) {
-        WorkerProcess* youngest = nullptr;
-        for (auto& [pid, worker] : workers_) {
-            if (worker.is_active() && (!youngest || worker.started_at > youngest->started_at)) {
-                youngest = &worker;
-            }
-        }
-        drain_worker(*youngest, "scale");
-    }
 }
 
 }  // namespace prefork::master

@@ -2,6 +2,7 @@
 
 #include "admin_server.hpp"
 #include "crash_loop_guard.hpp"
+#include "supervision_record.hpp"
 #include "listener_set.hpp"
 #include "options.hpp"
 #include "systemd.hpp"
@@ -13,7 +14,6 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -84,7 +84,6 @@ class Supervisor : public AdminActions {
     void set_state(WorkerProcess& worker, WorkerProcess::State state);
     void announce_ready_if_all_are();
     bool serving() const { return phase_ == Phase::running || phase_ == Phase::delaying_shutdown; }
-    void record_event(std::string text);
     int active_workers() const;
     std::uint64_t pick_max_requests();
 
@@ -114,12 +113,7 @@ class Supervisor : public AdminActions {
     // What the admin endpoint reports.
     std::unique_ptr<AdminServer> admin_;
     Clock::time_point started_at_ = Clock::now();
-    control::WorkerCounters retired_totals_;  // of the workers that have exited
-    std::uint64_t worker_starts_ = 0;
-    std::map<std::string, std::uint64_t> worker_exits_;
-    std::uint64_t reloads_ = 0;
-    std::uint64_t reload_failures_ = 0;
-    std::deque<StatusReport::Event> events_;
+    SupervisionRecord record_;
 
     CrashLoopGuard crash_loop_;
     int launch_failures_ = 0;  // in a row: the first is logged, the rest only counted

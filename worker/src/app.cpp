@@ -17,63 +17,17 @@ App::~App() = default;
 App::App(App&&) noexcept = default;
 App& App::operator=(App&&) noexcept = default;
 
-App& App::route(http::verb method, std::string pattern, Handler handler) {
+App& App::add_route(http::verb method, std::string pattern, Handler handler) {
     router_->add(method, pattern, std::move(handler));
     return *this;
 }
-App& App::route(http::verb method, std::string pattern, AsyncHandler handler) {
+App& App::add_route(http::verb method, std::string pattern, AsyncHandler handler) {
     router_->add(method, pattern, std::move(handler));
     return *this;
 }
-App& App::route(http::verb method, std::string pattern, CoroutineHandler handler) {
+App& App::add_route(http::verb method, std::string pattern, CoroutineHandler handler) {
     router_->add(method, pattern, std::move(handler));
     return *this;
-}
-
-App& App::get(std::string pattern, Handler handler) {
-    return route(http::verb::get, std::move(pattern), std::move(handler));
-}
-App& App::get(std::string pattern, AsyncHandler handler) {
-    return route(http::verb::get, std::move(pattern), std::move(handler));
-}
-App& App::get(std::string pattern, CoroutineHandler handler) {
-    return route(http::verb::get, std::move(pattern), std::move(handler));
-}
-App& App::post(std::string pattern, Handler handler) {
-    return route(http::verb::post, std::move(pattern), std::move(handler));
-}
-App& App::post(std::string pattern, AsyncHandler handler) {
-    return route(http::verb::post, std::move(pattern), std::move(handler));
-}
-App& App::post(std::string pattern, CoroutineHandler handler) {
-    return route(http::verb::post, std::move(pattern), std::move(handler));
-}
-App& App::put(std::string pattern, Handler handler) {
-    return route(http::verb::put, std::move(pattern), std::move(handler));
-}
-App& App::put(std::string pattern, AsyncHandler handler) {
-    return route(http::verb::put, std::move(pattern), std::move(handler));
-}
-App& App::put(std::string pattern, CoroutineHandler handler) {
-    return route(http::verb::put, std::move(pattern), std::move(handler));
-}
-App& App::patch(std::string pattern, Handler handler) {
-    return route(http::verb::patch, std::move(pattern), std::move(handler));
-}
-App& App::patch(std::string pattern, AsyncHandler handler) {
-    return route(http::verb::patch, std::move(pattern), std::move(handler));
-}
-App& App::patch(std::string pattern, CoroutineHandler handler) {
-    return route(http::verb::patch, std::move(pattern), std::move(handler));
-}
-App& App::del(std::string pattern, Handler handler) {
-    return route(http::verb::delete_, std::move(pattern), std::move(handler));
-}
-App& App::del(std::string pattern, AsyncHandler handler) {
-    return route(http::verb::delete_, std::move(pattern), std::move(handler));
-}
-App& App::del(std::string pattern, CoroutineHandler handler) {
-    return route(http::verb::delete_, std::move(pattern), std::move(handler));
 }
 
 int App::run(int argc, char** argv) {

@@ -8,6 +8,7 @@
 
 #include <boost/asio/post.hpp>
 
+#include <exception>
 #include <utility>
 
 namespace prefork {
@@ -89,13 +90,15 @@ bool PendingResponse::hand_over() {
 }  // namespace detail
 
 Responder::Responder(std::shared_ptr<detail::PendingResponse> pending)
-    : pending_(std::move(pending)) {}
-Responder::Responder(Responder&&) noexcept = default;
+    : pending_(std::move(pending)), loop_(pending_ ? pending_->loop : nullptr) {}
+Responder::Responder(Responder&& other) noexcept
+    : pending_(std::move(other.pending_)), loop_(other.loop_) {}
 
 Responder& Responder::operator=(Responder&& other) noexcept {
     if (this != &other) {
         Responder dropped(std::move(*this));  // answers 500 if it had not sent
         pending_ = std::move(other.pending_);
+        loop_ = other.loop_;
     }
     return *this;
 }
@@ -103,7 +106,10 @@ Responder& Responder::operator=(Responder&& other) noexcept {
 Responder::~Responder() {
     if (!pending_ || pending_->sent.exchange(true)) return;
     if (!pending_->hand_over()) return;
-    log::error("a handler dropped its Responder without sending: answering 500");
+    // Unwinding: the handler threw, and the one who catches it says so.
+    if (std::uncaught_exceptions() == 0) {
+        log::error("a handler dropped its Responder without sending: answering 500");
+    }
     deliver(std::move(pending_), Response::error(500));
 }
 
@@ -119,7 +125,7 @@ void Responder::on_disconnect(std::function<void()> callback) {
 }
 
 boost::asio::any_io_executor Responder::executor() const {
-    return pending_->loop;
+    return loop_;
 }
 
 }  // namespace prefork

@@ -1,9 +1,6 @@
 #pragma once
 
-#include <prefork/request.hpp>
-#include <prefork/responder.hpp>
-#include <prefork/response.hpp>
-#include <prefork/task.hpp>
+#include <prefork/handler_traits.hpp>
 
 #include <functional>
 #include <memory>
@@ -12,19 +9,6 @@
 namespace prefork {
 
 class Router;
-
-// A synchronous handler: runs on the worker's event loop and returns the response.
-// Keep it short: while it runs, no other connection of this worker makes progress.
-using Handler = std::function<Response(const Request&)>;
-
-// An asynchronous handler: runs on the worker's event loop, returns at once, and answers
-// later through the Responder, from any thread. Nothing else on this connection happens
-// until it does.
-using AsyncHandler = std::function<void(Request, Responder)>;
-
-// A coroutine handler (see <prefork/task.hpp>): runs on the worker's event loop and
-// co_awaits without blocking it.
-using CoroutineHandler = std::function<Task<Response>(Request)>;
 
 // An application: its routes, and run() to serve them.
 //
@@ -40,24 +24,37 @@ class App {
     // Adds a route for one method. A path with routes but none for the request's method
     // answers 405 with Allow; a path with no route answers 404. HEAD is answered by the
     // GET route when there is no HEAD route, without the body.
-    App& route(http::verb method, std::string pattern, Handler handler);
-    App& route(http::verb method, std::string pattern, AsyncHandler handler);
-    App& route(http::verb method, std::string pattern, CoroutineHandler handler);
-    App& get(std::string pattern, Handler handler);
-    App& get(std::string pattern, AsyncHandler handler);
-    App& get(std::string pattern, CoroutineHandler handler);
-    App& post(std::string pattern, Handler handler);
-    App& post(std::string pattern, AsyncHandler handler);
-    App& post(std::string pattern, CoroutineHandler handler);
-    App& put(std::string pattern, Handler handler);
-    App& put(std::string pattern, AsyncHandler handler);
-    App& put(std::string pattern, CoroutineHandler handler);
-    App& patch(std::string pattern, Handler handler);
-    App& patch(std::string pattern, AsyncHandler handler);
-    App& patch(std::string pattern, CoroutineHandler handler);
-    App& del(std::string pattern, Handler handler);
-    App& del(std::string pattern, AsyncHandler handler);
-    App& del(std::string pattern, CoroutineHandler handler);
+    //
+    // `handler` is any callable of one of three shapes (<prefork/handler_traits.hpp>):
+    //   Response(const Request&)          synchronous, on the loop
+    //   void(Request, Responder)          answers later, from any thread
+    //   Task<Response>(Request)           a coroutine on the loop
+    // Anything else does not compile, nor does a coroutine that takes a reference (it would
+    // dangle after its first co_await).
+    template <class F>
+    App& route(http::verb method, std::string pattern, F&& handler) {
+        return add_route(method, std::move(pattern), detail::as_handler(std::forward<F>(handler)));
+    }
+    template <class F>
+    App& get(std::string pattern, F&& handler) {
+        return route(http::verb::get, std::move(pattern), std::forward<F>(handler));
+    }
+    template <class F>
+    App& post(std::string pattern, F&& handler) {
+        return route(http::verb::post, std::move(pattern), std::forward<F>(handler));
+    }
+    template <class F>
+    App& put(std::string pattern, F&& handler) {
+        return route(http::verb::put, std::move(pattern), std::forward<F>(handler));
+    }
+    template <class F>
+    App& patch(std::string pattern, F&& handler) {
+        return route(http::verb::patch, std::move(pattern), std::forward<F>(handler));
+    }
+    template <class F>
+    App& del(std::string pattern, F&& handler) {
+        return route(http::verb::delete_, std::move(pattern), std::forward<F>(handler));
+    }
 
     // Serves until stopped and returns the process's exit status.
     // Under the prefork master (PREFORK_CONTROL_FD set) it is a worker: it takes its
@@ -69,6 +66,10 @@ class App {
     const Router& router() const { return *router_; }
 
   private:
+    App& add_route(http::verb method, std::string pattern, Handler handler);
+    App& add_route(http::verb method, std::string pattern, AsyncHandler handler);
+    App& add_route(http::verb method, std::string pattern, CoroutineHandler handler);
+
     std::unique_ptr<Router> router_;
 };
 

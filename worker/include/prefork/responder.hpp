@@ -51,10 +51,12 @@ class Responder {
     void on_disconnect(std::function<void()> callback);
 
     // The worker's event loop: run timers and other asynchronous work of the handler here.
+    // Valid for the whole life of the Responder, even once it has been moved from.
     boost::asio::any_io_executor executor() const;
 
   private:
     std::shared_ptr<detail::PendingResponse> pending_;
+    boost::asio::any_io_executor loop_;  // kept by a moved-from Responder too
 };
 
 }  // namespace prefork

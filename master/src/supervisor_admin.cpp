@@ -1,0 +1,97 @@
+// The supervisor as the admin endpoint sees it: its status, and the controls it offers.
+
+#include "supervisor.hpp"
+
+#include <prefork/common/log.hpp>
+
+#include <boost/asio/post.hpp>
+
+#include <unistd.h>
+
+#include <fstream>
+
+namespace prefork::master {
+
+namespace {
+
+double seconds(Clock::duration d) {
+    return std::chrono::duration<double>(d).count();
+}
+
+std::uint64_t resident_bytes(pid_t pid) {
+    std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
+    std::uint64_t size = 0, resident = 0;
+    statm >> size >> resident;
+    return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+}  // namespace
+
+StatusReport Supervisor::status() const {
+    StatusReport report;
+    auto now = Clock::now();
+    report.version = PREFORK_VERSION;
+    report.master_pid = ::getpid();
+    report.phase = phase_ == Phase::running ? "running" : "stopping";
+    report.target_workers = target_workers_;
+    report.generation = generation_;
+    report.uptime_seconds = seconds(now - started_at_);
+    record_.fill(report);
+    for (const auto& [pid, worker] : workers_) {
+        if (worker.state == WorkerProcess::State::ready && phase_ == Phase::running)
+            report.ready = true;
+        report.workers.push_back({pid, worker.generation, state_name(worker.state), worker.retiring,
+                                  seconds(now - worker.started_at),
+                                  seconds(now - worker.last_heard), resident_bytes(pid),
+                                  worker.counters});
+        report.totals.add(worker.counters);
+    }
+    return report;
+}
+
+void Supervisor::reload() {
+    handle_hup();
+}
+
+// A graceful stop, whatever came before: during --shutdown-delay it cuts the delay short
+// (a second TERM stops at once instead, as a second Ctrl-C would).
+void Supervisor::stop() {
+    // After the 202 is on its way: with no worker left, the loop would end at once.
+    boost::asio::post(io_, [this] {
+        if (phase_ == Phase::running) return handle_term("the admin endpoint's stop");
+        if (phase_ != Phase::delaying_shutdown) return;
+        log::info("admin: stop during the shutdown delay: stopping gracefully now");
+        stop_gracefully();
+    });
+}
+
+bool Supervisor::scale(int workers, std::string& error) {
+    if (workers < 1 || workers > 1024) {
+        error = "workers must be from 1 to 1024";
+        return false;
+    }
+    if (phase_ != Phase::running) {
+        error = "prefork is stopping";
+        return false;
+    }
+    log::info("admin: scaling to ", workers, " workers");
+    target_workers_ = workers;
+    drain_youngest_workers(workers);
+    manage_workers();
+    return true;
+}
+
+// Drains the youngest active workers until `keep` are left: the older ones have warm caches.
+void Supervisor::drain_youngest_workers(int keep) {
+    while (active_workers() > keep) {
+        WorkerProcess* youngest = nullptr;
+        for (auto& [pid, worker] : workers_) {
+            if (worker.is_active() && (!youngest || worker.started_at > youngest->started_at)) {
+                youngest = &worker;
+            }
+        }
+        drain_worker(*youngest, "scale");
+    }
+}
+
+}  // namespace prefork::master
