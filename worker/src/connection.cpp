@@ -1,13 +1,14 @@
 #include "connection.hpp"
 
 #include "byte_range.hpp"
-#include "field_syntax.hpp"
 #include "fork_guard.hpp"
 #include "http_date.hpp"
 #include "pending_response.hpp"
+#include "response_head.hpp"
 #include "response_file.hpp"
 #include "server.hpp"
 #include "stream_state.hpp"
+#include "stream_writer.hpp"
 
 #include <prefork/common/log.hpp>
 
@@ -15,7 +16,6 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/beast/core/string.hpp>
 
 #include <array>
 #include <charconv>
@@ -58,14 +58,14 @@ std::string describe_request(const std::string& method, const std::string& targe
 Connection::Connection(Socket socket, Server& server, std::string client)
     : socket_(std::move(socket)),
       server_(server),
-      timer_(server.io()),
+      deadline_(server.io()),
       input_(server.limits().header_limit + kInputMargin),
       parser_(server.parser_limits()),
       client_(std::move(client)) {}
 
 Connection::~Connection() {
     if (socket_.is_open()) fork_guard::remove(socket_.native_handle());
-    if (stream_) stream_->close();  // no writer may wait for a connection that is gone
+    if (stream_.active()) stream_.channel()->close();  // no writer may wait for us
     release_body();
 }
 
@@ -105,9 +105,11 @@ void Connection::do_read() {
 // needs a moment to send its next request, and a read now would mostly find nothing.
 void Connection::read_next_request() {
     if (!input_.empty()) return do_read();
-    asio::post(socket_.get_executor(), [self = shared_from_this()] {
-        if (self->state_ != State::closed) self->do_read();
-    });
+    asio::post(socket_.get_executor(), bound(&Connection::do_read_unless_closed));
+}
+
+void Connection::do_read_unless_closed() {
+    if (state_ != State::closed) do_read();
 }
 
 // Input is read once the socket says it has some (one recv per readiness, none that is
@@ -115,13 +117,11 @@ void Connection::read_next_request() {
 void Connection::wait_readable() {
     if (read_waiting_) return;
     read_waiting_ = true;
-    socket_.async_wait(Socket::wait_read, [self = shared_from_this()](error_code ec) {
-        self->read_waiting_ = false;
-        self->on_readable(ec);
-    });
+    socket_.async_wait(Socket::wait_read, bound(&Connection::on_readable));
 }
 
 void Connection::on_readable(error_code ec) {
+    read_waiting_ = false;
     if (state_ != State::reading) return;  // answered (a timeout, a refusal) or closed
     if (ec) return close();
     read_input();
@@ -257,11 +257,13 @@ void Connection::send_continue() {
     if (ec) return close();
     if (written == kContinue.size()) return parse_input();
     asio::async_write(socket_, asio::buffer(kContinue.data() + written, kContinue.size() - written),
-                      [self = shared_from_this()](error_code ec, std::size_t) {
-                          if (self->state_ == State::closed) return;
-                          if (ec) return self->close();
-                          self->parse_input();
-                      });
+                      bound(&Connection::on_continue_sent));
+}
+
+void Connection::on_continue_sent(error_code ec, std::size_t) {
+    if (state_ == State::closed) return;
+    if (ec) return close();
+    parse_input();
 }
 
 // The worker holds at most PREFORK_BODY_BUFFER_LIMIT bytes of request bodies at once: a
@@ -303,10 +305,8 @@ void Connection::call_handler(const Router::RouteHandler& handler, Request reque
             asio::co_spawn(
                 socket_.get_executor(), (*coroutine)(std::move(request)),
                 asio::bind_cancellation_slot(
-                    cancel_handler_.slot(), [self = shared_from_this(), id = request_id_, what](
-                                                std::exception_ptr error, Response response) {
-                        self->on_coroutine_done(id, error, std::move(response), what);
-                    }));
+                    cancel_handler_.slot(),
+                    bound(&Connection::on_coroutine_done, request_id_, what)));
             arm_timer(server_.limits().handler_timeout);
             watch_for_disconnect();
             return;
@@ -349,8 +349,8 @@ void Connection::on_handler_timeout() {
     finish_response(Response::error(503));
 }
 
-void Connection::on_coroutine_done(std::uint64_t request_id, std::exception_ptr error,
-                                   Response response, const std::string& what) {
+void Connection::on_coroutine_done(std::uint64_t request_id, const std::string& what,
+                                   std::exception_ptr error, Response response) {
     if (state_ != State::handling || request_id != request_id_) return;  // cancelled, or late
     if (error) {
         try {
@@ -369,9 +369,7 @@ void Connection::on_coroutine_done(std::uint64_t request_id, std::exception_ptr 
 // hangs up cancels the handler (its awaits end, its Responder's send() reports false).
 void Connection::watch_for_disconnect() {
     socket_.async_wait(Socket::wait_read,
-                       [self = shared_from_this(), id = request_id_](error_code ec) {
-                           self->on_readable_while_handling(id, ec);
-                       });
+                       bound(&Connection::on_readable_while_handling, request_id_));
 }
 
 void Connection::on_readable_while_handling(std::uint64_t request_id, error_code ec) {
@@ -481,6 +479,12 @@ void Connection::on_file_head_written(error_code ec, std::size_t bytes) {
     send_file();
 }
 
+void Connection::on_file_writable(error_code ec) {
+    if (state_ != State::writing) return;
+    if (ec) return on_write(ec, file_sent_);
+    send_file();
+}
+
 // sendfile until the body is out or the socket is full (then again once it has room, under
 // the write inactivity timeout); a few megabytes per turn of the loop, so one fast reader
 // does not hold up the other connections.
@@ -489,9 +493,8 @@ void Connection::send_file() {
     std::uint64_t this_turn = 0;
     while (file_offset_ < file_end_) {
         if (this_turn >= kFileBytesPerTurn) {
-            return asio::post(socket_.get_executor(), [self = shared_from_this()] {
-                if (self->state_ == State::writing) self->send_file();
-            });
+            return asio::post(socket_.get_executor(), bound(&Connection::on_file_writable,
+                                                            error_code{}));
         }
         off_t offset = static_cast<off_t>(file_offset_);
         std::size_t count = static_cast<std::size_t>(
@@ -506,11 +509,7 @@ void Connection::send_file() {
         if (sent < 0 && errno == EINTR) continue;
         if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             note_write_progress();
-            socket_.async_wait(Socket::wait_write, [self = shared_from_this()](error_code ec) {
-                if (self->state_ != State::writing) return;
-                if (ec) return self->on_write(ec, self->file_sent_);
-                self->send_file();
-            });
+            socket_.async_wait(Socket::wait_write, bound(&Connection::on_file_writable));
             return;
         }
         if (sent < 0 && (errno == EPIPE || errno == ECONNRESET)) {  // the client left
@@ -529,63 +528,12 @@ void Connection::send_file() {
     on_write({}, file_sent_);
 }
 
-// Writes response_'s status line and headers into a buffer the connection keeps (no
-// allocation once it has grown), with the headers the worker owns: Server, Date (formatted
-// once a second), the framing (Content-Length of the body, or Transfer-Encoding: chunked)
-// and Connection. A handler's own values of those are replaced, except that its
-// "Connection: close" is honoured. False when a field could split the response.
+// The response's head, into a buffer the connection keeps (no allocation once it has
+// grown); the Date is formatted once a second. False when a field could split it.
 bool Connection::serialize_head(Framing framing, std::uint64_t content_length) {
-    const auto& message = response_.message();
-    head_.clear();
-    head_ += request_version_ == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-    char digits[24];
-    auto [status_end, status_ec] =
-        std::to_chars(digits, digits + sizeof digits, message.result_int());
-    head_.append(digits, status_end);
-    head_ += ' ';
-    head_ += message.reason();
-    head_ += "\r\n";
-    for (const auto& field : message) {
-        switch (field.name()) {
-            case http::field::connection:
-                if (boost::beast::iequals(field.value(), "close")) keep_alive_ = false;
-                continue;
-            case http::field::server:
-            case http::field::date:
-            case http::field::content_length:
-            case http::field::transfer_encoding:
-                continue;
-            case http::field::unknown:
-                if (!is_field_name(field.name_string())) return false;
-                break;
-            default:
-                break;
-        }
-        if (!is_safe_field_value(field.value())) return false;
-        head_ += field.name_string();
-        head_ += ": ";
-        head_ += field.value();
-        head_ += "\r\n";
-    }
-    head_ += "Server: prefork\r\nDate: ";
-    head_ += http_date();
-    head_ += "\r\n";
-    if (framing == Framing::content_length) {
-        auto [length_end, length_ec] =
-            std::to_chars(digits, digits + sizeof digits, content_length);
-        head_ += "Content-Length: ";
-        head_.append(digits, length_end);
-        head_ += "\r\n";
-    } else if (framing == Framing::chunked) {
-        head_ += "Transfer-Encoding: chunked\r\n";
-    }
-    if (request_version_ == 10) {
-        if (keep_alive_) head_ += "Connection: keep-alive\r\n";
-    } else if (!keep_alive_) {
-        head_ += "Connection: close\r\n";
-    }
-    head_ += "\r\n";
-    return true;
+    return write_response_head(head_, response_.message(),
+                               {request_version_, framing, content_length, http_date()},
+                               keep_alive_);
 }
 
 // --- writing it ----------------------------------------------------------------------------
@@ -652,9 +600,7 @@ void Connection::on_write_timeout() {
 }
 
 void Connection::do_write_some() {
-    socket_.async_write_some(out_, [self = shared_from_this()](error_code ec, std::size_t bytes) {
-        self->on_write_some(ec, bytes);
-    });
+    socket_.async_write_some(out_, bound(&Connection::on_write_some));
 }
 
 void Connection::on_write_some(error_code ec, std::size_t bytes) {
@@ -705,11 +651,10 @@ bool Connection::start_stream(std::uint64_t request_id, Response head,
     response_.body().clear();
     unsigned status = response_.message().result_int();
     bool no_content = status < 200 || status == 204 || status == 304;
-    stream_has_body_ = !head_request_ && !no_content;
-    stream_chunked_ = request_version_ != 10;
-    if (!stream_chunked_) keep_alive_ = false;  // the end of the connection ends the body
+    bool chunked = request_version_ != 10;
+    if (!chunked) keep_alive_ = false;  // the end of the connection ends the body
     // HEAD gets the framing GET would have had.
-    if (!serialize_head(stream_chunked_ && !no_content ? Framing::chunked : Framing::none)) {
+    if (!serialize_head(chunked && !no_content ? Framing::chunked : Framing::none)) {
         // Nothing was sent yet: the client can be told, and the stream's writers are.
         log::error(describe_request(method_, target_),
                    ": the handler's stream head has a header holding CR, LF or NUL, or a name "
@@ -722,67 +667,33 @@ bool Connection::start_stream(std::uint64_t request_id, Response head,
     pending_.reset();
     disarm_timer();  // the handler has answered: its timeout no longer applies
     state_ = State::streaming;
-    stream_ = std::move(channel);
-    stream_bytes_ = 0;
-    stream_ending_ = false;
-    stream_idle_timeout_ = std::chrono::milliseconds(0);
-    stream_writing_ = true;
+    stream_.start(std::move(channel), chunked, !head_request_ && !no_content);
     out_.assign({asio::buffer(head_)});
     write_out(0, &Connection::on_stream_written);
     return true;
 }
 
 void Connection::on_stream_kick(const std::shared_ptr<detail::StreamChannel>& channel) {
-    if (state_ != State::streaming || channel != stream_ || stream_writing_) return;
+    if (state_ != State::streaming || channel != stream_.channel() || stream_.writing()) return;
     continue_stream();
 }
 
 void Connection::continue_stream() {
-    bool finished = false;
-    bool cut_off = false;
-    {
-        std::lock_guard lock(stream_->mutex);
-        stream_->kick_posted = false;
-        for (auto& part : stream_->parts) {
-            stream_payload_ += part.size();
-            stream_parts_.push_back(std::move(part));
-        }
-        stream_->parts.clear();
-        finished = stream_->finished;
-        cut_off = stream_->cut_off;
-        stream_idle_timeout_ = stream_->idle_timeout;
+    switch (stream_.next(out_)) {
+        case StreamWriter::Next::write:
+            return write_out(0, &Connection::on_stream_written);
+        case StreamWriter::Next::end:
+            return end_stream();
+        case StreamWriter::Next::cut_off:
+            log::warning(
+                "a streamed response was dropped before finish(): resetting its connection");
+            return cut_off_stream();
+        case StreamWriter::Next::wait:
+            // The next write, finish() or drop kicks the connection again; a stream with an
+            // idle timeout is cut off when none comes in time.
+            if (stream_.idle_timeout().count() > 0) arm_timer(stream_.idle_timeout());
+            return;
     }
-    static constexpr std::string_view kCrLf = "\r\n";
-    static constexpr std::string_view kLastChunk = "0\r\n\r\n";
-    if (!stream_parts_.empty()) {
-        out_.clear();
-        if (stream_chunked_) {
-            std::array<char, 20> digits{};
-            auto [end, ec] =
-                std::to_chars(digits.data(), digits.data() + digits.size(), stream_payload_, 16);
-            chunk_size_line_.assign(digits.data(), end);
-            chunk_size_line_ += kCrLf;
-            out_.push_back(asio::buffer(chunk_size_line_));
-        }
-        for (const auto& part : stream_parts_) out_.push_back(asio::buffer(part));
-        if (stream_chunked_) out_.push_back(asio::buffer(kCrLf.data(), kCrLf.size()));
-        stream_writing_ = true;
-        return write_out(0, &Connection::on_stream_written);
-    }
-    if (finished) {
-        if (!stream_chunked_) return end_stream();
-        stream_ending_ = true;
-        stream_writing_ = true;
-        out_.assign({asio::buffer(kLastChunk.data(), kLastChunk.size())});
-        return write_out(0, &Connection::on_stream_written);
-    }
-    if (cut_off) {
-        log::warning("a streamed response was dropped before finish(): resetting its connection");
-        return cut_off_stream();
-    }
-    // Nothing to write: the next write, finish() or drop kicks the connection again; a stream
-    // with an idle timeout is cut off when none comes in time.
-    if (stream_idle_timeout_.count() > 0) arm_timer(stream_idle_timeout_);
 }
 
 // A reset, not an orderly close: to an HTTP/1.0 client (no chunks) an orderly close would
@@ -796,42 +707,22 @@ void Connection::cut_off_stream() {
 void Connection::on_stream_written(error_code ec, std::size_t bytes) {
     if (state_ != State::streaming) return;  // closed meanwhile
     server_.totals().bytes_out += bytes;
-    stream_bytes_ += bytes;
-    stream_writing_ = false;
+    bool complete = stream_.written(bytes);
     disarm_timer();
     if (ec) return close();  // the client left (EPIPE, reset) or stopped reading
-    if (stream_ending_ || !stream_has_body_) return end_stream();
-
-    // What was written leaves the buffer: room for the writers.
-    std::shared_ptr<detail::StreamWaiter> resumed;
-    {
-        std::lock_guard lock(stream_->mutex);
-        stream_->buffered -= std::min(stream_->buffered, stream_payload_);
-        if (stream_->waiter && stream_->buffered < stream_->limit) {
-            stream_->buffered += stream_->waiting_part.size();
-            stream_->parts.push_back(std::move(stream_->waiting_part));
-            stream_->waiting_part.clear();
-            resumed = std::move(stream_->waiter);
-            stream_->waiter.reset();
-        }
-    }
-    stream_->room.notify_all();
-    stream_parts_.clear();
-    stream_payload_ = 0;
-    if (resumed) resumed->complete({});
+    if (complete) return end_stream();
+    stream_.give_back_room();
     continue_stream();
 }
 
 void Connection::count_stream_response() {
     server_.count_response(client_, method_, target_, response_.message().result_int(),
-                           stream_bytes_, std::chrono::steady_clock::now() - request_started_);
+                           stream_.bytes(), std::chrono::steady_clock::now() - request_started_);
 }
 
 void Connection::end_stream() {
-    auto channel = std::move(stream_);
-    stream_.reset();
-    channel->close();  // writes from now on report false
     count_stream_response();
+    stream_.stop()->close();  // writes from now on report false
     response_done();
     if (!keep_alive_) return has_unread_input() ? do_linger() : close();
     read_next_request();
@@ -852,17 +743,15 @@ void Connection::do_linger() {
     socket_.shutdown(Socket::shutdown_send, ignored);
     arm_timer(server_.limits().linger_timeout);
     input_.clear();
-    on_linger_read({});
+    on_linger_read({}, 0);
 }
 
-void Connection::on_linger_read(error_code ec) {
+void Connection::on_linger_read(error_code ec, std::size_t) {
     if (state_ == State::closed) return;
     if (ec) return close();
     input_.clear();
     auto [space, room] = input_.prepare();
-    socket_.async_read_some(
-        asio::buffer(space, room),
-        [self = shared_from_this()](error_code ec, std::size_t) { self->on_linger_read(ec); });
+    socket_.async_read_some(asio::buffer(space, room), bound(&Connection::on_linger_read));
 }
 
 void Connection::drain() {
@@ -876,10 +765,9 @@ void Connection::close() {
     state_ = State::closed;
     if (pending_) pending_->abandon();
     pending_.reset();
-    if (stream_) {  // cut off: the client gone, or a write that timed out
-        auto channel = std::move(stream_);
-        stream_.reset();
+    if (stream_.active()) {  // cut off: the client gone, or a write that timed out
         count_stream_response();
+        auto channel = stream_.stop();
         channel->close();
         channel->pending->abandon();
     }
@@ -887,7 +775,7 @@ void Connection::close() {
     idle_entry_.unlink();
     release_body();
     error_code ignored;
-    timer_.cancel();
+    deadline_.cancel();
     fork_guard::remove(socket_.native_handle());
     socket_.close(ignored);
     server_.remove(this);
@@ -902,32 +790,24 @@ void Connection::arm_read_deadline(ReadDeadline kind) {
     arm_timer(server_.draining() ? limits.drain_idle_grace : limits.idle_timeout);
 }
 
-// Deadlines are kept lazily: one wait is outstanding at a time, and moving a deadline later
-// (as every request does) only changes deadline_; the wait, when it fires, waits again for
-// what is left. Only a deadline earlier than the outstanding wait re-arms the timer.
+// One deadline at a time, for the current state (see lazy_deadline.hpp).
 void Connection::arm_timer(std::chrono::milliseconds after) {
-    deadline_ = Timer::clock_type::now() + after;
-    if (timer_waits_ > 0 && timer_.expiry() <= deadline_) return;
-    wait_for_deadline();
+    if (deadline_.set(after)) wait_for_deadline();
 }
 
 void Connection::disarm_timer() {
-    deadline_ = Timer::time_point::max();
+    deadline_.clear();
 }
 
 void Connection::wait_for_deadline() {
-    timer_.expires_at(deadline_);  // an outstanding wait ends with operation_aborted
-    ++timer_waits_;
-    timer_.async_wait([self = shared_from_this()](error_code ec) { self->on_timer(ec); });
+    deadline_.wait(bound(&Connection::on_timer));
 }
 
 void Connection::on_timer(error_code ec) {
-    --timer_waits_;
-    if (ec || state_ == State::closed || timer_waits_ > 0) return;
-    if (deadline_ == Timer::time_point::max()) return;                     // no deadline now
-    if (Timer::clock_type::now() < deadline_) return wait_for_deadline();  // moved later
-    deadline_ = Timer::time_point::max();
-    on_timeout();
+    auto outcome = deadline_.on_wait_done(ec);
+    if (state_ == State::closed) return;
+    if (outcome == LazyDeadline::Outcome::wait_again) return wait_for_deadline();
+    if (outcome == LazyDeadline::Outcome::expired) on_timeout();
 }
 
 void Connection::on_timeout() {
@@ -947,8 +827,8 @@ void Connection::on_timeout() {
         case State::streaming:
             // A write the client does not take, or (a stream with an idle timeout) no part
             // from the handler in time.
-            if (!stream_writing_) {
-                log::warning("a streamed response wrote nothing for ", stream_idle_timeout_.count(),
+            if (!stream_.writing()) {
+                log::warning("a streamed response wrote nothing for ", stream_.idle_timeout().count(),
                              " ms: cutting it off");
                 return cut_off_stream();
             }

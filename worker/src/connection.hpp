@@ -4,9 +4,12 @@
 #include <prefork/response.hpp>
 
 #include "idle_entry.hpp"
+#include "lazy_deadline.hpp"
 #include "read_buffer.hpp"
 #include "request_parser.hpp"
+#include "response_head.hpp"
 #include "router.hpp"
+#include "stream_writer.hpp"
 
 #include <boost/asio/basic_stream_socket.hpp>
 #include <boost/asio/basic_waitable_timer.hpp>
@@ -45,8 +48,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
     using Executor = boost::asio::io_context::executor_type;
     using Socket =
         boost::asio::basic_stream_socket<boost::asio::generic::stream_protocol, Executor>;
-    using Timer = boost::asio::basic_waitable_timer<
-        std::chrono::steady_clock, boost::asio::wait_traits<std::chrono::steady_clock>, Executor>;
 
     // `client`: the peer's address for the access log (empty when it is off).
     Connection(Socket socket, Server& server, std::string client = {});
@@ -78,7 +79,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
     enum class ReadDeadline { idle, request };
     using WriteDone = void (Connection::*)(boost::system::error_code, std::size_t);
 
+    // Every completion handler: `member` of this connection, called with `bound` and then
+    // the operation's results; the connection lives until it has run.
+    template <class Member, class... Bound>
+    auto bound(Member member, Bound... bound_args) {
+        return [self = shared_from_this(), member, ... bound_args = std::move(bound_args)](
+                   auto&&... results) mutable {
+            ((*self).*member)(bound_args..., std::forward<decltype(results)>(results)...);
+        };
+    }
+
     void do_read();
+    void do_read_unless_closed();
     void read_next_request();
     void wait_readable();
     void on_readable(boost::system::error_code ec);
@@ -88,6 +100,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     void begin_request();
     void answer_from_head(Response response);
     void send_continue();
+    void on_continue_sent(boost::system::error_code ec, std::size_t bytes);
     bool reserve_body(std::uint64_t bytes);
     void release_body();
     void refuse_request();
@@ -96,7 +109,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
     void call_handler(const Router::RouteHandler& handler, Request request);
     void finish_response(Response response);
     void finish_file_response();
-    enum class Framing { none, content_length, chunked };
     bool serialize_head(Framing framing, std::uint64_t content_length = 0);
     void answer_unsafe_response();
     void do_write();
@@ -109,6 +121,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     void on_write(boost::system::error_code ec, std::size_t bytes);
     void on_file_head_written(boost::system::error_code ec, std::size_t bytes);
     void send_file();
+    void on_file_writable(boost::system::error_code ec);
     void continue_stream();
     void on_stream_written(boost::system::error_code ec, std::size_t bytes);
     void end_stream();
@@ -117,7 +130,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     void response_done();
     bool has_unread_input();
     void do_linger();
-    void on_linger_read(boost::system::error_code ec);
+    void on_linger_read(boost::system::error_code ec, std::size_t bytes);
 
     void arm_read_deadline(ReadDeadline kind);
     void arm_timer(std::chrono::milliseconds after);
@@ -126,17 +139,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
     void on_timer(boost::system::error_code ec);
     void on_timeout();
     void on_handler_timeout();
-    void on_coroutine_done(std::uint64_t request_id, std::exception_ptr error, Response response,
-                           const std::string& what);
+    void on_coroutine_done(std::uint64_t request_id, const std::string& what,
+                           std::exception_ptr error, Response response);
     void watch_for_disconnect();
     void on_readable_while_handling(std::uint64_t request_id, boost::system::error_code ec);
 
     Socket socket_;
     Server& server_;
     IdleEntry idle_entry_{this};
-    Timer timer_;
-    Timer::time_point deadline_ = Timer::time_point::max();  // of the current state
-    int timer_waits_ = 0;                                    // outstanding waits on timer_
+    LazyDeadline deadline_;  // of the current state
     ReadBuffer input_;
     RequestParser parser_;
     ReadPhase phase_ = ReadPhase::idle;
@@ -168,17 +179,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool input_left_unread_ = false;
     boost::asio::cancellation_signal cancel_handler_;  // ends a coroutine handler's awaits
 
-    // A streamed response in progress.
-    std::shared_ptr<detail::StreamChannel> stream_;
-    std::vector<std::string> stream_parts_;  // being written
-    std::size_t stream_payload_ = 0;         // their bytes
-    std::string chunk_size_line_;            // "1f40\r\n" of the chunk being written
-    std::uint64_t stream_bytes_ = 0;         // written so far, for the access log
-    bool stream_writing_ = false;
-    bool stream_chunked_ = true;   // false for an HTTP/1.0 client: ends with the connection
-    bool stream_has_body_ = true;  // false for HEAD, 204, 304
-    bool stream_ending_ = false;   // the final chunk is being written
-    std::chrono::milliseconds stream_idle_timeout_{0};  // 0: none
+    StreamWriter stream_;  // a streamed response in progress
 };
 
 }  // namespace prefork
