@@ -64,13 +64,45 @@ ImageContract read_dockerfile(const std::string& path) {
 
 // The image's paths are the install prefix's bin/; here, the built binaries. Its fixed
 // ports become ports the kernel chooses on loopback: tests never take a fixed port.
-std::string map_to_build(const std::string& word) {
-    if (word == "/usr/local/bin/prefork") return prefork_binary();
-    if (word == "/usr/local/bin/prefork-demo") return demo_binary();
-    if (word == "preforkctl") return preforkctl_binary();
-    if (word.ends_with(":8080") || word.ends_with(":9000")) return "127.0.0.1:0";
-    return word;
-}
+// The image's binaries, copied where any user can run them (the checkout may live under a
+// directory that others cannot enter, such as root's home), removed at the end.
+class InstalledBinaries {
+  public:
+    InstalledBinaries() {
+        char dir[] = "/tmp/prefork-image-XXXXXX";
+        if (::mkdtemp(dir) == nullptr) throw std::runtime_error("mkdtemp");
+        dir_ = dir;
+        fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_read |
+                                  fs::perms::group_exec | fs::perms::others_read |
+                                  fs::perms::others_exec);
+        for (const auto& [name, from] : {std::pair<std::string, std::string>{"prefork", prefork_binary()},
+                                         {"prefork-demo", demo_binary()},
+                                         {"preforkctl", preforkctl_binary()}}) {
+            fs::copy_file(from, dir_ / name);
+            fs::permissions(dir_ / name, fs::perms::owner_all | fs::perms::group_read |
+                                             fs::perms::group_exec | fs::perms::others_read |
+                                             fs::perms::others_exec);
+        }
+    }
+    ~InstalledBinaries() {
+        std::error_code ignored;
+        fs::remove_all(dir_, ignored);
+    }
+    InstalledBinaries(const InstalledBinaries&) = delete;
+    InstalledBinaries& operator=(const InstalledBinaries&) = delete;
+
+    // A word of the image's command line, as it runs here.
+    std::string map(const std::string& word) const {
+        if (word == "/usr/local/bin/prefork") return dir_ / "prefork";
+        if (word == "/usr/local/bin/prefork-demo") return dir_ / "prefork-demo";
+        if (word == "preforkctl") return dir_ / "preforkctl";
+        if (word.ends_with(":8080") || word.ends_with(":9000")) return "127.0.0.1:0";
+        return word;
+    }
+
+  private:
+    fs::path dir_;
+};
 
 TEST(Container, ImageEntrypointRunsAsPid1AsANonRootUser) {
     ImageContract image = read_dockerfile(std::string(PREFORK_SOURCE_DIR) + "/Dockerfile");
@@ -82,13 +114,14 @@ TEST(Container, ImageEntrypointRunsAsPid1AsANonRootUser) {
 
     // As the container runtime would: new pid and mount namespaces, an unprivileged user
     // (the image's "prefork" user does not exist here: nobody stands in for it).
+    InstalledBinaries installed;
     std::vector<std::string> argv{"unshare",       "--pid",          "--fork",
                                   "--mount-proc",  "setpriv",        "--reuid=65534",
                                   "--regid=65534", "--clear-groups", "--"};
-    for (const auto& word : image.entrypoint) argv.push_back(map_to_build(word));
-    for (const auto& word : image.cmd) argv.push_back(map_to_build(word));
+    for (const auto& word : image.entrypoint) argv.push_back(installed.map(word));
+    for (const auto& word : image.cmd) argv.push_back(installed.map(word));
     std::vector<std::string> env;
-    for (const auto& [name, value] : image.env) env.push_back(name + "=" + map_to_build(value));
+    for (const auto& [name, value] : image.env) env.push_back(name + "=" + installed.map(value));
     ChildProcess container(argv, env);
 
     auto ready = container.wait_for_lines(" ready (generation", 1);
@@ -119,7 +152,7 @@ TEST(Container, ImageEntrypointRunsAsPid1AsANonRootUser) {
     EXPECT_EQ(http_get(port, "/").body(), "Hello, World!");
 
     std::vector<std::string> health_argv;
-    for (const auto& word : image.healthcheck) health_argv.push_back(map_to_build(word));
+    for (const auto& word : image.healthcheck) health_argv.push_back(installed.map(word));
     ChildProcess health(health_argv, {"PREFORK_ADMIN=127.0.0.1:" + std::to_string(admin)});
     EXPECT_EQ(health.wait_exit_status(10s), 0) << health.output();
 
