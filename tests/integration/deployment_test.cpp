@@ -3,6 +3,7 @@
 
 #include "http_client.hpp"
 #include "prefork_process.hpp"
+#include "temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
@@ -69,12 +70,6 @@ ImageContract read_dockerfile(const std::string& path) {
 class InstalledBinaries {
   public:
     InstalledBinaries() {
-        char dir[] = "/tmp/prefork-image-XXXXXX";
-        if (::mkdtemp(dir) == nullptr) throw std::runtime_error("mkdtemp");
-        dir_ = dir;
-        fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_read |
-                                  fs::perms::group_exec | fs::perms::others_read |
-                                  fs::perms::others_exec);
         for (const auto& [name, from] : {std::pair<std::string, std::string>{"prefork", prefork_binary()},
                                          {"prefork-demo", demo_binary()},
                                          {"preforkctl", preforkctl_binary()}}) {
@@ -84,13 +79,6 @@ class InstalledBinaries {
                                              fs::perms::others_exec);
         }
     }
-    ~InstalledBinaries() {
-        std::error_code ignored;
-        fs::remove_all(dir_, ignored);
-    }
-    InstalledBinaries(const InstalledBinaries&) = delete;
-    InstalledBinaries& operator=(const InstalledBinaries&) = delete;
-
     // A word of the image's command line, as it runs here.
     std::string map(const std::string& word) const {
         if (word == "/usr/local/bin/prefork") return dir_ / "prefork";
@@ -101,7 +89,8 @@ class InstalledBinaries {
     }
 
   private:
-    fs::path dir_;
+    TempDir dir_in_tmp_{"prefork-image", /*open_to_everyone=*/true};
+    fs::path dir_{dir_in_tmp_.path()};
 };
 
 TEST(Container, ImageEntrypointRunsAsPid1AsANonRootUser) {

@@ -3,6 +3,7 @@
 
 #include "http_client.hpp"
 #include "prefork_process.hpp"
+#include "temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
@@ -55,9 +56,8 @@ std::set<std::string> socket_targets(pid_t pid) {
 }
 
 TEST(Descriptors, WorkerHoldsOnlyWhatItNeedsAndAllOfItIsCloseOnExec) {
-    char dir[] = "/tmp/prefork-it-XXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
-    std::string unix_path = std::string(dir) + "/app.sock";
+    TempDir dir;
+    std::string unix_path = dir.path("app.sock");
     PreforkServer server({"--bind", "127.0.0.1:0", "--bind", "unix:" + unix_path, "--workers", "1"},
                          1);
     auto workers = server.children();

@@ -6,6 +6,7 @@
 #include "http_client.hpp"
 #include "prefork_process.hpp"
 #include "raw_client.hpp"
+#include "temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
@@ -35,20 +36,6 @@ using Clock = std::chrono::steady_clock;
 // Half a request head: the blank line that would end it never comes.
 constexpr const char* kHalfRequest = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
 
-// A temporary directory, removed at the end of the test.
-class TempDir {
-  public:
-    TempDir() {
-        char dir[] = "/tmp/prefork-resilience-XXXXXX";
-        if (::mkdtemp(dir) == nullptr) throw std::runtime_error("mkdtemp");
-        path_ = dir;
-    }
-    ~TempDir() { fs::remove_all(path_); }
-    std::string path(const std::string& name) const { return path_ + "/" + name; }
-
-  private:
-    std::string path_;
-};
 
 // Puts a copy of `from` at `to`, executable, in one step (rename), as a deploy would: the
 // master never sees a half-written file.
@@ -58,12 +45,6 @@ void install_executable(const std::string& from, const std::string& to) {
                                      fs::perms::group_exec | fs::perms::others_read |
                                      fs::perms::others_exec);
     fs::rename(to + ".new", to);
-}
-
-// Writes a file atomically, as a deployment tool would.
-void write_file(const std::string& path, const std::string& text) {
-    std::ofstream(path + ".new") << text;
-    fs::rename(path + ".new", path);
 }
 
 // The CPU time (user + system) a process has used so far, in seconds; -1 when it is gone.
@@ -535,13 +516,13 @@ TEST(MasterResilience, AReloadMovesTheAdminEndpoint) {
                std::to_string(admin) + "\"\n";
     };
     std::uint16_t first = free_port();
-    write_file(config, config_with_admin(first));
+    dir.write("prefork.toml", config_with_admin(first));
     auto server = PreforkServer::from_config(config, 2);
     ASSERT_EQ(HttpConnection(first).get("/healthz").result_int(), 200);
 
     std::uint16_t second = free_port();
     while (second == first) second = free_port();
-    write_file(config, config_with_admin(second));
+    dir.write("prefork.toml", config_with_admin(second));
     server->signal(SIGHUP);
     ASSERT_EQ(
         server->wait_for_lines("admin endpoint on 127.0.0.1:" + std::to_string(second), 1).size(),
@@ -554,7 +535,7 @@ TEST(MasterResilience, AReloadMovesTheAdminEndpoint) {
         << "the old admin address still accepts";
 
     BusyPort busy;
-    write_file(config, config_with_admin(busy.port()));
+    dir.write("prefork.toml", config_with_admin(busy.port()));
     server->signal(SIGHUP);
     auto failed = server->wait_for_lines("reload failed", 1);
     ASSERT_EQ(failed.size(), 1u) << server->output();

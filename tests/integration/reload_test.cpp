@@ -4,6 +4,7 @@
 #include "client_load.hpp"
 #include "http_client.hpp"
 #include "prefork_process.hpp"
+#include "temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
@@ -22,22 +23,12 @@ namespace fs = std::filesystem;
 // A temporary directory with a prefork.toml in it, removed at the end of the test.
 class ConfigDir {
   public:
-    ConfigDir() {
-        char dir[] = "/tmp/prefork-reload-XXXXXX";
-        if (::mkdtemp(dir) == nullptr) throw std::runtime_error("mkdtemp");
-        path_ = dir;
-    }
-    ~ConfigDir() { fs::remove_all(path_); }
-    std::string file() const { return path_ + "/prefork.toml"; }
-    std::string path(const std::string& name) const { return path_ + "/" + name; }
-    // Writes the configuration atomically, as a deployment tool would.
-    void write(const std::string& text) const {
-        std::ofstream(file() + ".new") << text;
-        fs::rename(file() + ".new", file());
-    }
+    std::string file() const { return dir_.path("prefork.toml"); }
+    std::string path(const std::string& name) const { return dir_.path(name); }
+    void write(const std::string& text) const { dir_.write("prefork.toml", text); }
 
   private:
-    std::string path_;
+    TempDir dir_{"prefork-reload"};
 };
 
 std::string demo_config(const std::string& extra) {

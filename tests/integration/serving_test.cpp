@@ -2,6 +2,7 @@
 
 #include "http_client.hpp"
 #include "prefork_process.hpp"
+#include "temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
@@ -177,9 +178,8 @@ TEST(Serving, WhileOneWorkerIsBlockedTheOtherAnswers) {
 }
 
 TEST(Serving, UnixSocketServesAndItsFileIsRemovedAfterStop) {
-    char dir[] = "/tmp/prefork-it-XXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
-    std::string path = std::string(dir) + "/app.sock";
+    TempDir dir;
+    std::string path = dir.path("app.sock");
     {
         PreforkServer server({"--bind", "unix:" + path, "--workers", "1"}, 1);
         HttpConnection connection(path);
@@ -188,21 +188,17 @@ TEST(Serving, UnixSocketServesAndItsFileIsRemovedAfterStop) {
         EXPECT_EQ(server.wait_exit_status(10s), 0);
         EXPECT_NE(::access(path.c_str(), F_OK), 0) << "socket file left behind";
     }
-    ::rmdir(dir);
 }
 
 TEST(Serving, TcpAndUnixListenersTogether) {
-    char dir[] = "/tmp/prefork-it-XXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
-    std::string path = std::string(dir) + "/app.sock";
+    TempDir dir;
+    std::string path = dir.path("app.sock");
     {
         PreforkServer server({"--bind", "127.0.0.1:0", "--bind", "unix:" + path, "--workers", "1"},
                              1);
         EXPECT_EQ(http_get(server.port(), "/").body(), "Hello, World!");
         EXPECT_EQ(HttpConnection(path).get("/").body(), "Hello, World!");
     }
-    ::unlink(path.c_str());
-    ::rmdir(dir);
 }
 
 TEST(Serving, DemoServesAloneWithoutTheMaster) {

@@ -4,6 +4,7 @@
 
 #include "http_client.hpp"
 #include "prefork_process.hpp"
+#include "temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
@@ -128,11 +129,9 @@ std::uint64_t signal_mask(const std::string& status, const std::string& field) {
 // The master runs with signals it inherited ignored (as under nohup or a shell's trap) and
 // blocks every signal while it forks; its workers get none of that.
 TEST(Signals, AWorkerStartsWithEverySignalAtItsDefaultAndNoneBlocked) {
-    char dir_template[] = "/tmp/prefork-signals-XXXXXX";
-    ASSERT_NE(::mkdtemp(dir_template), nullptr);
-    fs::path dir = dir_template;
-    fs::path script = dir / "report-signals";
-    fs::path report = dir / "report";
+    TempDir dir("prefork-signals");
+    fs::path script = dir.path("report-signals");
+    fs::path report = dir.path("report");
     {
         std::ofstream out(script);
         // Built-ins only, before the shell forks anything: dash blocks every signal while it
@@ -167,7 +166,6 @@ TEST(Signals, AWorkerStartsWithEverySignalAtItsDefaultAndNoneBlocked) {
 
     prefork.signal(SIGQUIT);
     prefork.wait_exit(10s);
-    fs::remove_all(dir);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include "http_client.hpp"
 #include "prefork_process.hpp"
+#include "temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
@@ -80,9 +81,8 @@ TEST(Startup, HelpAndVersion) {
 }
 
 TEST(Startup, StaleUnixSocketFileIsReplaced) {
-    char dir[] = "/tmp/prefork-it-XXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
-    std::string path = std::string(dir) + "/app.sock";
+    TempDir dir;
+    std::string path = dir.path("app.sock");
     {
         int stale = ::socket(AF_UNIX, SOCK_STREAM, 0);
         sockaddr_un address{};
@@ -95,8 +95,6 @@ TEST(Startup, StaleUnixSocketFileIsReplaced) {
         PreforkServer server({"--bind", "unix:" + path, "--workers", "1"}, 1);
         EXPECT_EQ(HttpConnection(path).get("/").body(), "Hello, World!");
     }
-    ::unlink(path.c_str());
-    ::rmdir(dir);
 }
 
 TEST(Startup, PidFileHoldsTheMasterPidUntilItStops) {

@@ -1,5 +1,7 @@
 #include <prefork/common/listen_address.hpp>
 
+#include "temp_dir.hpp"
+
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
@@ -77,17 +79,8 @@ TEST(BindListener, BusyPortNamesTheAddressAndTheReason) {
 
 class UnixSocketPath : public ::testing::Test {
   protected:
-    void SetUp() override {
-        char dir[] = "/tmp/prefork-unit-XXXXXX";
-        ASSERT_NE(::mkdtemp(dir), nullptr);
-        dir_ = dir;
-        path_ = dir_ + "/app.sock";
-    }
-    void TearDown() override {
-        ::unlink(path_.c_str());
-        ::rmdir(dir_.c_str());
-    }
-    std::string dir_, path_;
+    prefork::testing::TempDir dir_{"prefork-unit"};
+    std::string path_ = dir_.path("app.sock");
 };
 
 TEST_F(UnixSocketPath, StaleSocketFileIsReplaced) {
