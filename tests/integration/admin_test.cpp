@@ -89,7 +89,7 @@ TEST(Admin, ReadinessTurns503WhenAGracefulStopBegins) {
     auto admin_port = server.admin_port();
     HttpConnection slow(server.port(), 20s);
     slow.send_raw("GET /sleep?ms=4000 HTTP/1.1\r\nHost: x\r\n\r\n");
-    std::this_thread::sleep_for(1s);  // the request reaches its worker
+    ASSERT_TRUE(server.wait_for_requests_received(1));
     EXPECT_EQ(HttpConnection(admin_port).get("/readyz").result_int(), 200);
 
     server.signal(SIGTERM);

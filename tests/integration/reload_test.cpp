@@ -215,10 +215,10 @@ TEST(Reload, HupThenTermStopsCleanly) {
 }
 
 TEST(Reload, HupDuringAReloadQueuesOneMore) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0"});
     HttpConnection slow(server.port(), 20s);  // keeps the old generation draining for a while
     slow.send_raw("GET /sleep?ms=4000 HTTP/1.1\r\nHost: x\r\n\r\n");
-    std::this_thread::sleep_for(1s);  // the request reaches its worker
+    ASSERT_TRUE(server.wait_for_requests_received(1));
     server.signal(SIGHUP);
     ASSERT_EQ(server.wait_for_lines("reload: starting generation", 1).size(), 1u);
     server.signal(SIGHUP);  // both during the first reload, which waits for the slow request

@@ -127,11 +127,11 @@ TEST(Serving, DemoEndpoints) {
 }
 
 TEST(Serving, SleepWaitsOnATimerWithoutBlockingTheLoop) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
+    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1", "--admin", "127.0.0.1:0"}, 1);
     auto sleeping = std::async(std::launch::async, [&] {
         return HttpConnection(server.port(), 30s).get("/sleep?ms=6000");
     });
-    std::this_thread::sleep_for(1s);  // the request reaches the worker
+    ASSERT_TRUE(server.wait_for_requests_received(1));
     // The only worker is waiting on a timer, not blocked: it answers at once.
     HttpConnection connection(server.port(), 3s);
     EXPECT_EQ(connection.get("/").body(), "Hello, World!");

@@ -27,10 +27,11 @@ TEST(Stop, TermExitsZeroAndThePortCanBeBoundRightAfter) {
 }
 
 TEST(Stop, TermLetsInFlightRequestsFinishAndClosesTheirConnections) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--graceful-timeout", "10"});
+    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--graceful-timeout", "10",
+                          "--admin", "127.0.0.1:0"});
     HttpConnection in_flight(server.port(), 20s);
     in_flight.send_raw("GET /sleep?ms=4000 HTTP/1.1\r\nHost: x\r\n\r\n");
-    std::this_thread::sleep_for(1s);  // the request reaches its worker
+    ASSERT_TRUE(server.wait_for_requests_received(1));
 
     server.signal(SIGTERM);
     // The listeners close at once: a new connection is refused while the old request runs.
@@ -58,21 +59,24 @@ TEST(Stop, IdleKeepAliveConnectionsDoNotHoldUpTheStop) {
 }
 
 TEST(Stop, GracefulTimeoutEndsRequestsThatTakeTooLong) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1", "--graceful-timeout", "1"}, 1);
+    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1", "--graceful-timeout", "1",
+                          "--admin", "127.0.0.1:0"},
+                         1);
     HttpConnection slow(server.port(), 10s);
     slow.send_raw("GET /sleep?ms=60000 HTTP/1.1\r\nHost: x\r\n\r\n");
-    std::this_thread::sleep_for(1s);  // the request reaches its worker
+    ASSERT_TRUE(server.wait_for_requests_received(1));
     server.signal(SIGTERM);
     EXPECT_EQ(server.wait_exit_status(20s), 0) << server.output();
     EXPECT_TRUE(slow.closed_by_peer());
 }
 
 TEST(Stop, SecondTermStopsAtOnce) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--graceful-timeout", "60"});
+    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--graceful-timeout", "60",
+                          "--admin", "127.0.0.1:0"});
     auto workers = server.children();
     HttpConnection slow(server.port(), 10s);
     slow.send_raw("GET /sleep?ms=60000 HTTP/1.1\r\nHost: x\r\n\r\n");
-    std::this_thread::sleep_for(1s);  // the request reaches its worker
+    ASSERT_TRUE(server.wait_for_requests_received(1));
     server.signal(SIGTERM);
     std::this_thread::sleep_for(500ms);
     EXPECT_FALSE(server.wait_exit(0ms)) << "the first TERM waits for the request";
@@ -82,12 +86,13 @@ TEST(Stop, SecondTermStopsAtOnce) {
 }
 
 TEST(Stop, QuitStopsAtOnce) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--graceful-timeout", "60"});
+    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--graceful-timeout", "60",
+                          "--admin", "127.0.0.1:0"});
     auto port = server.port();
     auto workers = server.children();
     HttpConnection slow(server.port(), 10s);
     slow.send_raw("GET /sleep?ms=60000 HTTP/1.1\r\nHost: x\r\n\r\n");
-    std::this_thread::sleep_for(1s);  // the request reaches its worker
+    ASSERT_TRUE(server.wait_for_requests_received(1));
     server.signal(SIGQUIT);
     EXPECT_EQ(server.wait_exit_status(15s), 0);  // not after 60 s
     EXPECT_TRUE(wait_until_gone(workers, 10s));

@@ -1,5 +1,10 @@
 #include "prefork_process.hpp"
 
+#include "eventually.hpp"
+#include "http_client.hpp"
+
+#include <boost/json.hpp>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -310,6 +315,25 @@ std::uint16_t PreforkServer::admin_port() const {
     const std::string& line = lines[0];
     auto start = line.find("127.0.0.1:") + 10;
     return static_cast<std::uint16_t>(std::stoi(line.substr(start, line.find(' ', start) - start)));
+}
+
+bool PreforkServer::wait_for_requests_received(std::uint64_t count,
+                                               std::chrono::milliseconds timeout) const {
+    std::uint16_t admin = admin_port();
+    return eventually(
+        [&] {
+            try {
+                auto status = boost::json::parse(HttpConnection(admin).get("/status.json").body());
+                std::uint64_t received = 0;
+                for (const auto& worker : status.at("workers").as_array()) {
+                    received += worker.at("requests").to_number<std::uint64_t>();
+                }
+                return received >= count;
+            } catch (const std::exception&) {
+                return false;
+            }
+        },
+        timeout);
 }
 
 void PreforkServer::wait_until_ready(int workers) {

@@ -104,6 +104,11 @@ class PreforkServer : public ChildProcess {
     std::vector<std::uint16_t> ports() const;
     // The port of the admin endpoint (--admin 127.0.0.1:0), as the master reported it.
     std::uint16_t admin_port() const;
+    // Waits until the workers have received `count` requests in all, as the admin endpoint
+    // reports them: a request sent without waiting for its answer is in its handler. (A
+    // worker reports its first request at once, the later ones within a second.)
+    bool wait_for_requests_received(std::uint64_t count,
+                                    std::chrono::milliseconds timeout = 10s) const;
 
   private:
     struct FromArgv {};
