@@ -135,10 +135,10 @@ void LogOutput::flush() {
     }
     retry_interval_ = kFirstRetry;
     if (dropped_since_report_ > 0) {
-        std::string report = format_line(
-            Level::warning, concat(dropped_since_report_, " log line",
-                                   dropped_since_report_ == 1 ? "" : "s",
-                                   " dropped: stderr was not taking them"));
+        std::string report =
+            format_line(Level::warning, concat(dropped_since_report_, " log line",
+                                               dropped_since_report_ == 1 ? "" : "s",
+                                               " dropped: stderr was not taking them"));
         dropped_since_report_ = 0;
         write_on_loop(std::move(report));
     }

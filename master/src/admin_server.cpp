@@ -101,9 +101,8 @@ class AdminConnection : public std::enable_shared_from_this<AdminConnection> {
             response_.body().clear();
             response_.content_length(length);
         }
-        http::async_write(socket_, response_, [self = shared_from_this()](error_code, std::size_t) {
-            self->close();
-        });
+        http::async_write(socket_, response_,
+                          [self = shared_from_this()](error_code, std::size_t) { self->close(); });
     }
 
     asio::generic::stream_protocol::socket socket_;

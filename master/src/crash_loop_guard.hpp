@@ -17,7 +17,7 @@ class CrashLoopGuard {
 
     // What follows a failed start.
     struct Verdict {
-        bool give_up = false;      // the command never produced a ready worker: stop
+        bool give_up = false;       // the command never produced a ready worker: stop
         Clock::duration backoff{};  // otherwise: no worker starts before this has passed
         int in_a_row = 0;           // failed starts since the last worker that stayed up
     };

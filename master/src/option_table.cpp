@@ -111,8 +111,8 @@ const OptionSpec kOptions[] = {
      "gracefully",
      OptionShape::value, true, true,
      [](Options& o, const std::vector<Setting>& said) {
-         o.shutdown_delay = last(said).value == "0" ? std::chrono::milliseconds(0)
-                                                    : parse_seconds(last(said));
+         o.shutdown_delay =
+             last(said).value == "0" ? std::chrono::milliseconds(0) : parse_seconds(last(said));
      },
      [](const Options& o) { return one(seconds_text(o.shutdown_delay)); }, nullptr},
     {"max_requests", "PREFORK_MAX_REQUESTS", "N", "0",
@@ -139,8 +139,8 @@ const OptionSpec kOptions[] = {
          }
      },
      [](const Options& o) { return o.worker_env; }, nullptr},
-    {"config", "PREFORK_CONFIG", "FILE", "none",
-     "the same settings in a TOML file, re-read on HUP", OptionShape::value, false, false,
+    {"config", "PREFORK_CONFIG", "FILE", "none", "the same settings in a TOML file, re-read on HUP",
+     OptionShape::value, false, false,
      [](Options& o, const std::vector<Setting>& said) { o.config_file = last(said).value; },
      [](const Options& o) { return one(o.config_file); },
      [](Options& next, const Options& running) { next.config_file = running.config_file; }},
@@ -158,8 +158,7 @@ const OptionSpec kOptions[] = {
      [](Options& o, const std::vector<Setting>& said) {
          o.access_log = last(said).value == "off" ? "" : last(said).value;
      },
-     [](const Options& o) { return one(o.access_log.empty() ? "off" : o.access_log); },
-     nullptr},
+     [](const Options& o) { return one(o.access_log.empty() ? "off" : o.access_log); }, nullptr},
     {"pid_file", nullptr, "FILE", "none", "write the master's pid to FILE", OptionShape::value,
      true, false,
      [](Options& o, const std::vector<Setting>& said) { o.pid_file = last(said).value; },
@@ -177,12 +176,10 @@ const OptionSpec kOptions[] = {
              invalid(last(said), "text or json");
          }
      },
-     [](const Options& o) {
-         return one(o.log_format == log::Format::json ? "json" : "text");
-     },
+     [](const Options& o) { return one(o.log_format == log::Format::json ? "json" : "text"); },
      nullptr},
-    {"log_level", "PREFORK_LOG_LEVEL", "debug|info|warning|error", "info", "debug, info, warning or error",
-     OptionShape::value, true, true,
+    {"log_level", "PREFORK_LOG_LEVEL", "debug|info|warning|error", "info",
+     "debug, info, warning or error", OptionShape::value, true, true,
      [](Options& o, const std::vector<Setting>& said) {
          auto level = log::parse_level(last(said).value);
          if (!level) invalid(last(said), "debug, info, warning or error");

@@ -20,13 +20,13 @@ std::string describe_changes(const Options& before, const Options& after) {
         if (from == to) continue;
         switch (spec.shape) {
             case OptionShape::value:
-                changes.push_back(std::string(spec.key) + " " + from.front() + " -> " +
-                                  to.front() +
+                changes.push_back(std::string(spec.key) + " " + from.front() + " -> " + to.front() +
                                   (spec.reloadable ? "" : " (takes effect at a restart)"));
                 break;
             case OptionShape::list:
                 for (const auto& item : to) {
-                    if (!contains(from, item)) changes.push_back(std::string(spec.key) + " +" + item);
+                    if (!contains(from, item))
+                        changes.push_back(std::string(spec.key) + " +" + item);
                 }
                 for (const auto& item : from) {
                     if (!contains(to, item)) changes.push_back(std::string(spec.key) + " -" + item);

@@ -115,8 +115,7 @@ std::string to_prometheus(const StatusReport& r) {
     family("prefork_log_lines_dropped_total", "counter",
            "Log lines dropped because stderr was not taking them, by process.");
     out << "prefork_log_lines_dropped_total{process=\"master\"} " << r.log_lines_dropped << "\n";
-    out << "prefork_log_lines_dropped_total{process=\"workers\"} " << t.log_lines_dropped
-        << "\n";
+    out << "prefork_log_lines_dropped_total{process=\"workers\"} " << t.log_lines_dropped << "\n";
     family("prefork_workers", "gauge", "Worker processes by state and generation.");
     std::map<std::pair<std::string, int>, int> by_state;
     for (const auto& w : r.workers) ++by_state[{w.state, w.generation}];

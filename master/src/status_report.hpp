@@ -42,7 +42,7 @@ struct StatusReport {
     std::uint64_t reloads = 0;
     std::uint64_t reload_failures = 0;
     std::uint64_t log_lines_dropped = 0;  // by the master (the workers' are in the totals)
-    std::vector<Event> events;  // the most recent last
+    std::vector<Event> events;            // the most recent last
 };
 
 // The causes a worker exit is counted under.

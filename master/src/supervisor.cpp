@@ -306,7 +306,7 @@ void Supervisor::murder_workers() {
                    static_cast<int>(seconds(silent)), "s: killing it with SIGABRT, then SIGKILL");
         ::kill(pid, SIGABRT);
         record_.event("worker " + std::to_string(pid) + " hung (silent " +
-                     std::to_string(static_cast<int>(seconds(silent))) + "s): killed");
+                      std::to_string(static_cast<int>(seconds(silent))) + "s): killed");
         worker.exit_cause = "hang";
         set_state(worker, WorkerProcess::State::stopping);
         worker.last_heard = now;  // starts the grace before SIGKILL
@@ -550,10 +550,10 @@ void Supervisor::on_worker_exit(pid_t pid, int wait_status) {
     std::string cause = describe_wait_status(wait_status);
     bool told_to_go = worker.state == WorkerProcess::State::draining ||
                       worker.state == WorkerProcess::State::stopping;
-    record_.worker_exited(worker.counters,
-                          told_to_go && !worker.exit_cause.empty() ? worker.exit_cause
-                          : phase_ != Phase::running             ? "stop"
-                                                                 : "crash");
+    record_.worker_exited(worker.counters, told_to_go && !worker.exit_cause.empty()
+                                               ? worker.exit_cause
+                                           : phase_ != Phase::running ? "stop"
+                                                                      : "crash");
     if (expected) {
         log::info("worker ", pid, " (generation ", worker.generation, ") ", cause, " after ",
                   uptime(worker));
@@ -561,7 +561,8 @@ void Supervisor::on_worker_exit(pid_t pid, int wait_status) {
         log::error("worker ", pid, " (generation ", worker.generation, ") ", cause, " after ",
                    uptime(worker), "; replacing it");
         record_.event("worker " + std::to_string(pid) + " (generation " +
-                     std::to_string(worker.generation) + ") " + cause + " after " + uptime(worker));
+                      std::to_string(worker.generation) + ") " + cause + " after " +
+                      uptime(worker));
         bool was_ready = worker.state != WorkerProcess::State::starting;
         if (CrashLoopGuard::is_failed_start(was_ready, worker.had_traffic,
                                             Clock::now() - worker.started_at)) {

@@ -2,9 +2,9 @@
 
 #include "admin_server.hpp"
 #include "crash_loop_guard.hpp"
-#include "supervision_record.hpp"
 #include "listener_set.hpp"
 #include "options.hpp"
+#include "supervision_record.hpp"
 #include "systemd.hpp"
 #include "worker_process.hpp"
 
@@ -116,7 +116,7 @@ class Supervisor : public AdminActions {
     SupervisionRecord record_;
 
     CrashLoopGuard crash_loop_;
-    int launch_failures_ = 0;  // in a row: the first is logged, the rest only counted
+    int launch_failures_ = 0;            // in a row: the first is logged, the rest only counted
     Clock::time_point delay_ends_at_{};  // of --shutdown-delay, once TERM came
 };
 

@@ -45,7 +45,8 @@ struct WorkerDescriptors : bp::extend::handler {
         struct sigaction default_action {};
         default_action.sa_handler = SIG_DFL;
         for (int signal = 1; signal < NSIG; ++signal) {
-            if (signal != SIGKILL && signal != SIGSTOP) ::sigaction(signal, &default_action, nullptr);
+            if (signal != SIGKILL && signal != SIGSTOP)
+                ::sigaction(signal, &default_action, nullptr);
         }
         sigset_t none;
         sigemptyset(&none);

@@ -70,9 +70,10 @@ ImageContract read_dockerfile(const std::string& path) {
 class InstalledBinaries {
   public:
     InstalledBinaries() {
-        for (const auto& [name, from] : {std::pair<std::string, std::string>{"prefork", prefork_binary()},
-                                         {"prefork-demo", demo_binary()},
-                                         {"preforkctl", preforkctl_binary()}}) {
+        for (const auto& [name, from] :
+             {std::pair<std::string, std::string>{"prefork", prefork_binary()},
+              {"prefork-demo", demo_binary()},
+              {"preforkctl", preforkctl_binary()}}) {
             fs::copy_file(from, dir_ / name);
             fs::permissions(dir_ / name, fs::perms::owner_all | fs::perms::group_read |
                                              fs::perms::group_exec | fs::perms::others_read |

@@ -132,9 +132,8 @@ long soft_open_file_limit(pid_t pid) {
 // connections need: master and workers take what the hard limit allows, and a worker
 // says so when even that is short.
 TEST(Descriptors, MasterAndWorkersRaiseTheirOpenFileLimitToTheHardLimit) {
-    PreforkServer server({"prlimit", "--nofile=256:4096", "--"}, {"--bind", "127.0.0.1:0",
-                                                                  "--workers", "2"},
-                         2);
+    PreforkServer server({"prlimit", "--nofile=256:4096", "--"},
+                         {"--bind", "127.0.0.1:0", "--workers", "2"}, 2);
     EXPECT_EQ(soft_open_file_limit(server.pid()), 4096);
     auto workers = server.children();
     ASSERT_EQ(workers.size(), 2u);

@@ -42,7 +42,8 @@ int ready_workers(std::uint16_t admin_port) {
     return ready;
 }
 
-bool wait_for_ready_workers(std::uint16_t admin_port, int count, std::chrono::milliseconds timeout) {
+bool wait_for_ready_workers(std::uint16_t admin_port, int count,
+                            std::chrono::milliseconds timeout) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (ready_workers(admin_port) != count) {
         if (std::chrono::steady_clock::now() >= deadline) return false;
@@ -84,10 +85,10 @@ void expect_whole_lines(const std::string& output) {
 
 TEST(Logging, AStalledStderrBlocksNoLoopAndTheLossIsReported) {
     // A 4 KiB pipe that nobody reads, 16 KiB of lines kept per process: both overflow fast.
-    auto server = PreforkServer::with_output_pipe(
-        {"--bind", "127.0.0.1:0", "--workers", "2", "--timeout", "2", "--admin", "127.0.0.1:0",
-         "--access-log", "-"},
-        2, {"PREFORK_LOG_BUFFER=16384"});
+    auto server =
+        PreforkServer::with_output_pipe({"--bind", "127.0.0.1:0", "--workers", "2", "--timeout",
+                                         "2", "--admin", "127.0.0.1:0", "--access-log", "-"},
+                                        2, {"PREFORK_LOG_BUFFER=16384"});
     std::uint16_t admin = server->admin_port();
     auto workers = server->children();
     ASSERT_EQ(workers.size(), 2u);
@@ -127,7 +128,8 @@ TEST(Logging, AStalledStderrBlocksNoLoopAndTheLossIsReported) {
     server->resume_output();
     // One report from the master and one from each worker that dropped lines.
     auto reports_from = [&](const char* role) {
-        auto reports = server->wait_for_lines("log lines dropped: stderr was not taking them", 0, 0ms);
+        auto reports =
+            server->wait_for_lines("log lines dropped: stderr was not taking them", 0, 0ms);
         return std::count_if(reports.begin(), reports.end(), [&](const std::string& line) {
             return line.find(role) != std::string::npos;
         });

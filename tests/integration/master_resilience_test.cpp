@@ -36,7 +36,6 @@ using Clock = std::chrono::steady_clock;
 // Half a request head: the blank line that would end it never comes.
 constexpr const char* kHalfRequest = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
 
-
 // Puts a copy of `from` at `to`, executable, in one step (rename), as a deploy would: the
 // master never sees a half-written file.
 void install_executable(const std::string& from, const std::string& to) {
@@ -447,10 +446,10 @@ TEST(MasterResilience,
 // needs.
 TEST(MasterResilience, AReloadUnderALowDescriptorLimitClosesAdminConnectionsNotWorkerStarts) {
     constexpr int kWorkers = 16;
-    PreforkServer server({"prlimit", "--nofile=64:64", "--"},
-                         {"--bind", "127.0.0.1:0", "--workers", std::to_string(kWorkers),
-                          "--admin", "127.0.0.1:0"},
-                         kWorkers);
+    PreforkServer server(
+        {"prlimit", "--nofile=64:64", "--"},
+        {"--bind", "127.0.0.1:0", "--workers", std::to_string(kWorkers), "--admin", "127.0.0.1:0"},
+        kWorkers);
     AdminFlood flood(server.admin_port(), 200, 120s);
     ASSERT_TRUE(flood.wait_until_opened(20s));
 

@@ -146,9 +146,8 @@ TEST(Signals, AWorkerStartsWithEverySignalAtItsDefaultAndNoneBlocked) {
     fs::permissions(script, fs::perms::owner_all);
 
     // The worker never says ready: it only reports, and the test reads the report.
-    ChildProcess prefork({"/bin/sh", "-c",
-                          "trap '' USR2 WINCH XFSZ; exec \"$0\" \"$@\"", prefork_binary(),
-                          "--bind", "127.0.0.1:0", "--workers", "1", "--env",
+    ChildProcess prefork({"/bin/sh", "-c", "trap '' USR2 WINCH XFSZ; exec \"$0\" \"$@\"",
+                          prefork_binary(), "--bind", "127.0.0.1:0", "--workers", "1", "--env",
                           "SIGNAL_REPORT=" + report.string(), "--", script.string()});
     auto deadline = std::chrono::steady_clock::now() + 15s;
     while (!fs::exists(report) && std::chrono::steady_clock::now() < deadline) {
@@ -161,7 +160,8 @@ TEST(Signals, AWorkerStartsWithEverySignalAtItsDefaultAndNoneBlocked) {
     EXPECT_EQ(signal_mask(text, "SigIgn:"), 0u) << text;
 
     // (The master itself still ignores what it inherited: the test would mean nothing if not.)
-    std::string master_status = read_text_file("/proc/" + std::to_string(prefork.pid()) + "/status");
+    std::string master_status =
+        read_text_file("/proc/" + std::to_string(prefork.pid()) + "/status");
     EXPECT_NE(signal_mask(master_status, "SigIgn:"), 0u) << master_status;
 
     prefork.signal(SIGQUIT);

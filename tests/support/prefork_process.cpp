@@ -286,8 +286,8 @@ PreforkServer::PreforkServer(ThroughPipe pipe, std::vector<std::string> argv, in
 std::unique_ptr<PreforkServer> PreforkServer::with_output_pipe(std::vector<std::string> args,
                                                                int workers,
                                                                std::vector<std::string> extra_env) {
-    return std::unique_ptr<PreforkServer>(new PreforkServer(
-        ThroughPipe{}, prefork_command({}, args), workers, std::move(extra_env)));
+    return std::unique_ptr<PreforkServer>(
+        new PreforkServer(ThroughPipe{}, prefork_command({}, args), workers, std::move(extra_env)));
 }
 
 std::unique_ptr<PreforkServer> PreforkServer::from_config(const std::string& config_path,

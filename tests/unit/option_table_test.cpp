@@ -20,13 +20,20 @@ namespace {
 // A valid value for each option, different from its default. An option declared without
 // one here fails EveryOptionHasASampleValue.
 const std::map<std::string, std::string> kSamples = {
-    {"bind", "127.0.0.1:9001"},     {"workers", "3"},
-    {"timeout", "7"},               {"graceful_timeout", "8"},
-    {"shutdown_delay", "9"},        {"max_requests", "10"},
-    {"max_requests_jitter", "11"},  {"env", "A=b"},
-    {"config", "/nonexistent.toml"}, {"admin", "127.0.0.1:9002"},
-    {"access_log", "-"},            {"pid_file", "/tmp/prefork-option-test.pid"},
-    {"log_format", "json"},         {"log_level", "debug"},
+    {"bind", "127.0.0.1:9001"},
+    {"workers", "3"},
+    {"timeout", "7"},
+    {"graceful_timeout", "8"},
+    {"shutdown_delay", "9"},
+    {"max_requests", "10"},
+    {"max_requests_jitter", "11"},
+    {"env", "A=b"},
+    {"config", "/nonexistent.toml"},
+    {"admin", "127.0.0.1:9002"},
+    {"access_log", "-"},
+    {"pid_file", "/tmp/prefork-option-test.pid"},
+    {"log_format", "json"},
+    {"log_level", "debug"},
 };
 
 class OptionTable : public ::testing::Test {
@@ -87,8 +94,7 @@ TEST_F(OptionTable, EveryOptionWithAVariableIsReadFromTheEnvironment) {
         ::setenv(spec.environment, kSamples.at(spec.key).c_str(), 1);
         Options options = from_command_line({"--", "app"});
         ::unsetenv(spec.environment);
-        EXPECT_NE(joined(spec.show(options)), joined(spec.show(defaults())))
-            << spec.environment;
+        EXPECT_NE(joined(spec.show(options)), joined(spec.show(defaults()))) << spec.environment;
     }
 }
 

@@ -15,8 +15,8 @@ TEST(ResponseHead, StatusLineHandlerFieldsThenTheWorkersOwn) {
     Response response = Response::text("hello");
     response.set_header("X-Trace", "abc");
     bool keep_alive = true;
-    std::string head = head_of(response, {11, Framing::content_length, 5, "Wed, 02 Dec 2026"},
-                               keep_alive);
+    std::string head =
+        head_of(response, {11, Framing::content_length, 5, "Wed, 02 Dec 2026"}, keep_alive);
     EXPECT_TRUE(head.starts_with("HTTP/1.1 200 OK\r\n")) << head;
     EXPECT_NE(head.find("\r\nX-Trace: abc\r\n"), std::string::npos) << head;
     EXPECT_NE(head.find("\r\nServer: prefork\r\nDate: Wed, 02 Dec 2026\r\n"), std::string::npos);
@@ -76,8 +76,8 @@ TEST(ResponseHead, AFieldThatCouldSplitTheResponseIsRefused) {
         response.message().set(name, value);
         std::string out;
         bool keep_alive = true;
-        EXPECT_FALSE(write_response_head(out, response.message(), {11, Framing::none, 0, "d"},
-                                         keep_alive))
+        EXPECT_FALSE(
+            write_response_head(out, response.message(), {11, Framing::none, 0, "d"}, keep_alive))
             << name;
     }
 }

@@ -39,9 +39,8 @@ void AccessLog::reopen() {
 
 namespace {
 
-std::string access_line(std::string_view client, std::string_view method,
-                        std::string_view target, unsigned status, std::uint64_t bytes,
-                        const char* ms_text) {
+std::string access_line(std::string_view client, std::string_view method, std::string_view target,
+                        unsigned status, std::uint64_t bytes, const char* ms_text) {
     if (log::format() == log::Format::json) {
         return "{\"time\":\"" + log::timestamp() +
                "\",\"level\":\"info\",\"role\":\"worker\",\"pid\":" + std::to_string(::getpid()) +
@@ -51,8 +50,8 @@ std::string access_line(std::string_view client, std::string_view method,
                ",\"duration_ms\":" + ms_text + "}\n";
     }
     return log::timestamp() + " info worker[" + std::to_string(::getpid()) + "] access " +
-           std::string(client) + " \"" + std::string(method) + " " + std::string(target) +
-           "\" " + std::to_string(status) + " " + std::to_string(bytes) + " " + ms_text + "ms\n";
+           std::string(client) + " \"" + std::string(method) + " " + std::string(target) + "\" " +
+           std::to_string(status) + " " + std::to_string(bytes) + " " + ms_text + "ms\n";
 }
 
 }  // namespace

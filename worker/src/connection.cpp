@@ -4,8 +4,8 @@
 #include "fork_guard.hpp"
 #include "http_date.hpp"
 #include "pending_response.hpp"
-#include "response_head.hpp"
 #include "response_file.hpp"
+#include "response_head.hpp"
 #include "server.hpp"
 #include "stream_state.hpp"
 #include "stream_writer.hpp"
@@ -302,11 +302,10 @@ void Connection::call_handler(const Router::RouteHandler& handler, Request reque
         }
         if (auto* coroutine = std::get_if<CoroutineHandler>(&handler)) {
             what = describe(request, what);
-            asio::co_spawn(
-                socket_.get_executor(), (*coroutine)(std::move(request)),
-                asio::bind_cancellation_slot(
-                    cancel_handler_.slot(),
-                    bound(&Connection::on_coroutine_done, request_id_, what)));
+            asio::co_spawn(socket_.get_executor(), (*coroutine)(std::move(request)),
+                           asio::bind_cancellation_slot(
+                               cancel_handler_.slot(),
+                               bound(&Connection::on_coroutine_done, request_id_, what)));
             arm_timer(server_.limits().handler_timeout);
             watch_for_disconnect();
             return;
@@ -493,8 +492,8 @@ void Connection::send_file() {
     std::uint64_t this_turn = 0;
     while (file_offset_ < file_end_) {
         if (this_turn >= kFileBytesPerTurn) {
-            return asio::post(socket_.get_executor(), bound(&Connection::on_file_writable,
-                                                            error_code{}));
+            return asio::post(socket_.get_executor(),
+                              bound(&Connection::on_file_writable, error_code{}));
         }
         off_t offset = static_cast<off_t>(file_offset_);
         std::size_t count = static_cast<std::size_t>(
@@ -828,8 +827,8 @@ void Connection::on_timeout() {
             // A write the client does not take, or (a stream with an idle timeout) no part
             // from the handler in time.
             if (!stream_.writing()) {
-                log::warning("a streamed response wrote nothing for ", stream_.idle_timeout().count(),
-                             " ms: cutting it off");
+                log::warning("a streamed response wrote nothing for ",
+                             stream_.idle_timeout().count(), " ms: cutting it off");
                 return cut_off_stream();
             }
             return on_write_timeout();

@@ -83,8 +83,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // the operation's results; the connection lives until it has run.
     template <class Member, class... Bound>
     auto bound(Member member, Bound... bound_args) {
-        return [self = shared_from_this(), member, ... bound_args = std::move(bound_args)](
-                   auto&&... results) mutable {
+        return [self = shared_from_this(), member,
+                ... bound_args = std::move(bound_args)](auto&&... results) mutable {
             ((*self).*member)(bound_args..., std::forward<decltype(results)>(results)...);
         };
     }

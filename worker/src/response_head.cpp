@@ -10,8 +10,8 @@ namespace prefork {
 
 namespace http = boost::beast::http;
 
-bool write_response_head(std::string& out, const Response::Message& message,
-                         const HeadFraming& how, bool& keep_alive) {
+bool write_response_head(std::string& out, const Response::Message& message, const HeadFraming& how,
+                         bool& keep_alive) {
     out.clear();
     out += how.version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
     char digits[24];

@@ -25,7 +25,7 @@ struct HeadFraming {
 // replaced, except that its "Connection: close" is honoured: it turns `keep_alive` off.
 // False, and `out` unusable, when a field name or value could split the response (a
 // line break, a control character): nothing of it may be sent.
-bool write_response_head(std::string& out, const Response::Message& message,
-                         const HeadFraming& how, bool& keep_alive);
+bool write_response_head(std::string& out, const Response::Message& message, const HeadFraming& how,
+                         bool& keep_alive);
 
 }  // namespace prefork

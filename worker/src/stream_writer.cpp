@@ -51,7 +51,8 @@ StreamWriter::Next StreamWriter::next(std::vector<asio::const_buffer>& out) {
     if (!parts_.empty()) {
         if (chunked_) {
             std::array<char, 20> digits{};
-            auto [end, ec] = std::to_chars(digits.data(), digits.data() + digits.size(), payload_, 16);
+            auto [end, ec] =
+                std::to_chars(digits.data(), digits.data() + digits.size(), payload_, 16);
             chunk_size_line_.assign(digits.data(), end);
             chunk_size_line_ += kCrLf;
             out.push_back(asio::buffer(chunk_size_line_));

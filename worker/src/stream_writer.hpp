@@ -56,8 +56,8 @@ class StreamWriter {
     std::uint64_t bytes_ = 0;
     bool writing_ = false;
     bool chunked_ = true;
-    bool has_body_ = true;  // false for HEAD, 204, 304
-    bool ending_ = false;   // the last chunk is being written
+    bool has_body_ = true;                       // false for HEAD, 204, 304
+    bool ending_ = false;                        // the last chunk is being written
     std::chrono::milliseconds idle_timeout_{0};  // 0: none
 };
 

@@ -59,7 +59,9 @@ struct parameters_of<R (C::*)(A...) const noexcept> {
 };
 
 template <class T>
-concept has_known_parameters = requires { typename parameters_of<T>::type; };
+concept has_known_parameters = requires {
+    typename parameters_of<T>::type;
+};
 
 template <class Tuple>
 struct any_reference;
