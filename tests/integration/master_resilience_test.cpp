@@ -370,6 +370,13 @@ TEST(MasterResilience, AdminEndpointAnswersAProbeWhileOneClientHoldsManyConnecti
     auto metrics = HttpConnection(admin).get("/metrics").body();
     EXPECT_NE(metrics.find("\nprefork_reloads_total 0\n"), std::string::npos) << metrics;
     EXPECT_EQ(count_lines(server, "admin: reload requested"), 0u) << server.output();
+    // A broken request and a head beyond 8 KiB are answered, not just dropped.
+    HttpConnection broken(admin);
+    broken.send_raw("NOT HTTP AT ALL\r\n\r\n");
+    EXPECT_EQ(broken.read_response().result_int(), 400);
+    HttpConnection huge_head(admin);
+    huge_head.send_raw("GET /healthz HTTP/1.1\r\nX-Big: " + std::string(9000, 'b') + "\r\n\r\n");
+    EXPECT_EQ(huge_head.read_response().result_int(), 431);
 
     held.clear();
     RawClient silent(admin);

@@ -2,8 +2,8 @@
 // an option that is declared but not readable from one of its sources, missing from
 // --help or the reload log, or described differently in the README, fail.
 
-#include "option_table.hpp"
 #include "options_diff.hpp"
+#include "options_fixture.hpp"
 
 #include <gtest/gtest.h>
 
@@ -36,33 +36,12 @@ const std::map<std::string, std::string> kSamples = {
     {"log_level", "debug"},
 };
 
-class OptionTable : public ::testing::Test {
+class OptionTable : public OptionsFixture {
   protected:
-    void SetUp() override { clear_environment(); }
-    void TearDown() override {
-        clear_environment();
-        if (!config_.empty()) ::unlink(config_.c_str());
-    }
-    static void clear_environment() {
-        for (const OptionSpec& spec : option_table()) {
-            if (spec.environment != nullptr) ::unsetenv(spec.environment);
-        }
-    }
-    std::string config(const std::string& text) {
-        config_ = "/tmp/prefork-option-table-test-" + std::to_string(::getpid()) + ".toml";
-        std::ofstream(config_) << text;
-        return config_;
-    }
     static Options from_command_line(std::vector<std::string> args) {
-        std::vector<char*> argv;
-        static std::string program = "prefork";
-        argv.push_back(program.data());
-        for (auto& arg : args) argv.push_back(arg.data());
-        return resolve_options(
-            parse_command_line(static_cast<int>(argv.size()), argv.data()).settings);
+        return resolve(std::move(args));
     }
     static Options defaults() { return from_command_line({"--", "app"}); }
-    std::string config_;
 };
 
 std::string joined(const std::vector<std::string>& items) {

@@ -1,4 +1,4 @@
-#include "options.hpp"
+#include "options_fixture.hpp"
 
 #include <gtest/gtest.h>
 
@@ -10,41 +10,7 @@
 namespace prefork::master {
 namespace {
 
-ParsedCommandLine parse(std::vector<std::string> args) {
-    std::vector<char*> argv;
-    static std::string program = "prefork";
-    argv.push_back(program.data());
-    for (auto& arg : args) argv.push_back(arg.data());
-    return parse_command_line(static_cast<int>(argv.size()), argv.data());
-}
-
-Options resolve(std::vector<std::string> args) {
-    return resolve_options(parse(std::move(args)).settings);
-}
-
-class OptionsTest : public ::testing::Test {
-  protected:
-    void SetUp() override { clear_environment(); }
-    void TearDown() override {
-        clear_environment();
-        if (!config_.empty()) ::unlink(config_.c_str());
-    }
-    static void clear_environment() {
-        for (const char* name :
-             {"PREFORK_BIND", "PREFORK_WORKERS", "PREFORK_TIMEOUT", "PREFORK_GRACEFUL_TIMEOUT",
-              "PREFORK_MAX_REQUESTS", "PREFORK_MAX_REQUESTS_JITTER", "PREFORK_LOG_LEVEL",
-              "PREFORK_CONFIG"}) {
-            ::unsetenv(name);
-        }
-    }
-    // Writes a configuration file and returns its path.
-    std::string config(const std::string& text) {
-        config_ = "/tmp/prefork-options-test-" + std::to_string(::getpid()) + ".toml";
-        std::ofstream(config_) << text;
-        return config_;
-    }
-    std::string config_;
-};
+using OptionsTest = OptionsFixture;
 
 TEST_F(OptionsTest, ReadsEveryOptionAndTheWorkerCommand) {
     auto o = resolve({"--bind",
