@@ -6,7 +6,6 @@
 #include <prefork/worker.hpp>
 
 #include <boost/asio/detached.hpp>
-#include <boost/asio/redirect_error.hpp>
 
 #include <signal.h>
 #include <unistd.h>
@@ -65,32 +64,13 @@ constexpr long long kMaxMillis = 10 * 60 * 1000;
 constexpr long long kMaxBytes = 1LL << 30;
 constexpr long long kWholeBytes = 64 * 1024;  // /bytes up to this: one plain response
 
-// Writes `chunks` parts of `size` bytes, `interval` apart, on the worker's loop: each
-// async_write completes once its part fits the stream's buffer (so a slow client slows
-// this down instead of filling the worker's memory), and fails once the client is gone.
-prefork::Task<void> write_parts(prefork::Stream stream, long long chunks,
-                                std::chrono::milliseconds interval, std::size_t size) {
-    for (long long i = 0; i < chunks; ++i) {
-        if (i > 0) co_await prefork::sleep_for(interval);
-        std::string part(size, static_cast<char>('a' + i % 26));
-        boost::system::error_code ec;
-        co_await stream.async_write(std::move(part),
-                                    boost::asio::redirect_error(boost::asio::use_awaitable, ec));
-        if (ec) co_return;  // the client left
-    }
-    stream.finish();
-}
-
 // Writes `n` bytes of 'x' to `stream` in parts of 16 KiB, each once the stream has room.
 prefork::Task<void> write_bytes(prefork::Stream stream, std::size_t n) {
     constexpr std::size_t kPart = 16 * 1024;
     for (std::size_t left = n; left > 0;) {
         std::size_t size = std::min(left, kPart);
         std::string part(size, 'x');  // a named local: see docs/handlers.md on GCC 12
-        boost::system::error_code ec;
-        co_await stream.async_write(std::move(part),
-                                    boost::asio::redirect_error(boost::asio::use_awaitable, ec));
-        if (ec) co_return;  // the client left
+        if (!co_await stream.async_write(std::move(part))) co_return;  // the client left
         left -= size;
     }
     stream.finish();
@@ -171,32 +151,34 @@ int main(int argc, char** argv) {
             (worked_on == std::this_thread::get_id() ? " (on the loop?!)" : "") + "\n");
     });
 
-    // Answers later from another thread, through a Responder.
+    // Answers later from another thread (of the offload pool), through a Responder.
     app.get("/later", [](Request request, Responder out) {
         auto ms = number_param(request, "ms", 100, kMaxMillis);
         if (!ms) return (void)out.send(bad_parameter("ms", kMaxMillis));
-        std::thread([ms = *ms, out = std::move(out)]() mutable {
+        boost::asio::post(prefork::offload_executor(), [ms = *ms, out = std::move(out)]() mutable {
             std::this_thread::sleep_for(std::chrono::milliseconds(ms));
             out.send(Response::text("answered from another thread after " + std::to_string(ms) +
                                     " ms\n"));
-        }).detach();
+        });
     });
 
-    // A chunked response: N parts of B bytes ('a'-filled, then 'b', ...), M ms apart.
-    app.get("/stream", [](Request request, Responder out) {
+    // A chunked response: N parts of B bytes ('a'-filled, then 'b', ...), M ms apart. Each
+    // write waits until its part fits the stream's buffer (a slow client slows this down
+    // instead of filling the worker's memory); a client that leaves ends the coroutine.
+    app.get("/stream", [](Request request, Responder out) -> prefork::Task<void> {
         auto chunks = number_param(request, "chunks", 10, 1'000'000);
         auto interval = number_param(request, "interval_ms", 100, kMaxMillis);
         auto size = number_param(request, "size", 16, 64 << 20);
-        if (!chunks) return (void)out.send(bad_parameter("chunks", 1'000'000));
-        if (!interval) return (void)out.send(bad_parameter("interval_ms", kMaxMillis));
-        if (!size) return (void)out.send(bad_parameter("size", 64 << 20));
-        auto loop = out.executor();
+        if (!chunks) co_return (void)out.send(bad_parameter("chunks", 1'000'000));
+        if (!interval) co_return (void)out.send(bad_parameter("interval_ms", kMaxMillis));
+        if (!size) co_return (void)out.send(bad_parameter("size", 64 << 20));
         prefork::Stream stream = out.stream(Response(200, "", "text/plain; charset=utf-8"));
-        boost::asio::co_spawn(
-            loop,
-            write_parts(std::move(stream), *chunks, std::chrono::milliseconds(*interval),
-                        static_cast<std::size_t>(*size)),
-            boost::asio::detached);
+        for (long long i = 0; i < *chunks; ++i) {
+            if (i > 0) co_await prefork::sleep_for(std::chrono::milliseconds(*interval));
+            std::string part(static_cast<std::size_t>(*size), static_cast<char>('a' + i % 26));
+            if (!co_await stream.async_write(std::move(part))) co_return;  // the client left
+        }
+        stream.finish();
     });
 
     // Starts `sleep S` as a child of this worker and answers its pid at once.

@@ -1,6 +1,7 @@
 // Streamed (chunked) responses: parts as they are written, from the loop (demo /stream)
 // and from threads (stream_worker), with a bounded buffer against slow clients.
 
+#include "eventually.hpp"
 #include "http_client.hpp"
 #include "prefork_process.hpp"
 #include "raw_client.hpp"
@@ -260,6 +261,90 @@ TEST(Streaming, WritersRacingClientsThatHangUp) {
     auto values = progress(server->port());
     EXPECT_TRUE(settled) << "finished=" << values["finished"] << " gone=" << values["gone"];
     EXPECT_EQ(http_get(server->port(), "/").body(), "ok");
+}
+
+// A coroutine handler that takes a Responder: the shortest way to stream from the loop.
+std::string coroutines(std::uint16_t port) {
+    return http_get(port, "/coroutines").body();
+}
+
+TEST(Streaming, ACoroutineHandlerWithAResponderStreamsItsParts) {
+    auto server = stream_worker_server();
+    RawClient client(server->port());
+    ASSERT_TRUE(client.send(get("/coroutine-stream?parts=3&interval_ms=20")));
+    std::string raw = client.read_until("0\r\n\r\n", 5s);
+    bool complete = false;
+    EXPECT_EQ(dechunk(raw, &complete), "part 1\npart 2\npart 3\n") << raw;
+    EXPECT_TRUE(complete);
+    // The connection is kept, and the coroutine is gone once it ended.
+    ASSERT_TRUE(client.send(get("/coroutines")));
+    EXPECT_NE(client.read_until("went_on", 5s).find("running=0 "), std::string::npos);
+}
+
+// The client leaves while the coroutine waits an hour between parts: its wait ends at once
+// (the frame is gone), and nothing is logged as a handler error.
+TEST(Streaming, AClientThatLeavesCancelsTheStreamingCoroutineAtOnce) {
+    auto server = stream_worker_server();
+    {
+        RawClient client(server->port());
+        ASSERT_TRUE(client.send(get("/coroutine-stream?parts=2&interval_ms=3600000")));
+        client.read_until("part 1\n", 5s);
+        EXPECT_EQ(coroutines(server->port()), "running=1 went_on=0");
+    }  // hangs up
+    EXPECT_TRUE(eventually([&] { return coroutines(server->port()) == "running=0 went_on=0"; },
+                           10s))
+        << coroutines(server->port());
+    EXPECT_EQ(server->output().find("handler threw"), std::string::npos) << server->output();
+}
+
+TEST(Streaming, ACoroutineHandlerThatThrowsBeforeAnsweringGets500AndOneLogLine) {
+    auto server = stream_worker_server();
+    HttpConnection connection(server->port());
+    EXPECT_EQ(connection.get("/coroutine-throws").result_int(), 500u);
+    EXPECT_EQ(server->wait_for_lines("handler threw: boom", 1).size(), 1u) << server->output();
+    EXPECT_EQ(server->output().find("dropped its Responder"), std::string::npos)
+        << server->output();
+    EXPECT_EQ(connection.get("/").body(), "ok");  // the connection is kept
+}
+
+TEST(Streaming, ACoroutineHandlerThatThrowsWhileStreamingCutsTheResponseOff) {
+    auto server = stream_worker_server();
+    RawClient client(server->port());
+    ASSERT_TRUE(client.send(get("/coroutine-throws?parts=2")));
+    std::string raw = client.read_to_end(5s);
+    bool complete = true;
+    EXPECT_EQ(dechunk(raw, &complete), "part 1\npart 2\n") << raw;
+    EXPECT_FALSE(complete) << "a stream whose handler threw must not end like a finished one";
+    EXPECT_EQ(server->wait_for_lines("handler threw: boom", 1).size(), 1u) << server->output();
+}
+
+TEST(Streaming, ACoroutineHandlerMayGoOnAfterItAnswered) {
+    auto server = stream_worker_server();
+    HttpConnection connection(server->port());
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(connection.get("/coroutine-goes-on").body(), "sent");
+    // The next request on the connection does not wait for, nor cut short, the first ones.
+    EXPECT_TRUE(eventually([&] { return coroutines(server->port()) == "running=0 went_on=3"; },
+                           10s))
+        << coroutines(server->port());
+}
+
+TEST(Streaming, ACoroutineHandlerThatEndsWithoutAnsweringGets500) {
+    auto server = stream_worker_server();
+    EXPECT_EQ(http_get(server->port(), "/coroutine-silent").result_int(), 500u);
+    EXPECT_EQ(server->wait_for_lines("dropped its Responder without sending", 1).size(), 1u);
+}
+
+// The handler timeout ends a coroutine that has not answered: 503, and its frame is gone.
+TEST(Streaming, TheHandlerTimeoutCancelsACoroutineThatHasNotAnswered) {
+    auto server = PreforkServer::with_worker(
+        {"--bind", "127.0.0.1:0", "--workers", "1", "--env", "PREFORK_HANDLER_TIMEOUT=0.3"},
+        {STREAM_WORKER_BINARY}, 1);
+    EXPECT_EQ(http_get(server->port(), "/coroutine-slow?ms=3600000").result_int(), 503u);
+    EXPECT_TRUE(eventually([&] { return coroutines(server->port()) == "running=0 went_on=0"; },
+                           10s))
+        << coroutines(server->port());
+    EXPECT_EQ(http_get(server->port(), "/coroutine-slow?ms=10").body(), "late");
+    EXPECT_EQ(server->output().find("handler threw"), std::string::npos) << server->output();
 }
 
 }  // namespace

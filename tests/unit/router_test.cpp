@@ -11,7 +11,8 @@ Request make_request(http::verb method, std::string target) {
 }
 
 Response call(const Router::Match& match, const Request& request) {
-    return std::get<Handler>(*match.handler)(request);
+    Request copy = request;
+    return std::get<Handler>(*match.handler)(std::move(copy));
 }
 
 TEST(Router, MatchesLiteralPaths) {

@@ -10,6 +10,16 @@
 //   GET /async-callbacks          two parts by Stream::async_write with callbacks; the
 //                                 second says whether the first callback ran on the loop
 //   GET /write-on-loop            calls Stream::write on the loop (a logic error)
+//   GET /coroutine-stream?parts=N&interval_ms=M
+//                                 a coroutine handler with a Responder streams N parts
+//                                 ("part I\n"), M ms apart
+//   GET /coroutine-throws?parts=N a coroutine handler streams N parts (none: no answer
+//                                 yet), then throws "boom"
+//   GET /coroutine-goes-on        a coroutine handler answers "sent", then sleeps 100 ms
+//                                 and counts itself done
+//   GET /coroutine-silent         a coroutine handler ends without answering
+//   GET /coroutine-slow?ms=N      a coroutine handler answers "late" after N ms
+//   GET /coroutines               "running=R went_on=G" of the coroutine handlers above
 //   GET /                         "ok"
 
 #include <prefork/worker.hpp>
@@ -18,6 +28,8 @@
 #include <boost/asio/detached.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -31,6 +43,16 @@ std::atomic<long long> g_written{0};
 std::atomic<int> g_finished{0};
 std::atomic<int> g_gone{0};  // writes that reported false: the client had left
 std::atomic<int> g_disconnects{0};
+std::atomic<int> g_coroutines_running{0};
+std::atomic<int> g_went_on{0};  // /coroutine-goes-on handlers that ran to their end
+
+// Counts a coroutine handler while its frame exists (it ends, throws or is cancelled).
+struct Running {
+    Running() { ++g_coroutines_running; }
+    ~Running() { --g_coroutines_running; }
+    Running(const Running&) = delete;
+    Running& operator=(const Running&) = delete;
+};
 
 long long number(const Request& request, std::string_view name, long long fallback) {
     auto text = request.query(name);
@@ -109,6 +131,56 @@ int main(int argc, char** argv) {
     app.get("/write-on-loop", [](Request, Responder out) {
         prefork::Stream stream = out.stream(Response(200, "", "text/plain"));
         stream.write("never");  // throws std::logic_error: this is the loop
+    });
+
+    app.get("/coroutine-stream", [](Request request, Responder out) -> prefork::Task<void> {
+        Running running;
+        long long parts = number(request, "parts", 3);
+        auto interval = std::chrono::milliseconds(number(request, "interval_ms", 10));
+        prefork::Stream stream = out.stream(Response(200, "", "text/plain"));
+        for (long long i = 1; i <= parts; ++i) {
+            if (i > 1) co_await prefork::sleep_for(interval);
+            // A temporary inside the co_await on purpose: it must be safe (ASan checks).
+            if (!co_await stream.async_write("part " + std::to_string(i) + "\n")) co_return;
+        }
+        stream.finish();
+    });
+
+    app.get("/coroutine-throws", [](Request request, Responder out) -> prefork::Task<void> {
+        Running running;
+        long long parts = number(request, "parts", 0);
+        if (parts > 0) {
+            prefork::Stream stream = out.stream(Response(200, "", "text/plain"));
+            for (long long i = 1; i <= parts; ++i) {
+                if (!co_await stream.async_write("part " + std::to_string(i) + "\n")) co_return;
+            }
+            co_await prefork::sleep_for(std::chrono::milliseconds(50));
+        }
+        throw std::runtime_error("boom");
+    });
+
+    app.get("/coroutine-goes-on", [](Request, Responder out) -> prefork::Task<void> {
+        Running running;
+        co_await prefork::sleep_for(std::chrono::milliseconds(10));
+        out.send(Response::text("sent"));
+        co_await prefork::sleep_for(std::chrono::milliseconds(100));
+        ++g_went_on;
+    });
+
+    app.get("/coroutine-silent", [](Request, Responder) -> prefork::Task<void> {
+        Running running;
+        co_await prefork::sleep_for(std::chrono::milliseconds(10));
+    });
+
+    app.get("/coroutine-slow", [](Request request, Responder out) -> prefork::Task<void> {
+        Running running;
+        co_await prefork::sleep_for(std::chrono::milliseconds(number(request, "ms", 10)));
+        out.send(Response::text("late"));
+    });
+
+    app.get("/coroutines", [](const Request&) {
+        return Response::text("running=" + std::to_string(g_coroutines_running.load()) +
+                              " went_on=" + std::to_string(g_went_on.load()));
     });
 
     return app.run(argc, argv);

@@ -29,6 +29,10 @@ App& App::add_route(http::verb method, std::string pattern, CoroutineHandler han
     router_->add(method, pattern, std::move(handler));
     return *this;
 }
+App& App::add_route(http::verb method, std::string pattern, RespondingCoroutineHandler handler) {
+    router_->add(method, pattern, std::move(handler));
+    return *this;
+}
 
 int App::run(int argc, char** argv) {
     const char* control_fd = std::getenv(control::kControlFdEnv);

@@ -45,6 +45,7 @@ constexpr std::uint64_t kFileBytesPerTurn = 4 << 20;
 // "GET /path" of a request, or `known` when the request was moved away already.
 std::string describe(const Request& request, const std::string& known) {
     if (!known.empty()) return known;
+    if (request.target().empty()) return "a request";  // moved into a synchronous handler
     return std::string(request.method_string()) + " " + std::string(request.target());
 }
 
@@ -298,7 +299,7 @@ void Connection::call_handler(const Router::RouteHandler& handler, Request reque
     std::string what;  // for the log, should the handler throw
     try {
         if (auto* sync = std::get_if<Handler>(&handler)) {
-            return finish_response((*sync)(request));
+            return finish_response((*sync)(std::move(request)));
         }
         if (auto* coroutine = std::get_if<CoroutineHandler>(&handler)) {
             what = describe(request, what);
@@ -315,8 +316,12 @@ void Connection::call_handler(const Router::RouteHandler& handler, Request reque
         pending_->loop_thread = std::this_thread::get_id();
         pending_->connection = weak_from_this();
         pending_->request_id = request_id_;
-        what = std::string(request.method_string()) + " " + std::string(request.target());
-        std::get<AsyncHandler>(handler)(std::move(request), Responder(pending_));
+        what = describe(request, what);
+        if (auto* responding = std::get_if<RespondingCoroutineHandler>(&handler)) {
+            spawn_responding_coroutine(*responding, std::move(request), what);
+        } else {
+            std::get<AsyncHandler>(handler)(std::move(request), Responder(pending_));
+        }
         if (state_ == State::handling) arm_timer(server_.limits().handler_timeout);
         if (state_ == State::handling) watch_for_disconnect();
         return;
@@ -333,10 +338,49 @@ void Connection::call_handler(const Router::RouteHandler& handler, Request reque
     finish_response(Response::error(500));
 }
 
+// A coroutine that answers through its Responder may outlive its request (it may go on
+// after send()), so it gets a cancellation signal of its own, kept alive by its completion
+// handler: the next request's handler never takes over a slot it still uses.
+void Connection::spawn_responding_coroutine(const RespondingCoroutineHandler& handler,
+                                            Request request, const std::string& what) {
+    auto cancel = std::make_shared<HandlerCancel>();
+    responding_cancel_ = cancel;
+    asio::co_spawn(socket_.get_executor(), handler(std::move(request), Responder(pending_)),
+                   asio::bind_cancellation_slot(
+                       cancel->signal.slot(),
+                       bound(&Connection::on_responding_coroutine_done, what, cancel)));
+}
+
+// Its Responder, destroyed with its frame, has answered 500 already if it had not answered
+// (and a Stream it dropped unfinished cut the response off); what is left is to say why.
+// After the client left or a timeout, the awaits it had in progress ended by our doing.
+void Connection::on_responding_coroutine_done(const std::string& what,
+                                              const std::shared_ptr<HandlerCancel>& cancel,
+                                              std::exception_ptr error) {
+    if (!error || cancel->cancelled) return;
+    try {
+        std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+        log::error(what, ": handler threw: ", e.what());
+    } catch (...) {
+        log::error(what, ": handler threw a non-standard exception");
+    }
+}
+
+// Ends the awaits of the handler's coroutine, of either kind (the client left, the handler
+// timeout passed, the connection closes).
+void Connection::cancel_handler() {
+    cancel_handler_.emit(asio::cancellation_type::terminal);
+    if (auto responding = std::exchange(responding_cancel_, nullptr)) {
+        responding->cancelled = true;
+        responding->signal.emit(asio::cancellation_type::terminal);
+    }
+}
+
 // An asynchronous handler that has not answered in time: 503, and its Responder's send()
 // from now on is a no-op that reports false.
 void Connection::on_handler_timeout() {
-    cancel_handler_.emit(asio::cancellation_type::terminal);
+    cancel_handler();
     if (pending_) {
         pending_->sent = true;
         pending_->abandon();
@@ -770,7 +814,7 @@ void Connection::close() {
         channel->close();
         channel->pending->abandon();
     }
-    cancel_handler_.emit(asio::cancellation_type::terminal);
+    cancel_handler();
     idle_entry_.unlink();
     release_body();
     error_code ignored;

@@ -107,6 +107,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
     void handle_request();
     void send_error(int status);
     void call_handler(const Router::RouteHandler& handler, Request request);
+    struct HandlerCancel {
+        boost::asio::cancellation_signal signal;
+        bool cancelled = false;  // by the connection: the coroutine's aborted awaits are no news
+    };
+    void spawn_responding_coroutine(const RespondingCoroutineHandler& handler, Request request,
+                                    const std::string& what);
+    void on_responding_coroutine_done(const std::string& what,
+                                      const std::shared_ptr<HandlerCancel>& cancel,
+                                      std::exception_ptr error);
+    void cancel_handler();
     void finish_response(Response response);
     void finish_file_response();
     bool serialize_head(Framing framing, std::uint64_t content_length = 0);
@@ -178,6 +188,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool keep_alive_ = true;
     bool input_left_unread_ = false;
     boost::asio::cancellation_signal cancel_handler_;  // ends a coroutine handler's awaits
+    std::shared_ptr<HandlerCancel> responding_cancel_;  // of a coroutine with a Responder
 
     StreamWriter stream_;  // a streamed response in progress
 };

@@ -33,8 +33,6 @@ int offload_threads() {
 
 }  // namespace
 
-namespace detail {
-
 boost::asio::thread_pool::executor_type offload_executor() {
     boost::asio::thread_pool* pool = g_pool.load(std::memory_order_acquire);
     if (pool == nullptr) {
@@ -48,7 +46,6 @@ boost::asio::thread_pool::executor_type offload_executor() {
     return pool->get_executor();
 }
 
-}  // namespace detail
 
 void stop_offload_pool() {
     std::lock_guard lock(g_pool_start);

@@ -14,7 +14,8 @@ namespace prefork {
 // {name} segment matches any one segment and is handed to the handler as a parameter.
 class Router {
   public:
-    using RouteHandler = std::variant<Handler, AsyncHandler, CoroutineHandler>;
+    using RouteHandler =
+        std::variant<Handler, AsyncHandler, CoroutineHandler, RespondingCoroutineHandler>;
 
     // Throws std::invalid_argument for a pattern that does not start with '/' or has an
     // unbalanced or empty {}.

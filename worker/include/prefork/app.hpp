@@ -25,10 +25,12 @@ class App {
     // answers 405 with Allow; a path with no route answers 404. HEAD is answered by the
     // GET route when there is no HEAD route, without the body.
     //
-    // `handler` is any callable of one of three shapes (<prefork/handler_traits.hpp>):
-    //   Response(const Request&)          synchronous, on the loop
+    // `handler` is any callable of one of four shapes (<prefork/handler_traits.hpp>):
+    //   Response(const Request&)          synchronous, on the loop (or Response(Request))
     //   void(Request, Responder)          answers later, from any thread
     //   Task<Response>(Request)           a coroutine on the loop
+    //   Task<void>(Request, Responder)    a coroutine on the loop that answers through the
+    //                                     Responder: send() or stream(), then its parts
     // Anything else does not compile, nor does a coroutine that takes a reference (it would
     // dangle after its first co_await).
     template <class F>
@@ -69,6 +71,7 @@ class App {
     App& add_route(http::verb method, std::string pattern, Handler handler);
     App& add_route(http::verb method, std::string pattern, AsyncHandler handler);
     App& add_route(http::verb method, std::string pattern, CoroutineHandler handler);
+    App& add_route(http::verb method, std::string pattern, RespondingCoroutineHandler handler);
 
     std::unique_ptr<Router> router_;
 };

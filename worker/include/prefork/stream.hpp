@@ -3,6 +3,9 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/system/error_code.hpp>
 
@@ -83,6 +86,13 @@ class Stream {
             token, std::move(data));
     }
 
+    // In a coroutine on the worker's loop: queues `data` once there is room, and says whether
+    // it could: false when the client is gone or the stream was finished.
+    //   if (!co_await stream.async_write(part)) co_return;  // the client left
+    // Once the handler is cancelled (the client left, the handler timeout passed) the await
+    // throws operation_aborted instead, as every await of a cancelled coroutine does.
+    boost::asio::awaitable<bool> async_write(std::string data);
+
     // Ends the response (the final chunk) once every queued part is written. From any
     // thread. Returns false when it was finished already or the client is gone.
     bool finish();
@@ -105,5 +115,19 @@ class Stream {
   private:
     std::shared_ptr<detail::StreamState> state_;
 };
+
+namespace detail {
+// Takes its Stream by value: the coroutine keeps the response it writes to.
+inline boost::asio::awaitable<bool> write_part(Stream stream, std::string data) {
+    boost::system::error_code ec;
+    co_await stream.async_write(std::move(data),
+                                boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+    co_return !ec;
+}
+}  // namespace detail
+
+inline boost::asio::awaitable<bool> Stream::async_write(std::string data) {
+    return detail::write_part(*this, std::move(data));
+}
 
 }  // namespace prefork

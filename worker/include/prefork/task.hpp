@@ -41,10 +41,18 @@ namespace prefork {
 template <class T>
 using Task = boost::asio::awaitable<T>;
 
-namespace detail {
-// The worker's offload pool (started at its first use).
+// The worker's offload pool (PREFORK_OFFLOAD_THREADS threads, default 4; started at its
+// first use, from any thread): where blocking work goes. A callback handler posts to it and
+// answers from there:
+//
+//   app.get("/report", [](prefork::Request, prefork::Responder out) {
+//       boost::asio::post(prefork::offload_executor(), [out = std::move(out)]() mutable {
+//           out.send(prefork::Response::text(slow_report()));
+//       });
+//   });
+//
+// A coroutine awaits offload() instead.
 boost::asio::thread_pool::executor_type offload_executor();
-}  // namespace detail
 
 // Waits on a timer of the worker's loop; the loop serves other requests meanwhile.
 inline Task<void> sleep_for(std::chrono::steady_clock::duration duration) {
@@ -74,9 +82,9 @@ auto offload(Fn fn) -> Task<std::invoke_result_t<Fn&>> {
     auto uncancelled = boost::asio::bind_cancellation_slot(boost::asio::cancellation_slot(),
                                                            boost::asio::use_awaitable);
     if constexpr (std::is_void_v<Result>) {
-        co_await boost::asio::co_spawn(detail::offload_executor(), std::move(on_pool), uncancelled);
+        co_await boost::asio::co_spawn(offload_executor(), std::move(on_pool), uncancelled);
     } else {
-        co_return co_await boost::asio::co_spawn(detail::offload_executor(), std::move(on_pool),
+        co_return co_await boost::asio::co_spawn(offload_executor(), std::move(on_pool),
                                                  uncancelled);
     }
 }
