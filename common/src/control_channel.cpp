@@ -2,6 +2,9 @@
 
 #include <prefork/common/log.hpp>
 
+#include <linux/sockios.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -69,7 +72,63 @@ ControlChannel::Receive ControlChannel::receive_queued(std::size_t limit) {
 }
 
 void ControlChannel::receive_queued() {
-    if (descriptor_.is_open()) (void)receive_queued(kMessagesPerTurn);
+    // Only for a peer that has gone quiet (exited): there is an end to what it queued.
+    while (descriptor_.is_open() && receive_queued(kMessagesPerTurn) == Receive::more) {
+        if (!descriptor_.is_open()) return;
+        int queued = 0;
+        if (::ioctl(descriptor_.native_handle(), SIOCINQ, &queued) != 0 || queued == 0) {
+            pollfd probe{descriptor_.native_handle(), POLLIN, 0};
+            if (::poll(&probe, 1, 0) <= 0) return;  // nothing left, not even a zero-length one
+        }
+    }
+}
+
+void ControlChannel::send_in_order(const control::Message& message, std::vector<UniqueFd> fds) {
+    if (!descriptor_.is_open()) {
+        ++dropped_;
+        return;
+    }
+    outgoing_.push_back({control::encode(message), std::move(fds)});
+    if (!write_waiting_) send_waiting();
+}
+
+void ControlChannel::send_waiting() {
+    while (!outgoing_.empty()) {
+        Outgoing& next = outgoing_.front();
+        std::vector<int> fds;
+        for (const UniqueFd& fd : next.fds) fds.push_back(fd.get());
+        std::error_code ec = send_fds(descriptor_.native_handle(), next.payload, fds);
+        if (ec == std::errc::resource_unavailable_try_again) {
+            write_waiting_ = true;
+            descriptor_.async_wait(boost::asio::posix::descriptor_base::wait_write,
+                                   [this](boost::system::error_code ec) {
+                                       if (ec == boost::asio::error::operation_aborted) return;
+                                       write_waiting_ = false;
+                                       if (ec) return drop_waiting();
+                                       send_waiting();
+                                   });
+            return;
+        }
+        if (ec) {
+            if (ec != std::errc::broken_pipe && ec != std::errc::connection_reset) {
+                log::warning("sendmsg on control socket: ", ec.message());
+            }
+            return drop_waiting();
+        }
+        outgoing_.pop_front();  // our copies of the descriptors close: the peer has its own
+    }
+    if (auto on_sent = std::exchange(on_sent_, nullptr)) on_sent();
+}
+
+void ControlChannel::drop_waiting() {
+    dropped_ += outgoing_.size();
+    outgoing_.clear();
+    if (auto on_sent = std::exchange(on_sent_, nullptr)) on_sent();
+}
+
+void ControlChannel::when_sent(std::function<void()> callback) {
+    if (outgoing_.empty()) return callback();
+    on_sent_ = std::move(callback);
 }
 
 void ControlChannel::on_peer_gone() {
@@ -90,6 +149,8 @@ bool ControlChannel::send(const control::Message& message, std::span<const int> 
 void ControlChannel::close() {
     boost::system::error_code ignored;
     descriptor_.close(ignored);
+    write_waiting_ = false;
+    drop_waiting();
 }
 
 ControlSocketPair make_control_socket_pair() {

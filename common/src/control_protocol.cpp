@@ -3,11 +3,56 @@
 #include <boost/json.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <type_traits>
 
 namespace prefork::control {
 namespace json = boost::json;
 namespace {
+
+constexpr char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+// Bytes of a request are not UTF-8 text: they travel in JSON as base64 (RFC 4648).
+std::string to_base64(std::string_view bytes) {
+    std::string out;
+    out.reserve((bytes.size() + 2) / 3 * 4);
+    for (std::size_t i = 0; i < bytes.size(); i += 3) {
+        std::uint32_t group = static_cast<unsigned char>(bytes[i]) << 16;
+        if (i + 1 < bytes.size()) group |= static_cast<unsigned char>(bytes[i + 1]) << 8;
+        if (i + 2 < bytes.size()) group |= static_cast<unsigned char>(bytes[i + 2]);
+        out += kBase64[(group >> 18) & 63];
+        out += kBase64[(group >> 12) & 63];
+        out += i + 1 < bytes.size() ? kBase64[(group >> 6) & 63] : '=';
+        out += i + 2 < bytes.size() ? kBase64[group & 63] : '=';
+    }
+    return out;
+}
+
+std::string from_base64(std::string_view text) {
+    if (text.size() % 4 != 0) throw ProtocolError("field \"bytes\" is not base64");
+    auto value = [](char c) -> int {
+        if (const char* at = std::strchr(kBase64, c); at != nullptr && c != '\0') {
+            return static_cast<int>(at - kBase64);
+        }
+        return -1;
+    };
+    std::string out;
+    out.reserve(text.size() / 4 * 3);
+    for (std::size_t i = 0; i < text.size(); i += 4) {
+        bool last = i + 4 == text.size();
+        int pad = last ? (text[i + 3] == '=') + (text[i + 2] == '=' && text[i + 3] == '=') : 0;
+        std::uint32_t group = 0;
+        for (std::size_t j = 0; j < 4; ++j) {
+            int v = j >= 4 - static_cast<std::size_t>(pad) ? 0 : value(text[i + j]);
+            if (v < 0) throw ProtocolError("field \"bytes\" is not base64");
+            group = group << 6 | static_cast<std::uint32_t>(v);
+        }
+        out += static_cast<char>(group >> 16);
+        if (pad < 2) out += static_cast<char>((group >> 8) & 255);
+        if (pad < 1) out += static_cast<char>(group & 255);
+    }
+    return out;
+}
 
 struct Encoder {
     json::object operator()(const Listeners& m) const {
@@ -20,7 +65,13 @@ struct Encoder {
                 {"names", std::move(names)}};
     }
     json::object operator()(const Drain& m) const {
-        return {{"type", "drain"}, {"timeout_ms", m.timeout_ms}};
+        return {{"type", "drain"}, {"timeout_ms", m.timeout_ms}, {"hand_off", m.hand_off}};
+    }
+    json::object operator()(const HandOff& m) const {
+        return {{"type", "hand_off"}, {"bytes", to_base64(m.bytes)}};
+    }
+    json::object operator()(const Adopt& m) const {
+        return {{"type", "adopt"}, {"bytes", to_base64(m.bytes)}};
     }
     json::object operator()(const Ready& m) const { return {{"type", "ready"}, {"pid", m.pid}}; }
     json::object operator()(const Heartbeat& m) const {
@@ -32,7 +83,10 @@ struct Encoder {
                 {"responses", json::value_from(m.responses)},
                 {"durations", json::value_from(m.durations)},
                 {"duration_seconds_sum", m.duration_seconds_sum},
-                {"log_lines_dropped", m.log_lines_dropped}};
+                {"log_lines_dropped", m.log_lines_dropped},
+                {"connections_handed_off", m.connections_handed_off},
+                {"connections_adopted", m.connections_adopted},
+                {"handoff_fallbacks", m.handoff_fallbacks}};
     }
     json::object operator()(const Draining&) const { return {{"type", "draining"}}; }
     json::object operator()(const ReopenLogs&) const { return {{"type", "reopen_logs"}}; }
@@ -62,6 +116,19 @@ T number(const json::object& object, std::string_view name) {
 template <class T>
 T optional_number(const json::object& object, std::string_view name) {
     return object.contains(name) ? number<T>(object, name) : T{};
+}
+
+bool optional_bool(const json::object& object, std::string_view name) {
+    const json::value* value = object.if_contains(name);
+    if (value == nullptr) return false;
+    if (!value->is_bool()) throw ProtocolError("field \"" + std::string(name) + "\" is not true or false");
+    return value->get_bool();
+}
+
+std::string bytes_field(const json::object& object) {
+    const json::value& value = field(object, "bytes");
+    if (!value.is_string()) throw ProtocolError("field \"bytes\" is not a string");
+    return from_base64(value.get_string());
 }
 
 Listeners decode_listeners(const json::object& object) {
@@ -106,6 +173,9 @@ Heartbeat decode_heartbeat(const json::object& object) {
     optional_counts(object, "durations", m.durations);
     m.duration_seconds_sum = optional_number<double>(object, "duration_seconds_sum");
     m.log_lines_dropped = optional_number<std::uint64_t>(object, "log_lines_dropped");
+    m.connections_handed_off = optional_number<std::uint64_t>(object, "connections_handed_off");
+    m.connections_adopted = optional_number<std::uint64_t>(object, "connections_adopted");
+    m.handoff_fallbacks = optional_number<std::uint64_t>(object, "handoff_fallbacks");
     return m;
 }
 
@@ -120,6 +190,9 @@ void WorkerCounters::add(const WorkerCounters& other) {
     for (std::size_t i = 0; i < durations.size(); ++i) durations[i] += other.durations[i];
     duration_seconds_sum += other.duration_seconds_sum;
     log_lines_dropped += other.log_lines_dropped;
+    connections_handed_off += other.connections_handed_off;
+    connections_adopted += other.connections_adopted;
+    handoff_fallbacks += other.handoff_fallbacks;
 }
 
 std::string encode(const Message& message) {
@@ -137,7 +210,11 @@ Message decode(std::string_view datagram) {
     std::string_view type = type_value.get_string();
 
     if (type == "listeners") return decode_listeners(object);
-    if (type == "drain") return Drain{number<std::int64_t>(object, "timeout_ms")};
+    if (type == "drain") {
+        return Drain{number<std::int64_t>(object, "timeout_ms"), optional_bool(object, "hand_off")};
+    }
+    if (type == "hand_off") return HandOff{bytes_field(object)};
+    if (type == "adopt") return Adopt{bytes_field(object)};
     if (type == "ready") return Ready{optional_number<std::int64_t>(object, "pid")};
     if (type == "heartbeat") return decode_heartbeat(object);
     if (type == "draining") return Draining{};

@@ -63,6 +63,10 @@ std::string to_json(const StatusReport& r) {
                       {"reload_failures", r.reload_failures},
                       {"log_lines_dropped",
                        {{"master", r.log_lines_dropped}, {"workers", r.totals.log_lines_dropped}}},
+                      {"connection_handoffs",
+                       {{"handed_off", r.totals.connections_handed_off},
+                        {"adopted", r.totals.connections_adopted},
+                        {"fallbacks", r.totals.handoff_fallbacks}}},
                       {"events", std::move(events)}};
     return json::serialize(root) + "\n";
 }
@@ -116,6 +120,15 @@ std::string to_prometheus(const StatusReport& r) {
            "Log lines dropped because stderr was not taking them, by process.");
     out << "prefork_log_lines_dropped_total{process=\"master\"} " << r.log_lines_dropped << "\n";
     out << "prefork_log_lines_dropped_total{process=\"workers\"} " << t.log_lines_dropped << "\n";
+    family("prefork_connections_handed_off_total", "counter",
+           "Keep-alive connections a draining worker handed to the master for another worker.");
+    out << "prefork_connections_handed_off_total " << t.connections_handed_off << "\n";
+    family("prefork_connections_adopted_total", "counter",
+           "Handed-off connections a worker of the current generation took over.");
+    out << "prefork_connections_adopted_total " << t.connections_adopted << "\n";
+    family("prefork_connection_handoff_fallbacks_total", "counter",
+           "Connections that could not be handed off or taken over, and were closed.");
+    out << "prefork_connection_handoff_fallbacks_total " << t.handoff_fallbacks << "\n";
     family("prefork_workers", "gauge", "Worker processes by state and generation.");
     std::map<std::pair<std::string, int>, int> by_state;
     for (const auto& w : r.workers) ++by_state[{w.state, w.generation}];

@@ -239,8 +239,8 @@ void Supervisor::start_worker() {
     pid_t pid = worker.pid;
     worker.max_requests = pick_max_requests();
     worker.control->start(
-        [this, pid](control::Message message, std::vector<UniqueFd>) {
-            on_worker_message(pid, std::move(message));
+        [this, pid](control::Message message, std::vector<UniqueFd> fds) {
+            on_worker_message(pid, std::move(message), std::move(fds));
         },
         [pid] { log::debug("worker ", pid, ": control socket closed"); });
     bool sent = worker.control->send(
@@ -323,9 +323,13 @@ void Supervisor::retire_worker(WorkerProcess& worker) {
     manage_workers();
 }
 
+// Its keep-alive connections go to the workers that stay (HandOff), unless prefork stops
+// or no worker is there to take them.
 void Supervisor::drain_worker(WorkerProcess& worker, const char* cause) {
     if (worker.exit_cause.empty()) worker.exit_cause = cause;
-    if (!worker.control->send(control::Drain{as_millis(options_.graceful_timeout).count()})) {
+    bool hand_off = phase_ == Phase::running && pick_adopter(worker.pid) != nullptr;
+    if (!worker.control->send(
+            control::Drain{as_millis(options_.graceful_timeout).count(), hand_off})) {
         ::kill(worker.pid, SIGTERM);
     }
     set_state(worker, WorkerProcess::State::draining);
@@ -377,6 +381,7 @@ void Supervisor::reload_configuration() {
     target_workers_ = options_.workers;
     ++generation_;
     reloading_ = true;
+    connections_moved_in_reload_ = 0;
     crash_loop_.reset();
     log::info("reload: starting generation ", generation_, " (", changes, ")");
     record_.reload_started();
@@ -430,7 +435,9 @@ void Supervisor::finish_reload_if_done() {
         if (worker.generation < generation_) return;
     }
     reloading_ = false;
-    log::info("reload to generation ", generation_, " complete: the old generation has drained");
+    log::info("reload to generation ", generation_, " complete: the old generation has drained, ",
+              connections_moved_in_reload_, " keep-alive connection",
+              connections_moved_in_reload_ == 1 ? "" : "s", " handed over to the new one");
     announced_ready_ = false;
     announce_ready_if_all_are();
     if (reload_queued_ && phase_ == Phase::running) {
@@ -478,10 +485,15 @@ void Supervisor::finish_if_stopped() {
 
 // --- what workers say and how they end ---------------------------------------------------
 
-void Supervisor::on_worker_message(pid_t pid, control::Message message) {
+void Supervisor::on_worker_message(pid_t pid, control::Message message,
+                                   std::vector<UniqueFd> fds) {
     auto found = workers_.find(pid);
     if (found == workers_.end()) return;
     WorkerProcess& worker = found->second;
+    // Even from a worker that has exited meanwhile: the connection is in the message.
+    if (auto* hand_off = std::get_if<control::HandOff>(&message)) {
+        return forward_connection(worker, std::move(hand_off->bytes), std::move(fds));
+    }
     if (worker.reaped) {  // a dead worker's "ready" would count capacity that is not there
         if (auto* heartbeat = std::get_if<control::Heartbeat>(&message)) {
             worker.counters = *heartbeat;
@@ -512,6 +524,43 @@ void Supervisor::on_worker_message(pid_t pid, control::Message message) {
     }
 }
 
+// A draining worker's connection, between requests, goes to the ready worker of the current
+// generation with the fewest connections; with none (they all died), it is closed, as it
+// would have been without handoff.
+void Supervisor::forward_connection(WorkerProcess& from, std::string bytes,
+                                    std::vector<UniqueFd> fds) {
+    if (fds.size() != 1) {
+        log::error("worker ", from.pid, " handed off a connection with ", fds.size(),
+                   " descriptors; closing them");
+        ++handoff_fallbacks_;
+        return;
+    }
+    WorkerProcess* adopter = pick_adopter(from.pid);
+    if (adopter == nullptr) {
+        ++handoff_fallbacks_;
+        log::debug("no worker to take a connection from worker ", from.pid, ": closing it");
+        return;
+    }
+    ++adopter->adoptions_since_heartbeat;
+    if (from.generation < generation_) ++connections_moved_in_reload_;
+    adopter->control->send_in_order(control::Adopt{std::move(bytes)}, std::move(fds));
+}
+
+WorkerProcess* Supervisor::pick_adopter(pid_t from) {
+    WorkerProcess* best = nullptr;
+    auto load = [](const WorkerProcess& w) {
+        return w.counters.active_connections + w.adoptions_since_heartbeat;
+    };
+    for (auto& [pid, worker] : workers_) {
+        if (pid == from || worker.state != WorkerProcess::State::ready || worker.retiring ||
+            worker.reaped || worker.generation != generation_ || !worker.control->is_open()) {
+            continue;
+        }
+        if (best == nullptr || load(worker) < load(*best)) best = &worker;
+    }
+    return best;
+}
+
 void Supervisor::on_worker_ready(WorkerProcess& worker) {
     if (worker.state != WorkerProcess::State::starting) return;
     set_state(worker, WorkerProcess::State::ready);
@@ -523,6 +572,7 @@ void Supervisor::on_worker_ready(WorkerProcess& worker) {
 
 void Supervisor::on_worker_heartbeat(WorkerProcess& worker, const control::Heartbeat& heartbeat) {
     worker.counters = heartbeat;
+    worker.adoptions_since_heartbeat = worker.control->waiting();
     if (heartbeat.requests > 0 || heartbeat.active_connections > 0) worker.had_traffic = true;
     if (worker.state != WorkerProcess::State::ready) return;
     if (worker.generation == generation_) {
@@ -545,6 +595,8 @@ void Supervisor::on_worker_exit(pid_t pid, int wait_status) {
     found->second.control->receive_queued();
     WorkerProcess worker = std::move(found->second);
     workers_.erase(found);
+    // Connections on their way to it are lost with it (they close).
+    handoff_fallbacks_ += worker.control->waiting() + worker.control->dropped();
 
     bool expected = phase_ != Phase::running || worker.state == WorkerProcess::State::draining;
     std::string cause = describe_wait_status(wait_status);

@@ -74,7 +74,9 @@ class Supervisor : public AdminActions {
     void finish_if_stopped();
 
     // What workers say and how they end.
-    void on_worker_message(pid_t pid, control::Message message);
+    void on_worker_message(pid_t pid, control::Message message, std::vector<UniqueFd> fds);
+    void forward_connection(WorkerProcess& from, std::string bytes, std::vector<UniqueFd> fds);
+    WorkerProcess* pick_adopter(pid_t from);
     void on_worker_ready(WorkerProcess& worker);
     void on_worker_heartbeat(WorkerProcess& worker, const control::Heartbeat& heartbeat);
     void on_worker_exit(pid_t pid, int wait_status);
@@ -106,6 +108,8 @@ class Supervisor : public AdminActions {
     std::size_t descriptor_limit_;
     bool reloading_ = false;  // an older generation is still running
     bool reload_queued_ = false;
+    std::uint64_t connections_moved_in_reload_ = 0;  // handed off by older generations
+    std::uint64_t handoff_fallbacks_ = 0;            // connections the master had to close
 
     SystemdNotifier notifier_;
     bool announced_ready_ = false;  // READY=1 sent for the current generation

@@ -46,6 +46,7 @@ StatusReport Supervisor::status() const {
                                   worker.counters});
         report.totals.add(worker.counters);
     }
+    report.totals.handoff_fallbacks += handoff_fallbacks_;
     return report;
 }
 

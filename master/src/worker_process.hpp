@@ -30,6 +30,7 @@ struct WorkerProcess {
     bool had_traffic = false;        // it has reported a connection or a request
     bool reaped = false;             // it has exited: only its last counters still count
     std::string exit_cause;          // why it was told to go: recycle, reload, scale, stop, hang
+    std::uint64_t adoptions_since_heartbeat = 0;  // connections sent its way, not yet counted
     std::unique_ptr<ControlChannel> control;
 
     // Counts towards the number of workers the master keeps up.

@@ -32,7 +32,10 @@ bool same_double(double a, double b) {
 bool same_counters(const WorkerCounters& a, const WorkerCounters& b) {
     return a.requests == b.requests && a.active_connections == b.active_connections &&
            a.bytes_in == b.bytes_in && a.bytes_out == b.bytes_out && a.responses == b.responses &&
-           a.durations == b.durations &&
+           a.durations == b.durations && a.log_lines_dropped == b.log_lines_dropped &&
+           a.connections_handed_off == b.connections_handed_off &&
+           a.connections_adopted == b.connections_adopted &&
+           a.handoff_fallbacks == b.handoff_fallbacks &&
            same_double(a.duration_seconds_sum, b.duration_seconds_sum);
 }
 
@@ -41,7 +44,11 @@ struct Same {
         return a.names == b.names && a.generation == b.generation &&
                a.graceful_timeout_ms == b.graceful_timeout_ms && a.max_requests == b.max_requests;
     }
-    bool operator()(const Drain& a, const Drain& b) const { return a.timeout_ms == b.timeout_ms; }
+    bool operator()(const Drain& a, const Drain& b) const {
+        return a.timeout_ms == b.timeout_ms && a.hand_off == b.hand_off;
+    }
+    bool operator()(const HandOff& a, const HandOff& b) const { return a.bytes == b.bytes; }
+    bool operator()(const Adopt& a, const Adopt& b) const { return a.bytes == b.bytes; }
     bool operator()(const Ready& a, const Ready& b) const { return a.pid == b.pid; }
     bool operator()(const Heartbeat& a, const Heartbeat& b) const { return same_counters(a, b); }
     bool operator()(const Draining&, const Draining&) const { return true; }

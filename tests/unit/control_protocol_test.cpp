@@ -16,6 +16,8 @@ TEST(ControlProtocol, ListenersRoundTrip) {
 
 TEST(ControlProtocol, EveryMessageRoundTrips) {
     EXPECT_EQ(std::get<Drain>(decode(encode(Drain{1500}))).timeout_ms, 1500);
+    EXPECT_FALSE(std::get<Drain>(decode(encode(Drain{1500}))).hand_off);
+    EXPECT_TRUE(std::get<Drain>(decode(encode(Drain{1500, true}))).hand_off);
     EXPECT_EQ(std::get<Ready>(decode(encode(Ready{4242}))).pid, 4242);
     Heartbeat beat{10, 2, 3000, 4000};
     auto got = std::get<Heartbeat>(decode(encode(beat)));
@@ -27,7 +29,33 @@ TEST(ControlProtocol, EveryMessageRoundTrips) {
 }
 
 TEST(ControlProtocol, MessagesAreOneJsonObjectWithAType) {
-    EXPECT_EQ(encode(Drain{5}), R"({"type":"drain","timeout_ms":5})");
+    EXPECT_EQ(encode(Drain{5}), R"({"type":"drain","timeout_ms":5,"hand_off":false})");
+    EXPECT_EQ(encode(HandOff{"GET"}), R"({"type":"hand_off","bytes":"R0VU"})");
+    EXPECT_EQ(encode(Adopt{""}), R"({"type":"adopt","bytes":""})");
+}
+
+// The bytes of a request are any bytes: every value, every length's padding.
+TEST(ControlProtocol, HandedOffBytesRoundTripWhateverTheyAre) {
+    std::string every;
+    for (int i = 0; i < 256; ++i) every += static_cast<char>(i);
+    for (std::size_t length = 0; length <= every.size(); length += length < 8 ? 1 : 61) {
+        std::string bytes = every.substr(0, length);
+        EXPECT_EQ(std::get<HandOff>(decode(encode(HandOff{bytes}))).bytes, bytes) << length;
+        EXPECT_EQ(std::get<Adopt>(decode(encode(Adopt{bytes}))).bytes, bytes) << length;
+    }
+    EXPECT_EQ(std::get<HandOff>(decode(R"({"type":"hand_off","bytes":"R0VUIC8="})")).bytes,
+              "GET /");
+}
+
+TEST(ControlProtocol, HandOffCountsRoundTrip) {
+    Heartbeat beat;
+    beat.connections_handed_off = 7;
+    beat.connections_adopted = 5;
+    beat.handoff_fallbacks = 2;
+    auto got = std::get<Heartbeat>(decode(encode(beat)));
+    EXPECT_EQ(got.connections_handed_off, 7u);
+    EXPECT_EQ(got.connections_adopted, 5u);
+    EXPECT_EQ(got.handoff_fallbacks, 2u);
 }
 
 TEST(ControlProtocol, RejectsGarbage) {
@@ -36,6 +64,10 @@ TEST(ControlProtocol, RejectsGarbage) {
           R"({"type":"listeners"})", R"({"type":"listeners","names":"a"})",
           R"({"type":"listeners","names":[1]})", R"({"type":"drain"})",
           R"({"type":"drain","timeout_ms":"soon"})", R"({"type":"heartbeat","requests":-1})",
+          R"({"type":"drain","timeout_ms":1,"hand_off":1})", R"({"type":"hand_off"})",
+          R"({"type":"hand_off","bytes":5})", R"({"type":"hand_off","bytes":"abc"})",
+          R"({"type":"adopt","bytes":"ab=c"})", R"({"type":"adopt","bytes":"a==="})",
+          R"({"type":"adopt","bytes":"ab!c"})",
           "{\"type\":\"ready\""}) {
         EXPECT_THROW(decode(garbage), ProtocolError) << garbage;
     }

@@ -38,7 +38,6 @@ namespace {
 
 // Room in the read buffer beyond the header limit: a head that ends just under the limit
 // and the start of what follows it.
-constexpr std::size_t kInputMargin = 4096;
 // What one connection sends of a file before the loop serves the others.
 constexpr std::uint64_t kFileBytesPerTurn = 4 << 20;
 
@@ -70,9 +69,17 @@ Connection::~Connection() {
     release_body();
 }
 
-void Connection::start() {
+void Connection::start(std::string_view already_read) {
     error_code ignored;
     socket_.non_blocking(true, ignored);  // reads and writes are tried directly first
+    while (!already_read.empty()) {
+        auto [space, room] = input_.prepare();
+        if (room == 0) break;  // Server::adopt admits no more than fits
+        std::size_t n = std::min(room, already_read.size());
+        std::memcpy(space, already_read.data(), n);
+        input_.commit(n);
+        already_read.remove_prefix(n);
+    }
     do_read();
 }
 
@@ -85,6 +92,7 @@ bool Connection::is_idle() const {
 // The next request: parsed at once when it is in the buffer already (pipelined), otherwise
 // awaited with no buffer held.
 void Connection::do_read() {
+    if (server_.hands_off_connections()) return hand_off();
     state_ = State::reading;
     parser_.reset();
     head_done_ = false;
@@ -104,6 +112,29 @@ void Connection::do_read() {
 // After a response: a pipelined request already in the buffer is read at once. Otherwise
 // the read waits until the loop has served the other connections that are ready: the client
 // needs a moment to send its next request, and a read now would mostly find nothing.
+// Between requests, with nothing of the next one parsed: what was read of it (nothing, part
+// of a head, whole pipelined requests) leaves with the socket, and the rest is still in the
+// kernel, so the next worker serves every byte once and in order. This worker never touches
+// the socket again: released, not closed (the master holds it in flight; no FIN is sent).
+void Connection::hand_off() {
+    fork_guard::remove(socket_.native_handle());
+    error_code ec;
+    int fd = socket_.release(ec);  // ends the waits in progress (operation_aborted)
+    if (ec) {
+        log::error("cannot hand off a connection: ", ec.message());
+        fork_guard::add(socket_.native_handle());
+        return close();
+    }
+    std::string bytes(input_.data());
+    input_.clear();
+    state_ = State::closed;
+    idle_entry_.unlink();
+    deadline_.cancel();
+    release_body();
+    server_.hand_off(UniqueFd(fd), std::move(bytes));
+    server_.remove(this);  // may destroy this connection
+}
+
 void Connection::read_next_request() {
     if (!input_.empty()) return do_read();
     asio::post(socket_.get_executor(), bound(&Connection::do_read_unless_closed));
@@ -187,7 +218,7 @@ void Connection::parse_input() {
 bool Connection::on_head() {
     request_ = Request(parser_.take_message());
     begin_request();
-    keep_alive_ = parser_.keep_alive() && !server_.draining();
+    keep_alive_ = parser_.keep_alive() && !server_.closes_connections();
     head_request_ = request_.method() == http::verb::head;
     request_version_ = request_.message().version();
     range_.clear();
@@ -447,7 +478,7 @@ void Connection::send_error(int status) {
 // Answers with `response`: its head serialized into head_, then head and body written.
 void Connection::finish_response(Response response) {
     pending_.reset();
-    if (server_.draining()) keep_alive_ = false;  // the worker is stopping: last response here
+    if (server_.closes_connections()) keep_alive_ = false;  // stopping: the last response here
     response_ = std::move(response);
     if (response_.file_body()) return finish_file_response();
     auto& message = response_.message();
@@ -689,7 +720,7 @@ void Connection::response_done() {
 bool Connection::start_stream(std::uint64_t request_id, Response head,
                               std::shared_ptr<detail::StreamChannel> channel) {
     if (state_ != State::handling || request_id != request_id_) return false;
-    if (server_.draining()) keep_alive_ = false;
+    if (server_.closes_connections()) keep_alive_ = false;
     response_ = std::move(head);
     response_.body().clear();
     unsigned status = response_.message().result_int();
@@ -798,6 +829,11 @@ void Connection::on_linger_read(error_code ec, std::size_t) {
 }
 
 void Connection::drain() {
+    if (server_.hands_off_connections()) {
+        // Nothing of a request parsed yet: it goes now. Otherwise after the response.
+        if (state_ == State::reading && !head_done_) hand_off();
+        return;
+    }
     // A busy connection answers its current request with Connection: close; an idle one
     // gets a short grace in which a request already on its way is still answered.
     if (is_idle()) arm_read_deadline(ReadDeadline::idle);
@@ -830,7 +866,7 @@ void Connection::arm_read_deadline(ReadDeadline kind) {
     read_deadline_ = kind;
     const ServerLimits& limits = server_.limits();
     if (kind == ReadDeadline::request) return arm_timer(limits.header_timeout);
-    arm_timer(server_.draining() ? limits.drain_idle_grace : limits.idle_timeout);
+    arm_timer(server_.closes_connections() ? limits.drain_idle_grace : limits.idle_timeout);
 }
 
 // One deadline at a time, for the current state (see lazy_deadline.hpp).

@@ -49,13 +49,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
     using Socket =
         boost::asio::basic_stream_socket<boost::asio::generic::stream_protocol, Executor>;
 
+    // Room in a connection's input beyond the header limit: a read may bring the start of
+    // the next request along with the end of a head.
+    static constexpr std::size_t kInputMargin = 4096;
+
     // `client`: the peer's address for the access log (empty when it is off).
     Connection(Socket socket, Server& server, std::string client = {});
     ~Connection();
 
-    void start();
-    // The worker is draining: an idle connection closes after a short grace; a busy one
-    // answers its current request with Connection: close.
+    // Serves the connection; `already_read`: its first bytes, read by the worker that
+    // handed it off (at most the header limit and kInputMargin).
+    void start(std::string_view already_read = {});
+    // The worker is draining. Handing off connections: one between requests goes at once,
+    // a busy one when its response is written. Otherwise an idle connection closes after a
+    // short grace, and a busy one answers its current request with Connection: close.
     void drain();
     // Closes the socket now and leaves the server.
     void close();
@@ -90,6 +97,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
 
     void do_read();
+    void hand_off();
     void do_read_unless_closed();
     void read_next_request();
     void wait_readable();

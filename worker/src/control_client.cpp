@@ -34,7 +34,15 @@ void ControlClient::on_message(control::Message message, std::vector<UniqueFd> f
         return on_listeners(*listeners, std::move(fds));
     }
     if (auto* drain_order = std::get_if<control::Drain>(&message)) {
-        return drain(std::chrono::milliseconds(drain_order->timeout_ms));
+        return drain(std::chrono::milliseconds(drain_order->timeout_ms), drain_order->hand_off);
+    }
+    if (auto* adopt = std::get_if<control::Adopt>(&message)) {
+        if (fds.size() != 1) {
+            log::error("control socket: a connection to adopt came with ", fds.size(),
+                       " descriptors; ignoring it");
+            return;
+        }
+        return server_.adopt(std::move(fds[0]), std::move(adopt->bytes));
     }
     if (std::holds_alternative<control::ReopenLogs>(message)) {
         server_.access_log().reopen();
@@ -61,16 +69,26 @@ void ControlClient::on_listeners(const control::Listeners& listeners, std::vecto
     log::debug("accepting on ", fds.size(), " listener(s), generation ", listeners.generation);
 }
 
-void ControlClient::drain(std::chrono::milliseconds timeout) {
+void ControlClient::drain(std::chrono::milliseconds timeout, bool hand_off) {
     if (server_.draining()) return;
     channel_.send(control::Draining{});
+    if (hand_off) {
+        server_.hand_off_connections([this](UniqueFd connection, std::string bytes) {
+            std::vector<UniqueFd> fds;
+            fds.push_back(std::move(connection));
+            channel_.send_in_order(control::HandOff{std::move(bytes)}, std::move(fds));
+        });
+    }
     server_.drain(timeout, [this] { stop(); });
 }
 
-// The last heartbeat carries the final counts, so the master's totals miss nothing.
+// The connections handed off are sent first (the master takes them as it can); the last
+// heartbeat carries the final counts, so the master's totals miss nothing.
 void ControlClient::stop() {
-    send_heartbeat();
-    on_stopped_();
+    channel_.when_sent([this] {
+        send_heartbeat();
+        on_stopped_();
+    });
 }
 
 // The master died (or closed our socket): nobody will hand out new work or wait for us.

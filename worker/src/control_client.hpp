@@ -20,10 +20,11 @@ class ControlClient {
                   std::function<void()> on_stopped);
 
     void start();
-    // Drains the server and tells the master; without a timeout, the graceful timeout the
-    // master gave (used on SIGTERM).
-    void drain(std::chrono::milliseconds timeout);
-    void drain() { drain(graceful_timeout_); }
+    // Drains the server and tells the master; with `hand_off`, the keep-alive connections
+    // go to the master for a worker of the current generation. Without a timeout, the
+    // graceful timeout the master gave, nothing handed off (used on SIGTERM).
+    void drain(std::chrono::milliseconds timeout, bool hand_off);
+    void drain() { drain(graceful_timeout_, false); }
 
   private:
     void on_message(control::Message message, std::vector<UniqueFd> fds);

@@ -136,6 +136,15 @@ void Server::listen(UniqueFd listener, std::string name) {
 }
 
 void Server::on_accepted(UniqueFd socket, int family) {
+    make_room();
+    auto connection = take_connection(std::move(socket), family);
+    if (!connection) return;
+    pause_if_full();
+    connection->start();
+}
+
+// A connection of ours from now on: one Connection owns the socket.
+std::shared_ptr<Connection> Server::take_connection(UniqueFd socket, int family) {
     fork_guard::add(socket.get());
     int protocol = family == AF_INET || family == AF_INET6 ? IPPROTO_TCP : 0;
     boost::system::error_code ec;
@@ -143,17 +152,55 @@ void Server::on_accepted(UniqueFd socket, int family) {
     stream.assign(boost::asio::generic::stream_protocol(family, protocol), socket.get(), ec);
     if (ec) {
         fork_guard::remove(socket.get());
-        log::error("cannot take accepted connection: ", ec.message());
-        return;  // `socket` closes it
+        log::error("cannot take a connection: ", ec.message());
+        return nullptr;  // `socket` closes it
     }
     (void)socket.release();  // now owned by `stream`
     std::string client;
     if (access_log_.enabled()) client = peer_address(stream.native_handle(), family);
-    make_room();
     auto connection = std::make_shared<Connection>(std::move(stream), *this, std::move(client));
     connections_.emplace(connection.get(), connection);
+    return connection;
+}
+
+bool Server::hand_off(UniqueFd socket, std::string bytes) {
+    if (!hands_off_connections()) return false;
+    ++counters_.connections_handed_off;
+    hand_off_(std::move(socket), std::move(bytes));
+    return true;
+}
+
+void Server::adopt(UniqueFd socket, std::string bytes) {
+    if (hands_off_connections()) {  // told to drain meanwhile: on to the next worker
+        hand_off_(std::move(socket), std::move(bytes));  // counted by the worker it came from
+        return;
+    }
+    int family = 0;
+    socklen_t length = sizeof family;
+    if (::getsockopt(socket.get(), SOL_SOCKET, SO_DOMAIN, &family, &length) != 0) family = 0;
+    const char* refused = nullptr;
+    if (draining_) {
+        refused = "this worker is stopping";
+    } else if (connections_.size() >= limits_.max_connections) {
+        refused = "at the connection limit (PREFORK_MAX_CONNECTIONS)";
+    } else if (bytes.size() > limits_.header_limit + Connection::kInputMargin) {
+        refused = "its request so far is larger than this worker's header limit";
+    } else if (family != AF_INET && family != AF_INET6 && family != AF_UNIX) {
+        refused = "it is not a TCP or Unix stream socket";
+    }
+    if (refused) {
+        ++counters_.handoff_fallbacks;
+        log::warning("a connection handed off by another worker is closed: ", refused);
+        return;  // `socket` closes it
+    }
+    auto connection = take_connection(std::move(socket), family);
+    if (!connection) {
+        ++counters_.handoff_fallbacks;
+        return;
+    }
+    ++counters_.connections_adopted;
     pause_if_full();
-    connection->start();
+    connection->start(bytes);
 }
 
 // At the connection limit, the keep-alive connection idle the longest is closed to admit

@@ -64,6 +64,22 @@ class Server {
     void drain(std::chrono::milliseconds timeout, std::function<void()> on_stopped);
     bool draining() const { return draining_; }
 
+    // Once draining, a connection between requests is not closed but given to `hand_off`
+    // (its socket, and the bytes of its next request read so far) for another worker; a
+    // busy one stays keep-alive and goes when its response is written. Set before drain().
+    using HandOff = std::function<void(UniqueFd socket, std::string bytes)>;
+    void hand_off_connections(HandOff hand_off) { hand_off_ = std::move(hand_off); }
+    // Draining, and connections end here rather than go to another worker: each response
+    // says Connection: close.
+    bool closes_connections() const { return draining_ && !hand_off_; }
+    bool hands_off_connections() const { return draining_ && hand_off_; }
+    // A connection gives itself up (see hand_off_connections); false when it cannot.
+    bool hand_off(UniqueFd socket, std::string bytes);
+    // Serves a connection another worker handed off, as if accepted, its first `bytes`
+    // already read. At the connection limit, while draining without handing off, or when
+    // the bytes do not fit a connection's buffer, it is closed (and counted).
+    void adopt(UniqueFd socket, std::string bytes);
+
     // Calls `report` when the first request arrives (the master then knows this worker
     // has been serving, should it die) and once the request count reaches `limit` (0:
     // never).
@@ -102,6 +118,7 @@ class Server {
 
   private:
     void on_accepted(UniqueFd socket, int family);
+    std::shared_ptr<Connection> take_connection(UniqueFd socket, int family);
     void make_room();
     void pause_if_full();
     void stop_if_drained();
@@ -123,6 +140,7 @@ class Server {
     std::function<void()> on_stopped_;
     std::uint64_t request_limit_ = 0;
     std::function<void()> report_requests_;
+    HandOff hand_off_;
 };
 
 }  // namespace prefork

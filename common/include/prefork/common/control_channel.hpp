@@ -7,7 +7,10 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 
+#include <deque>
 #include <functional>
+#include <string>
+#include <vector>
 #include <span>
 #include <system_error>
 
@@ -29,8 +32,23 @@ class ControlChannel {
     // Sends one message; false (and one log line) when it cannot be sent now.
     bool send(const control::Message& message, std::span<const int> fds = {});
 
-    // Handles the messages already waiting on the socket now, without waiting for more
-    // (the master reads what a worker said last before it judges the worker's death).
+    // Sends one message now, or as soon as the socket has room for it, after the ones
+    // waiting already: for messages that must not be lost to a peer slow to read (a
+    // connection handed off: a burst of them fills the socket's buffer). The descriptors
+    // stay open until they are sent; those still waiting when the channel closes are
+    // dropped (closed) and counted in dropped().
+    void send_in_order(const control::Message& message, std::vector<UniqueFd> fds);
+    // Messages waiting to be sent by send_in_order.
+    std::size_t waiting() const { return outgoing_.size(); }
+    // Messages of send_in_order that were dropped: the channel closed first.
+    std::size_t dropped() const { return dropped_; }
+    // Calls `callback` once nothing waits to be sent (at once when nothing does), or when
+    // the channel closes.
+    void when_sent(std::function<void()> callback);
+
+    // Handles every message already waiting on the socket now, without waiting for more
+    // (the master reads what a worker said last, and the connections it handed off, before
+    // it judges the worker's death).
     void receive_queued();
 
     void close();
@@ -46,10 +64,21 @@ class ControlChannel {
     void on_readable();
     Receive receive_queued(std::size_t limit);
     void on_peer_gone();
+    void send_waiting();
+    void drop_waiting();
+
+    struct Outgoing {
+        std::string payload;
+        std::vector<UniqueFd> fds;
+    };
 
     boost::asio::posix::stream_descriptor descriptor_;
     MessageHandler on_message_;
     ClosedHandler on_closed_;
+    std::deque<Outgoing> outgoing_;
+    bool write_waiting_ = false;
+    std::size_t dropped_ = 0;
+    std::function<void()> on_sent_;
 };
 
 // A connected pair of control sockets, both close-on-exec and non-blocking.

@@ -30,8 +30,23 @@ struct Listeners {
 };
 
 // master -> worker: stop accepting, finish in-flight requests within timeout_ms, exit.
+// hand_off: a worker of the current generation takes the keep-alive connections instead of
+// their being closed (HandOff); false when there is nobody to take them (a stop).
 struct Drain {
     std::int64_t timeout_ms = 0;
+    bool hand_off = false;
+};
+
+// worker -> master, with one descriptor: a client connection between requests, for
+// another worker to serve; `bytes` are what the worker had read of its next request(s).
+struct HandOff {
+    std::string bytes;
+};
+
+// master -> worker, with one descriptor: a client connection to serve as if accepted,
+// whose first `bytes` were read by the worker that handed it off.
+struct Adopt {
+    std::string bytes;
 };
 
 // worker -> master: the worker accepts on every listener it was given.
@@ -56,6 +71,9 @@ struct WorkerCounters {
     std::array<std::uint64_t, kDurationBuckets.size() + 1> durations{};
     double duration_seconds_sum = 0;
     std::uint64_t log_lines_dropped = 0;  // stderr was not taking them
+    std::uint64_t connections_handed_off = 0;  // sent to the master while draining
+    std::uint64_t connections_adopted = 0;     // received from the master, and served
+    std::uint64_t handoff_fallbacks = 0;       // could not be handed off or adopted: closed
 
     // Adds another worker's totals (the current connections too).
     void add(const WorkerCounters& other);
@@ -70,7 +88,8 @@ struct Draining {};
 // master -> worker: reopen the log files (the access log), after USR1.
 struct ReopenLogs {};
 
-using Message = std::variant<Listeners, Drain, Ready, Heartbeat, Draining, ReopenLogs>;
+using Message =
+    std::variant<Listeners, Drain, Ready, Heartbeat, Draining, ReopenLogs, HandOff, Adopt>;
 
 class ProtocolError : public std::runtime_error {
   public:
