@@ -1,9 +1,11 @@
 // Operating prefork: the admin endpoint (served by the master, so it answers while
 // workers crash, hang or reload), preforkctl, and the logs.
 
+#include "child_process.hpp"
 #include "client_load.hpp"
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 
 #include <gtest/gtest.h>
 

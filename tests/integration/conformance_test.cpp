@@ -5,7 +5,7 @@
 // never answered. "nginx:" comments say where nginx 1.22 judges the same bytes otherwise.
 
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
 
 #include <gtest/gtest.h>
 

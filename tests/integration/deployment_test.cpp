@@ -1,8 +1,10 @@
 // Deployment: the container image's entrypoint as PID 1, systemd's notifications and
 // socket activation, and --shutdown-delay for load balancers.
 
+#include "child_process.hpp"
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 #include "temp_dir.hpp"
 
 #include <gtest/gtest.h>

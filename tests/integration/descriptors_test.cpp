@@ -2,7 +2,8 @@
 // close-on-exec: nothing leaks into a process that a handler starts.
 
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 #include "temp_dir.hpp"
 
 #include <gtest/gtest.h>

@@ -1,8 +1,10 @@
 // The seed of this project: a process that a handler starts, by any means, never holds
 // the port or a client's connection, and a stop frees the port while it still runs.
 
+#include "child_process.hpp"
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 
 #include <gtest/gtest.h>
 

@@ -2,7 +2,7 @@
 // and responses completed from other threads, also while clients hang up.
 
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
 
 #include <gtest/gtest.h>
 

@@ -4,7 +4,8 @@
 // its queues and its timer.
 
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 #include "raw_client.hpp"
 
 #include <gtest/gtest.h>

@@ -3,7 +3,8 @@
 // (prefork --env NAME=VALUE).
 
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 
 #include <gtest/gtest.h>
 

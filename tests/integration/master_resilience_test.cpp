@@ -3,8 +3,10 @@
 // or a reload that comes at an awkward moment. Each costs the master no busy loop, no
 // lost worker and no lost control.
 
+#include "child_process.hpp"
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 #include "raw_client.hpp"
 #include "temp_dir.hpp"
 

@@ -2,8 +2,10 @@
 // process group (a terminal, a supervisor, `kill -SIG -PGID`) change nothing in a worker,
 // and a worker starts with every signal at its default and none blocked.
 
+#include "child_process.hpp"
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 #include "temp_dir.hpp"
 
 #include <gtest/gtest.h>

@@ -1,8 +1,9 @@
 // What a user sees when prefork cannot start: one line naming the problem, and the exit
 // status that says whose mistake it was.
 
+#include "child_process.hpp"
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
 #include "temp_dir.hpp"
 
 #include <gtest/gtest.h>

@@ -2,7 +2,8 @@
 // stops at once; a master killed outright leaves no worker holding the port.
 
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 
 #include <gtest/gtest.h>
 

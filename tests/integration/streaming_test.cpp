@@ -2,7 +2,8 @@
 // and from threads (stream_worker), with a bounded buffer against slow clients.
 
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 #include "raw_client.hpp"
 
 #include <gtest/gtest.h>

@@ -2,7 +2,8 @@
 // offload pool) and what a process holds, for every way a handler may start one.
 
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 
 #include <gtest/gtest.h>
 

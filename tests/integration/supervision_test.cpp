@@ -1,9 +1,11 @@
 // Supervision: one crashing, hanging or worn-out worker costs at most its own
 // connections, never the service.
 
+#include "child_process.hpp"
 #include "client_load.hpp"
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 
 #include <gtest/gtest.h>
 
