@@ -59,7 +59,7 @@ std::string temp_path(const std::string& name) {
 }
 
 TEST(Admin, HealthReadinessStatusAndErrors) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0"});
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0"}});
     auto health = admin_get(server, "/healthz");
     EXPECT_EQ(health.result_int(), 200);
     EXPECT_EQ(health.body(), "ok\n");
@@ -87,7 +87,7 @@ TEST(Admin, HealthReadinessStatusAndErrors) {
 }
 
 TEST(Admin, ReadinessTurns503WhenAGracefulStopBegins) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0"});
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0"}});
     auto admin_port = server.admin_port();
     HttpConnection slow(server.port(), 20s);
     slow.send_raw("GET /sleep?ms=4000 HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -104,7 +104,7 @@ TEST(Admin, ReadinessTurns503WhenAGracefulStopBegins) {
 }
 
 TEST(Admin, AnswersWhileTheOnlyWorkerHangs) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1", "--admin", "127.0.0.1:0"}, 1);
+    PreforkServer server(Loopback{1, {"--admin", "127.0.0.1:0"}});
     HttpConnection hung(server.port(), 30s);
     pid_t worker = std::stoi(hung.get("/pid").body());
     hung.send_raw("GET /block?ms=8000 HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -118,7 +118,7 @@ TEST(Admin, AnswersWhileTheOnlyWorkerHangs) {
 }
 
 TEST(Admin, CountersGrowAndNeverGoBackwardsWhenAWorkerCrashes) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0"});
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0"}});
     for (int i = 0; i < 50; ++i) ASSERT_EQ(http_get(server.port(), "/").result_int(), 200);
 
     double before = 0;
@@ -149,7 +149,7 @@ TEST(Admin, CountersGrowAndNeverGoBackwardsWhenAWorkerCrashes) {
 }
 
 TEST(Admin, MetricsPassPromtool) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0"});
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0"}});
     for (int i = 0; i < 20; ++i) http_get(server.port(), i % 5 ? "/" : "/missing");
     std::this_thread::sleep_for(1200ms);  // a heartbeat
     std::string path = temp_path("metrics.txt");
@@ -160,7 +160,7 @@ TEST(Admin, MetricsPassPromtool) {
 }
 
 TEST(Admin, ScaleReloadAndStopDoWhatTheSignalsDo) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0"});
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0"}});
     EXPECT_EQ(admin_post(server, "/scale?workers=3").result_int(), 200);
     EXPECT_TRUE(server.wait_for_children(3));
     EXPECT_EQ(admin_post(server, "/scale?workers=1").result_int(), 200);
@@ -178,7 +178,7 @@ TEST(Admin, ScaleReloadAndStopDoWhatTheSignalsDo) {
 }
 
 TEST(Admin, StatusPageShowsOneRowPerWorkerInARealBrowser) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "3", "--admin", "127.0.0.1:0"}, 3);
+    PreforkServer server(Loopback{3, {"--admin", "127.0.0.1:0"}});
     std::string profile = temp_path("chromium-profile");
     ChildProcess chromium({"chromium", "--headless", "--no-sandbox", "--disable-gpu",
                            "--disable-dev-shm-usage", "--no-first-run",
@@ -198,7 +198,7 @@ TEST(Admin, StatusPageShowsOneRowPerWorkerInARealBrowser) {
 }
 
 TEST(Preforkctl, EveryCommand) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0"});
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0"}});
     std::string admin = "127.0.0.1:" + std::to_string(server.admin_port());
     auto ctl = [&](std::vector<std::string> args) {
         std::vector<std::string> argv{preforkctl_binary(), "--admin", admin};
@@ -248,8 +248,7 @@ TEST(Preforkctl, UsageMistakes) {
 }
 
 TEST(Logs, JsonLinesFromManyProcessesUnderLoadNeverInterleave) {
-    PreforkServer server(
-        {"--bind", "127.0.0.1:0", "--workers", "2", "--log-format", "json", "--access-log", "-"});
+    PreforkServer server(Loopback{2, {"--log-format", "json", "--access-log", "-"}});
     ClientLoad load(server.port(), "/", "Hello, World!", 4, 2, 30s, 300);
     auto result = load.wait();
     EXPECT_EQ(result.failed, 0u);
@@ -277,8 +276,7 @@ TEST(Logs, JsonLinesFromManyProcessesUnderLoadNeverInterleave) {
 
 TEST(Logs, AccessLogFileIsReopenedOnUsr1) {
     std::string path = temp_path("access.log");
-    PreforkServer server(
-        {"--bind", "127.0.0.1:0", "--workers", "2", "--access-log", path, "--log-level", "debug"});
+    PreforkServer server(Loopback{2, {"--access-log", path, "--log-level", "debug"}});
     auto read = [](const std::string& file) {
         std::ifstream in(file);
         return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -300,10 +300,8 @@ class Conformance : public ::testing::Test {
   protected:
     // One server for every vector: body limit 1000 bytes, header limit the default 16384.
     static void SetUpTestSuite() {
-        server_ = std::make_unique<PreforkServer>(
-            std::vector<std::string>{"--bind", "127.0.0.1:0", "--workers", "1", "--env",
-                                     "PREFORK_BODY_LIMIT=1000"},
-            1);
+        server_ =
+            std::make_unique<PreforkServer>(Loopback{1, {"--env", "PREFORK_BODY_LIMIT=1000"}});
     }
     static void TearDownTestSuite() { server_.reset(); }
 

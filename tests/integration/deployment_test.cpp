@@ -203,8 +203,7 @@ class NotifySocket {
 
 TEST(Systemd, NotifiesReadyReloadingAndStopping) {
     NotifySocket notify;
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"}, 2,
-                         {"NOTIFY_SOCKET=" + notify.path()});
+    PreforkServer server(Loopback{.workers = 2, .env = {"NOTIFY_SOCKET=" + notify.path()}});
     std::string ready = notify.next();
     EXPECT_NE(ready.find("READY=1"), std::string::npos) << ready;
     EXPECT_NE(ready.find("STATUS=2 workers ready"), std::string::npos) << ready;
@@ -291,8 +290,7 @@ TEST(Systemd, SocketActivationServesOnThePassedSocketAndKeepsItAcrossReloads) {
 // --- load balancers ---------------------------------------------------------------------------
 
 TEST(ShutdownDelay, NotReadyAtOnceServesForTheDelayThenFreesThePort) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0",
-                          "--shutdown-delay", "5"});
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0", "--shutdown-delay", "5"}});
     auto port = server.port();
     auto admin = server.admin_port();
     auto term_at = std::chrono::steady_clock::now();

@@ -82,7 +82,7 @@ TEST(ForkSafety, SpawnedProcessHoldsOnlyTheStandardDescriptors) {
 }
 
 TEST(ForkSafety, ChildForkedWithoutExecHoldsNoListenerNoControlSocketNoClient) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
+    PreforkServer server(Loopback{1});
     pid_t worker = server.children().at(0);
     std::vector<std::unique_ptr<HttpConnection>> clients;
     for (int i = 0; i < 3; ++i) {
@@ -117,7 +117,7 @@ TEST(ForkSafety, ChildForkedWithoutExecHoldsNoListenerNoControlSocketNoClient) {
 
 // Every descriptor of every process of a running prefork, against an allow-list.
 TEST(ForkSafety, AuditOfEveryProcessFindsOnlyAllowedDescriptors) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0"});
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0"}});
     Children children;
     HttpConnection client(server.port());
     pid_t handler_child = std::stoi(client.get("/spawn?seconds=30").body());
@@ -182,7 +182,7 @@ void expect_port_freed_while_child_runs(int stop_signal, const std::string& star
     Children children;
     std::uint16_t port;
     {
-        PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+        PreforkServer server(Loopback{2});
         port = server.port();
         // The child is started on a keep-alive connection that stays open: a forked child
         // holding it would keep the client from seeing its end.
@@ -224,7 +224,7 @@ TEST(ForkSafety, TheOldGenerationsChildrenHoldNoListenerAfterAReload) {
     Children children;
     std::uint16_t port;
     {
-        PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+        PreforkServer server(Loopback{2});
         port = server.port();
         for (const char* start : {"/spawn?seconds=600", "/fork?seconds=600"}) {
             children.pids.push_back(std::stoi(http_get(port, start).body()));

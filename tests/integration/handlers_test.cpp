@@ -12,7 +12,7 @@ namespace prefork::testing {
 namespace {
 
 TEST(Handlers, HundredConcurrentSleepsOnOneWorkerFinishTogether) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
+    PreforkServer server(Loopback{1});
     std::vector<std::unique_ptr<HttpConnection>> connections;
     auto started = std::chrono::steady_clock::now();
     for (int i = 0; i < 100; ++i) {
@@ -26,8 +26,7 @@ TEST(Handlers, HundredConcurrentSleepsOnOneWorkerFinishTogether) {
 }
 
 TEST(Handlers, LoopAnswersWhileTheOffloadPoolIsBusy) {
-    PreforkServer server(
-        {"--bind", "127.0.0.1:0", "--workers", "1", "--env", "PREFORK_OFFLOAD_THREADS=2"}, 1);
+    PreforkServer server(Loopback{1, {"--env", "PREFORK_OFFLOAD_THREADS=2"}});
     std::vector<std::unique_ptr<HttpConnection>> busy;
     for (int i = 0; i < 4; ++i) {  // twice as many jobs as threads: the pool's queue is full
         busy.push_back(std::make_unique<HttpConnection>(server.port(), 30s));
@@ -44,9 +43,7 @@ TEST(Handlers, LoopAnswersWhileTheOffloadPoolIsBusy) {
 }
 
 TEST(Handlers, ClientThatHangsUpCancelsItsCoroutine) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1", "--admin", "127.0.0.1:0",
-                          "--log-level", "debug"},
-                         1);
+    PreforkServer server(Loopback{1, {"--admin", "127.0.0.1:0", "--log-level", "debug"}});
     {
         HttpConnection impatient(server.port());
         impatient.send_raw("GET /sleep?ms=20000 HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -68,7 +65,7 @@ TEST(Handlers, ClientThatHangsUpCancelsItsCoroutine) {
 }
 
 TEST(Handlers, ClientsThatHangUpDuringOffloadedWorkLeaveTheWorkerServing) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
+    PreforkServer server(Loopback{1});
     pid_t worker = server.children().at(0);
     for (int i = 0; i < 8; ++i) {
         HttpConnection impatient(server.port());
@@ -85,7 +82,7 @@ TEST(Handlers, ClientsThatHangUpDuringOffloadedWorkLeaveTheWorkerServing) {
 // up at random moments. The worker must neither crash nor leak (the sanitizer build
 // runs this too).
 TEST(Handlers, CompletionsFromOtherThreadsWhileClientsHangUp) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+    PreforkServer server(Loopback{2});
     std::atomic<int> answered{0}, abandoned{0}, wrong{0};
     std::vector<std::thread> clients;
     for (int t = 0; t < 8; ++t) {

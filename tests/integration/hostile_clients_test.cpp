@@ -140,27 +140,27 @@ std::string pattern(std::size_t size, unsigned seed = 1) {
 
 // --- the server and what the kernel knows of it --------------------------------------------
 
-std::vector<std::string> with_env(std::vector<std::string> args,
-                                  const std::vector<std::string>& env_settings) {
-    for (const auto& setting : env_settings) {
-        args.push_back("--env");
-        args.push_back(setting);
+// `--env NAME=VALUE` for each setting: the worker's settings.
+std::vector<std::string> env_flags(const std::vector<std::string>& settings) {
+    std::vector<std::string> flags;
+    for (const auto& setting : settings) {
+        flags.push_back("--env");
+        flags.push_back(setting);
     }
-    return args;
+    return flags;
 }
 
 // The master with one demo worker, the worker's settings from `env_settings`.
 PreforkServer one_demo_worker(const std::vector<std::string>& env_settings = {},
                               std::vector<std::string> extra_env = {}) {
-    return PreforkServer(with_env({"--bind", "127.0.0.1:0", "--workers", "1"}, env_settings), 1,
-                         std::move(extra_env));
+    return PreforkServer(
+        Loopback{.workers = 1, .args = env_flags(env_settings), .env = std::move(extra_env)});
 }
 
 std::unique_ptr<PreforkServer> one_response_worker(
     const std::vector<std::string>& env_settings = {}) {
-    return PreforkServer::with_worker(
-        with_env({"--bind", "127.0.0.1:0", "--workers", "1"}, env_settings),
-        {RESPONSE_WORKER_BINARY}, 1);
+    return PreforkServer::with_worker(Loopback{1, env_flags(env_settings)},
+                                      {RESPONSE_WORKER_BINARY});
 }
 
 // Under AddressSanitizer freed memory waits in a quarantine first: without one, a worker's

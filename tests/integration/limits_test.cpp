@@ -20,12 +20,12 @@ namespace prefork::testing {
 namespace {
 
 PreforkServer one_worker(std::vector<std::string> env_settings = {}) {
-    std::vector<std::string> args{"--bind", "127.0.0.1:0", "--workers", "1"};
+    std::vector<std::string> env_flags;
     for (const auto& setting : env_settings) {
-        args.push_back("--env");
-        args.push_back(setting);
+        env_flags.push_back("--env");
+        env_flags.push_back(setting);
     }
-    return PreforkServer(args, 1);
+    return PreforkServer(Loopback{1, std::move(env_flags)});
 }
 
 // What a raw read gives within `timeout`: the bytes, and whether the server closed.
@@ -97,9 +97,8 @@ TEST(Limits, IdleKeepAliveConnectionIsClosed) {
 }
 
 TEST(Limits, ClientThatStopsReadingIsDisconnected) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1", "--admin", "127.0.0.1:0",
-                          "--env", "PREFORK_WRITE_TIMEOUT=0.5"},
-                         1);
+    PreforkServer server(
+        Loopback{1, {"--admin", "127.0.0.1:0", "--env", "PREFORK_WRITE_TIMEOUT=0.5"}});
     HttpConnection connection(server.port(), 5s);
     int small = 4096;
     ::setsockopt(connection.native_handle(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
@@ -121,8 +120,7 @@ TEST(Limits, ClientThatStopsReadingIsDisconnected) {
 // Busy connections (a request in progress each) fill both workers: a new client waits in
 // the shared queue until a place is free.
 TEST(Limits, WorkerWithOnlyBusyConnectionsAtItsLimitStopsAcceptingAndOthersTakeOver) {
-    PreforkServer server(
-        {"--bind", "127.0.0.1:0", "--workers", "2", "--env", "PREFORK_MAX_CONNECTIONS=1"});
+    PreforkServer server(Loopback{2, {"--env", "PREFORK_MAX_CONNECTIONS=1"}});
     // One busy connection per worker: the second can only go to the worker the first is not on.
     HttpConnection first(server.port(), 20s);
     first.send_raw("GET /sleep?ms=3000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -219,7 +217,7 @@ TEST(Connections, ClientsHangingUpDuringLargeWritesHurtNothing) {
     const char* asan = std::getenv("ASAN_OPTIONS");
     std::string asan_options =
         std::string("ASAN_OPTIONS=") + (asan ? asan : "") + ":quarantine_size_mb=0";
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1, {asan_options});
+    PreforkServer server(Loopback{.workers = 1, .env = {asan_options}});
     pid_t worker = server.children().at(0);
     EXPECT_EQ(http_get(server.port(), "/bytes?n=50000000").body().size(), 50'000'000u);  // warm up
     std::this_thread::sleep_for(200ms);

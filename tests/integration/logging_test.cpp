@@ -86,10 +86,10 @@ void expect_whole_lines(const std::string& output) {
 
 TEST(Logging, AStalledStderrBlocksNoLoopAndTheLossIsReported) {
     // A 4 KiB pipe that nobody reads, 16 KiB of lines kept per process: both overflow fast.
-    auto server =
-        PreforkServer::with_output_pipe({"--bind", "127.0.0.1:0", "--workers", "2", "--timeout",
-                                         "2", "--admin", "127.0.0.1:0", "--access-log", "-"},
-                                        2, {"PREFORK_LOG_BUFFER=16384"});
+    auto server = PreforkServer::with_output_pipe(
+        Loopback{.workers = 2,
+                 .args = {"--timeout", "2", "--admin", "127.0.0.1:0", "--access-log", "-"},
+                 .env = {"PREFORK_LOG_BUFFER=16384"}});
     std::uint16_t admin = server->admin_port();
     auto workers = server->children();
     ASSERT_EQ(workers.size(), 2u);
@@ -149,8 +149,7 @@ TEST(Logging, AStalledStderrBlocksNoLoopAndTheLossIsReported) {
 }
 
 TEST(Logging, AnAccessLineForAHugeTargetIsCutToOnePipeWrite) {
-    auto server = PreforkServer::with_output_pipe(
-        {"--bind", "127.0.0.1:0", "--workers", "2", "--access-log", "-"}, 2, {});
+    auto server = PreforkServer::with_output_pipe(Loopback{2, {"--access-log", "-"}});
     std::string target = "/" + std::string(15000, 'a');
     for (int i = 0; i < 20; ++i) EXPECT_EQ(http_get(server->port(), target).result_int(), 404u);
     auto lines = server->wait_for_lines(" access ", 20, 10s);

@@ -235,9 +235,8 @@ TEST(MasterResilience, WorkerBinaryRemovedDuringShutdownDelayCostsNoCpuAndStopsC
     constexpr auto kDelay = 6s;
     constexpr auto kGraceful = 5s;
     auto server = PreforkServer::with_worker(
-        {"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0", "--shutdown-delay",
-         "6", "--graceful-timeout", "5"},
-        {worker}, 2);
+        Loopback{2, {"--admin", "127.0.0.1:0", "--shutdown-delay", "6", "--graceful-timeout", "5"}},
+        {worker});
     auto port = server->port();
     auto admin = server->admin_port();
 
@@ -277,8 +276,7 @@ TEST(MasterResilience, WorkerBinaryRemovedDuringAReloadKeepsTheOldWorkersServing
     TempDir dir;
     std::string worker = dir.path("prefork-demo");
     install_executable(demo_binary(), worker);
-    auto server = PreforkServer::with_worker(
-        {"--bind", "127.0.0.1:0", "--workers", "2", "--graceful-timeout", "5"}, {worker}, 2);
+    auto server = PreforkServer::with_worker(Loopback{2, {"--graceful-timeout", "5"}}, {worker});
     auto port = server->port();
     auto old_workers = server->children();
     ASSERT_EQ(old_workers.size(), 2u);
@@ -334,7 +332,7 @@ TEST(MasterResilience, WorkerBinaryRemovedDuringAReloadKeepsTheOldWorkersServing
 // --- the admin endpoint under a hostile client -------------------------------------------
 
 TEST(MasterResilience, AdminEndpointAnswersAProbeWhileOneClientHoldsManyConnections) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0"});
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0"}});
     auto admin = server.admin_port();
     constexpr std::size_t kHeld = 200;
     std::vector<std::unique_ptr<RawClient>> held;
@@ -397,8 +395,7 @@ TEST(MasterResilience,
     constexpr int kWorkers = 4;
     constexpr std::size_t kCrashes = 20;
     PreforkServer server({"prlimit", "--nofile=64:64", "--"},
-                         {"--bind", "127.0.0.1:0", "--workers", "4", "--admin", "127.0.0.1:0"},
-                         kWorkers);
+                         Loopback{kWorkers, {"--admin", "127.0.0.1:0"}});
     ASSERT_NE(read_text_file("/proc/" + std::to_string(server.pid()) + "/comm").find("prefork"),
               std::string::npos)
         << "prlimit did not exec prefork in place";
@@ -455,10 +452,8 @@ TEST(MasterResilience,
 // needs.
 TEST(MasterResilience, AReloadUnderALowDescriptorLimitClosesAdminConnectionsNotWorkerStarts) {
     constexpr int kWorkers = 16;
-    PreforkServer server(
-        {"prlimit", "--nofile=64:64", "--"},
-        {"--bind", "127.0.0.1:0", "--workers", std::to_string(kWorkers), "--admin", "127.0.0.1:0"},
-        kWorkers);
+    PreforkServer server({"prlimit", "--nofile=64:64", "--"},
+                         Loopback{kWorkers, {"--admin", "127.0.0.1:0"}});
     AdminFlood flood(server.admin_port(), 200, 120s);
     ASSERT_TRUE(flood.wait_until_opened(20s));
 
@@ -480,8 +475,7 @@ TEST(MasterResilience, AReloadUnderALowDescriptorLimitClosesAdminConnectionsNotW
 // --- stopping and reloading through the admin endpoint -----------------------------------
 
 TEST(MasterResilience, PostStopDuringTheShutdownDelayStopsGracefullyNow) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0",
-                          "--shutdown-delay", "30"});
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0", "--shutdown-delay", "30"}});
     auto port = server.port();
     auto admin = server.admin_port();
     HttpConnection in_flight(port, 20s);

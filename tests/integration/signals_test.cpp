@@ -50,7 +50,7 @@ void expect_served_by(std::uint16_t port, const std::set<pid_t>& pids, const std
 }
 
 TEST(Signals, TheMastersSignalsSentToTheProcessGroupLeaveTheWorkersServing) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+    PreforkServer server(Loopback{2});
     auto workers = as_set(server.children());
     ASSERT_EQ(workers.size(), 2u);
 
@@ -84,7 +84,7 @@ TEST(Signals, TheMastersSignalsSentToTheProcessGroupLeaveTheWorkersServing) {
 }
 
 TEST(Signals, HupToTheProcessGroupReloadsAndTheOldWorkersDrainInsteadOfDying) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+    PreforkServer server(Loopback{2});
     auto old_workers = server.children();
     ASSERT_EQ(old_workers.size(), 2u);
 
@@ -103,7 +103,7 @@ TEST(Signals, HupToTheProcessGroupReloadsAndTheOldWorkersDrainInsteadOfDying) {
 }
 
 TEST(Signals, TheMastersSignalsSentToAWorkerChangeNothing) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+    PreforkServer server(Loopback{2});
     auto workers = as_set(server.children());
     ASSERT_EQ(workers.size(), 2u);
 

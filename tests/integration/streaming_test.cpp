@@ -25,8 +25,7 @@ std::string get(const std::string& target, const char* version = "1.1") {
 }
 
 std::unique_ptr<PreforkServer> stream_worker_server() {
-    return PreforkServer::with_worker({"--bind", "127.0.0.1:0", "--workers", "1"},
-                                      {STREAM_WORKER_BINARY}, 1);
+    return PreforkServer::with_worker(Loopback{1}, {STREAM_WORKER_BINARY});
 }
 
 std::map<std::string, long long> progress(std::uint16_t port) {
@@ -58,7 +57,7 @@ long long written_once_held_back(std::uint16_t port) {
 }
 
 TEST(Streaming, DemoStreamArrivesInPartsAsTheyAreWritten) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
+    PreforkServer server(Loopback{1});
     RawClient client(server.port());
     auto started = Clock::now();
     ASSERT_TRUE(client.send(get("/stream?chunks=4&interval_ms=500&size=10")));
@@ -91,7 +90,7 @@ TEST(Streaming, DemoStreamArrivesInPartsAsTheyAreWritten) {
 }
 
 TEST(Streaming, HeadGetsTheHeadersAndHttp10GetsABodyEndedByTheClose) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
+    PreforkServer server(Loopback{1});
     {
         RawClient client(server.port());
         ASSERT_TRUE(

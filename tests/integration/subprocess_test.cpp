@@ -29,10 +29,10 @@ using Clock = std::chrono::steady_clock;
 // prefork with process_worker as its worker command.
 std::unique_ptr<PreforkServer> process_worker_server(int workers = 1) {
     return PreforkServer::with_worker(
-        {"--bind", "127.0.0.1:0", "--workers", std::to_string(workers), "--env",
-         std::string("PREFORK_TEST_FD_REPORT=") + FD_REPORT_BINARY, "--env",
-         "PREFORK_OFFLOAD_THREADS=4"},
-        {PROCESS_WORKER_BINARY}, workers);
+        Loopback{workers,
+                 {"--env", std::string("PREFORK_TEST_FD_REPORT=") + FD_REPORT_BINARY, "--env",
+                  "PREFORK_OFFLOAD_THREADS=4"}},
+        {PROCESS_WORKER_BINARY});
 }
 
 json::object run(HttpConnection& connection, const std::string& endpoint, const json::object& spec,
@@ -239,9 +239,8 @@ TEST(Subprocess, AClientThatDisconnectsHasItsProcessKilled) {
 // A worker that stops while an offload thread waits for a process: the process is killed,
 // the thread wakes, and the worker exits instead of waiting for it forever.
 TEST(Subprocess, AStoppingWorkerEndsTheProcessesItWaitsFor) {
-    auto server = PreforkServer::with_worker(
-        {"--bind", "127.0.0.1:0", "--workers", "1", "--graceful-timeout", "1"},
-        {PROCESS_WORKER_BINARY}, 1);
+    auto server = PreforkServer::with_worker(Loopback{1, {"--graceful-timeout", "1"}},
+                                             {PROCESS_WORKER_BINARY});
     TempFile file;
     Leftovers leftovers;
     std::string body = json::serialize(json::object{

@@ -35,7 +35,7 @@ bool contains(const std::vector<pid_t>& pids, const std::string& pid) {
 }
 
 TEST(Supervision, CrashedWorkerIsReplacedWhileTheOtherKeepsServing) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+    PreforkServer server(Loopback{2});
     HttpConnection survivor(server.port());
     std::string survivor_pid = survivor.get("/pid").body();
     auto victim = connection_to_other_worker(server.port(), survivor_pid);
@@ -109,7 +109,7 @@ TEST(Supervision, CrashLoopBacksOffMoreAndMoreAndTermStillStops) {
 }
 
 TEST(Supervision, HungWorkerIsKilledAndReplacedWhileTheOtherAnswers) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--timeout", "2"});
+    PreforkServer server(Loopback{2, {"--timeout", "2"}});
     HttpConnection hung(server.port(), 30s);
     std::string hung_pid = hung.get("/pid").body();
     hung.send_raw("GET /block?ms=30000 HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -136,8 +136,7 @@ TEST(Supervision, HungWorkerIsKilledAndReplacedWhileTheOtherAnswers) {
 }
 
 TEST(Supervision, MaxRequestsRecyclesWorkersWithoutFailingARequest) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--max-requests", "50",
-                          "--max-requests-jitter", "10"});
+    PreforkServer server(Loopback{2, {"--max-requests", "50", "--max-requests-jitter", "10"}});
     // A worker serves on past its limit until its replacement is ready (capacity first), so
     // how many recycles a load brings depends on the machine's speed: 2000 requests over
     // limits of 50-60 bring far more than the 6 asked for below.
@@ -159,7 +158,7 @@ TEST(Supervision, MaxRequestsRecyclesWorkersWithoutFailingARequest) {
 }
 
 TEST(Supervision, WorkerToldToStopBySomeoneElseIsReplacedNotCountedAsACrash) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0"});
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0"}});
     pid_t victim = server.children().front();
     ::kill(victim, SIGTERM);  // not through the master
     EXPECT_EQ(server.wait_for_lines("is draining on its own", 1).size(), 1u) << server.output();
@@ -174,7 +173,7 @@ TEST(Supervision, WorkerToldToStopBySomeoneElseIsReplacedNotCountedAsACrash) {
 }
 
 TEST(Supervision, TtinAddsAWorkerAndTtouRemovesOneButNeverTheLast) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--log-level", "debug"});
+    PreforkServer server(Loopback{2, {"--log-level", "debug"}});
     server.signal(SIGTTIN);
     EXPECT_EQ(server.wait_for_lines(" ready (generation", 3).size(), 3u);
     EXPECT_TRUE(server.wait_for_children(3));
@@ -202,8 +201,7 @@ std::string command_of(pid_t pid) {
 }
 
 TEST(Supervision, AsPid1ItReapsOrphansOfCrashedWorkersAndStopsOnTerm) {
-    PreforkServer server({"unshare", "--pid", "--fork", "--mount-proc"},
-                         {"--bind", "127.0.0.1:0", "--workers", "2"}, 2);
+    PreforkServer server({"unshare", "--pid", "--fork", "--mount-proc"}, Loopback{2});
     // The master is PID 1 in its namespace; from here it is unshare's child.
     auto inside = server.children();
     ASSERT_EQ(inside.size(), 1u);

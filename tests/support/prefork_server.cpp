@@ -25,42 +25,51 @@ std::string preforkctl_binary() {
 
 namespace {
 
+// `PREFIX... prefork ARGS -- WORKER_COMMAND...`
 std::vector<std::string> prefork_command(std::vector<std::string> prefix,
-                                         const std::vector<std::string>& args) {
+                                         const std::vector<std::string>& args,
+                                         const std::vector<std::string>& worker_command) {
     prefix.push_back(prefork_binary());
     prefix.insert(prefix.end(), args.begin(), args.end());
     prefix.push_back("--");
-    prefix.push_back(demo_binary());
+    prefix.insert(prefix.end(), worker_command.begin(), worker_command.end());
     return prefix;
+}
+
+std::vector<std::string> loopback_args(const Loopback& server) {
+    std::vector<std::string> args = {"--bind", "127.0.0.1:0", "--workers",
+                                     std::to_string(server.workers)};
+    args.insert(args.end(), server.args.begin(), server.args.end());
+    return args;
 }
 
 }  // namespace
 
+PreforkServer::PreforkServer(Loopback server)
+    : PreforkServer(FromArgv{}, prefork_command({}, loopback_args(server), {demo_binary()}),
+                    server.workers, std::move(server.env)) {}
+
+PreforkServer::PreforkServer(std::vector<std::string> prefix, Loopback server)
+    : PreforkServer(FromArgv{},
+                    prefork_command(std::move(prefix), loopback_args(server), {demo_binary()}),
+                    server.workers, std::move(server.env)) {}
+
 PreforkServer::PreforkServer(std::vector<std::string> args, int workers,
                              std::vector<std::string> extra_env)
-    : ChildProcess(prefork_command({}, args), std::move(extra_env)) {
+    : PreforkServer(FromArgv{}, prefork_command({}, args, {demo_binary()}), workers,
+                    std::move(extra_env)) {}
+
+PreforkServer::PreforkServer(FromArgv, std::vector<std::string> argv, int workers,
+                             std::vector<std::string> extra_env)
+    : ChildProcess(std::move(argv), std::move(extra_env)) {
     wait_until_ready(workers);
 }
 
-PreforkServer::PreforkServer(std::vector<std::string> prefix, std::vector<std::string> args,
-                             int workers)
-    : ChildProcess(prefork_command(std::move(prefix), args)) {
-    wait_until_ready(workers);
-}
-
-PreforkServer::PreforkServer(FromArgv, std::vector<std::string> argv, int workers)
-    : ChildProcess(std::move(argv)) {
-    wait_until_ready(workers);
-}
-
-std::unique_ptr<PreforkServer> PreforkServer::with_worker(std::vector<std::string> args,
-                                                          std::vector<std::string> worker_command,
-                                                          int workers) {
-    std::vector<std::string> argv = {prefork_binary()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    argv.push_back("--");
-    argv.insert(argv.end(), worker_command.begin(), worker_command.end());
-    return std::unique_ptr<PreforkServer>(new PreforkServer(FromArgv{}, std::move(argv), workers));
+std::unique_ptr<PreforkServer> PreforkServer::with_worker(Loopback server,
+                                                          std::vector<std::string> worker_command) {
+    return std::unique_ptr<PreforkServer>(
+        new PreforkServer(FromArgv{}, prefork_command({}, loopback_args(server), worker_command),
+                          server.workers, std::move(server.env)));
 }
 
 PreforkServer::PreforkServer(ThroughPipe pipe, std::vector<std::string> argv, int workers,
@@ -69,11 +78,10 @@ PreforkServer::PreforkServer(ThroughPipe pipe, std::vector<std::string> argv, in
     wait_until_ready(workers);
 }
 
-std::unique_ptr<PreforkServer> PreforkServer::with_output_pipe(std::vector<std::string> args,
-                                                               int workers,
-                                                               std::vector<std::string> extra_env) {
-    return std::unique_ptr<PreforkServer>(
-        new PreforkServer(ThroughPipe{}, prefork_command({}, args), workers, std::move(extra_env)));
+std::unique_ptr<PreforkServer> PreforkServer::with_output_pipe(Loopback server) {
+    return std::unique_ptr<PreforkServer>(new PreforkServer(
+        ThroughPipe{}, prefork_command({}, loopback_args(server), {demo_binary()}), server.workers,
+        std::move(server.env)));
 }
 
 std::unique_ptr<PreforkServer> PreforkServer::from_config(const std::string& config_path,

@@ -17,22 +17,34 @@ std::string prefork_binary();
 std::string demo_binary();
 std::string crash_worker_binary();
 std::string preforkctl_binary();
+
+// How most tests start the master: `prefork --bind 127.0.0.1:0 --workers N ARGS...`, with
+// NAME=VALUE settings added to its environment. The port is the kernel's choice, so tests
+// run side by side.
+struct Loopback {
+    int workers = 2;
+    std::vector<std::string> args = {};  // after --bind and --workers, so they can add binds
+    std::vector<std::string> env = {};
+};
+
 // The prefork master with the demo as its worker command.
 class PreforkServer : public ChildProcess {
   public:
-    // Starts `prefork ARGS -- prefork-demo` and waits until `workers` workers are ready.
-    explicit PreforkServer(std::vector<std::string> args, int workers = 2,
-                           std::vector<std::string> extra_env = {});
-    // Starts `PREFIX... prefork ARGS -- prefork-demo` (PREFIX: e.g. unshare and its options).
-    PreforkServer(std::vector<std::string> prefix, std::vector<std::string> args, int workers);
-    // Starts `prefork ARGS -- WORKER_COMMAND...` (a test's own worker).
-    static std::unique_ptr<PreforkServer> with_worker(std::vector<std::string> args,
-                                                      std::vector<std::string> worker_command,
-                                                      int workers);
-    // Starts `prefork ARGS -- prefork-demo` with its output through a pipe (ThroughPipe).
-    static std::unique_ptr<PreforkServer> with_output_pipe(std::vector<std::string> args,
-                                                           int workers,
-                                                           std::vector<std::string> extra_env);
+    // Starts `prefork --bind 127.0.0.1:0 --workers N ARGS -- prefork-demo` and waits until
+    // its N workers are ready.
+    explicit PreforkServer(Loopback server);
+    // Starts `PREFIX... prefork --bind 127.0.0.1:0 ...` (PREFIX: e.g. unshare and its options).
+    PreforkServer(std::vector<std::string> prefix, Loopback server);
+    // Starts `prefork ARGS -- prefork-demo` (binds other than Loopback's) and waits until
+    // `workers` workers are ready.
+    PreforkServer(std::vector<std::string> args, int workers,
+                  std::vector<std::string> extra_env = {});
+    // Starts `prefork --bind 127.0.0.1:0 ... -- WORKER_COMMAND...` (a test's own worker).
+    static std::unique_ptr<PreforkServer> with_worker(Loopback server,
+                                                      std::vector<std::string> worker_command);
+    // Starts `prefork --bind 127.0.0.1:0 ... -- prefork-demo` with its output through a pipe
+    // (ThroughPipe).
+    static std::unique_ptr<PreforkServer> with_output_pipe(Loopback server);
     // Starts `prefork --config FILE`: the worker command is the file's.
     static std::unique_ptr<PreforkServer> from_config(const std::string& config_path, int workers);
 
@@ -51,7 +63,8 @@ class PreforkServer : public ChildProcess {
 
   private:
     struct FromArgv {};
-    PreforkServer(FromArgv, std::vector<std::string> argv, int workers);
+    PreforkServer(FromArgv, std::vector<std::string> argv, int workers,
+                  std::vector<std::string> extra_env = {});
     PreforkServer(ThroughPipe pipe, std::vector<std::string> argv, int workers,
                   std::vector<std::string> extra_env);
     void wait_until_ready(int workers);
