@@ -1,6 +1,7 @@
 // ChildProcess: a process a test starts, logs and always ends.
 #include "child_process.hpp"
 
+#include "eventually.hpp"
 #include "proc_files.hpp"
 
 #include <fcntl.h>
@@ -133,10 +134,7 @@ ChildProcess::~ChildProcess() {
         output_stalled_ = false;
         // The group is dead: what is left in the pipe arrives, then EOF (bounded, should a
         // process outside the group still hold the pipe).
-        auto deadline = std::chrono::steady_clock::now() + 2s;
-        while (!output_copied_ && std::chrono::steady_clock::now() < deadline) {
-            std::this_thread::sleep_for(10ms);
-        }
+        eventually([&] { return output_copied_.load(); }, 2s);
         output_done_ = true;
         output_copier_.join();
     }
@@ -157,17 +155,13 @@ void ChildProcess::signal(int signal) const {
 }
 
 std::optional<int> ChildProcess::wait_exit(std::chrono::milliseconds timeout) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!wait_status_) {
-        int status = 0;
-        pid_t done = ::waitpid(pid_, &status, WNOHANG);
-        if (done == pid_) {
-            wait_status_ = status;
-            break;
-        }
-        if (std::chrono::steady_clock::now() >= deadline) break;
-        std::this_thread::sleep_for(10ms);
-    }
+    eventually(
+        [&] {
+            int status = 0;
+            if (!wait_status_ && ::waitpid(pid_, &status, WNOHANG) == pid_) wait_status_ = status;
+            return wait_status_.has_value();
+        },
+        timeout);
     return wait_status_;
 }
 
@@ -186,16 +180,18 @@ std::string ChildProcess::output() const {
 
 std::vector<std::string> ChildProcess::wait_for_lines(const std::string& needle, std::size_t count,
                                                       std::chrono::milliseconds timeout) const {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-        std::vector<std::string> found;
-        std::istringstream lines(output());
-        for (std::string line; std::getline(lines, line);) {
-            if (line.find(needle) != std::string::npos) found.push_back(line);
-        }
-        if (found.size() >= count || std::chrono::steady_clock::now() >= deadline) return found;
-        std::this_thread::sleep_for(20ms);
-    }
+    std::vector<std::string> found;
+    eventually(
+        [&] {
+            found.clear();
+            std::istringstream lines(output());
+            for (std::string line; std::getline(lines, line);) {
+                if (line.find(needle) != std::string::npos) found.push_back(line);
+            }
+            return found.size() >= count;
+        },
+        timeout);
+    return found;
 }
 
 std::vector<pid_t> ChildProcess::children() const {
@@ -207,12 +203,7 @@ std::vector<pid_t> ChildProcess::children() const {
 }
 
 bool ChildProcess::wait_for_children(std::size_t count, std::chrono::milliseconds timeout) const {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (children().size() != count) {
-        if (std::chrono::steady_clock::now() >= deadline) return false;
-        std::this_thread::sleep_for(20ms);
-    }
-    return true;
+    return eventually([&] { return children().size() == count; }, timeout);
 }
 
 }  // namespace prefork::testing

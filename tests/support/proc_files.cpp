@@ -1,6 +1,8 @@
 // What /proc tells about processes, and whether a loopback port is free.
 #include "proc_files.hpp"
 
+#include "eventually.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -10,11 +12,8 @@
 
 #include <cerrno>
 #include <sstream>
-#include <thread>
 
 namespace prefork::testing {
-
-using namespace std::chrono_literals;
 
 std::string read_text_file(const std::string& path) {
     std::string text;
@@ -55,27 +54,19 @@ char process_state(pid_t pid) {
 }
 
 bool wait_until_sleeping(pid_t pid, std::chrono::milliseconds timeout) {
-    for (auto deadline = std::chrono::steady_clock::now() + timeout;
-         std::chrono::steady_clock::now() < deadline;
-         std::this_thread::sleep_for(std::chrono::milliseconds(2))) {
-        if (process_state(pid) == 'S') return true;
-    }
-    return false;
+    return eventually([&] { return process_state(pid) == 'S'; }, timeout);
 }
 
 bool wait_until_in_nanosleep(pid_t pid, std::chrono::milliseconds timeout) {
     const std::string path = "/proc/" + std::to_string(pid) + "/syscall";
-    for (auto deadline = std::chrono::steady_clock::now() + timeout;
-         std::chrono::steady_clock::now() < deadline;
-         std::this_thread::sleep_for(std::chrono::milliseconds(5))) {
-        // "NUMBER ARGS..." while in a system call; "running" or "-1 ..." otherwise.
-        std::istringstream fields(read_text_file(path));
-        long number = -1;
-        if (fields >> number && (number == SYS_nanosleep || number == SYS_clock_nanosleep)) {
-            return true;
-        }
-    }
-    return false;
+    return eventually(
+        [&] {
+            // "NUMBER ARGS..." while in a system call; "running" or "-1 ..." otherwise.
+            std::istringstream fields(read_text_file(path));
+            long number = -1;
+            return fields >> number && (number == SYS_nanosleep || number == SYS_clock_nanosleep);
+        },
+        timeout);
 }
 
 std::uint64_t resident_kib(pid_t pid) {
@@ -92,14 +83,13 @@ bool process_gone(pid_t pid) {
 }
 
 bool wait_until_gone(const std::vector<pid_t>& pids, std::chrono::milliseconds timeout) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-        bool all_gone = true;
-        for (pid_t pid : pids) all_gone = all_gone && process_gone(pid);
-        if (all_gone) return true;
-        if (std::chrono::steady_clock::now() >= deadline) return false;
-        std::this_thread::sleep_for(10ms);
-    }
+    return eventually(
+        [&] {
+            bool all_gone = true;
+            for (pid_t pid : pids) all_gone = all_gone && process_gone(pid);
+            return all_gone;
+        },
+        timeout);
 }
 
 bool port_is_free(std::uint16_t port) {
