@@ -3,6 +3,7 @@
 
 #include "child_process.hpp"
 #include "client_load.hpp"
+#include "eventually.hpp"
 #include "http_client.hpp"
 #include "prefork_server.hpp"
 #include "proc_files.hpp"
@@ -122,13 +123,13 @@ TEST(Admin, CountersGrowAndNeverGoBackwardsWhenAWorkerCrashes) {
     for (int i = 0; i < 50; ++i) ASSERT_EQ(http_get(server.port(), "/").result_int(), 200);
 
     double before = 0;
-    for (auto deadline = std::chrono::steady_clock::now() + 15s;
-         std::chrono::steady_clock::now() < deadline;) {
-        before =
-            metric(admin_get(server, "/metrics").body(), "prefork_requests_total{code=\"2xx\"}");
-        if (before >= 50) break;
-        std::this_thread::sleep_for(100ms);
-    }
+    eventually(
+        [&] {
+            before = metric(admin_get(server, "/metrics").body(),
+                            "prefork_requests_total{code=\"2xx\"}");
+            return before >= 50;
+        },
+        15s);
     EXPECT_GE(before, 50) << "the heartbeats did not bring the counts";
 
     HttpConnection victim(server.port());
@@ -151,7 +152,7 @@ TEST(Admin, CountersGrowAndNeverGoBackwardsWhenAWorkerCrashes) {
 TEST(Admin, MetricsPassPromtool) {
     PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0"}});
     for (int i = 0; i < 20; ++i) http_get(server.port(), i % 5 ? "/" : "/missing");
-    std::this_thread::sleep_for(1200ms);  // a heartbeat
+    ASSERT_TRUE(server.wait_for_requests_received(20));  // a heartbeat brought them all
     std::string path = temp_path("metrics.txt");
     std::ofstream(path) << admin_get(server, "/metrics").body();
     ChildProcess promtool({"sh", "-c", "promtool check metrics < " + path});
@@ -282,10 +283,7 @@ TEST(Logs, AccessLogFileIsReopenedOnUsr1) {
         return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     };
     for (int i = 0; i < 4; ++i) http_get(server.port(), "/?phase=before");
-    auto deadline = std::chrono::steady_clock::now() + 2s;
-    while (lines_of(read(path)).size() < 4 && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(20ms);
-    }
+    eventually([&] { return lines_of(read(path)).size() >= 4; }, 2s);
     fs::rename(path, path + ".1");  // what logrotate does
     server.signal(SIGUSR1);
     ASSERT_EQ(server.wait_for_lines("access log reopened", 2, 10s).size(), 2u) << server.output();
@@ -293,12 +291,13 @@ TEST(Logs, AccessLogFileIsReopenedOnUsr1) {
 
     // A worker writes the line once its response is written, which may be just after the
     // client has read it.
-    std::string rotated = read(path + ".1"), current = read(path);
-    for (auto deadline = std::chrono::steady_clock::now() + 2s;
-         lines_of(current).size() < 4 && std::chrono::steady_clock::now() < deadline;) {
-        std::this_thread::sleep_for(20ms);
-        current = read(path);
-    }
+    std::string rotated = read(path + ".1"), current;
+    eventually(
+        [&] {
+            current = read(path);
+            return lines_of(current).size() >= 4;
+        },
+        2s);
     EXPECT_EQ(lines_of(rotated).size(), 4u) << rotated;
     EXPECT_EQ(rotated.find("phase=after"), std::string::npos);
     EXPECT_EQ(lines_of(current).size(), 4u) << current;

@@ -2,6 +2,7 @@
 // socket activation, and --shutdown-delay for load balancers.
 
 #include "child_process.hpp"
+#include "eventually.hpp"
 #include "http_client.hpp"
 #include "prefork_server.hpp"
 #include "proc_files.hpp"
@@ -151,16 +152,17 @@ TEST(Container, ImageEntrypointRunsAsPid1AsANonRootUser) {
     // A handler's child, orphaned when its worker crashes, is reaped by PID 1.
     HttpConnection connection(port);
     ASSERT_FALSE(connection.get("/spawn?seconds=1").body().empty());
+    pid_t orphan = 0;  // its pid out here: the child of a worker
+    for (pid_t worker : child_pids(prefork)) {
+        for (pid_t child : child_pids(worker)) orphan = child;
+    }
+    ASSERT_NE(orphan, 0) << "the handler's child is not a worker's child";
     connection.send_raw("GET /crash HTTP/1.1\r\nHost: x\r\n\r\n");
     EXPECT_THROW(connection.read_response(), boost::system::system_error);
-    std::this_thread::sleep_for(1500ms);  // the orphan (sleep 1) has exited by now...
-    bool reaped = false;                  // ...and PID 1 reaps it
-    for (auto deadline = std::chrono::steady_clock::now() + 10s;
-         !reaped && std::chrono::steady_clock::now() < deadline;) {
-        reaped = zombie_children(prefork).empty();
-        if (!reaped) std::this_thread::sleep_for(50ms);
-    }
-    EXPECT_TRUE(reaped) << "zombies left under PID 1";
+    // The orphan (sleep 1) exits, and PID 1 reaps it: nothing is left of it, not even a zombie.
+    EXPECT_TRUE(eventually([&] { return process_state(orphan) == '\0'; }, 11s))
+        << "the orphan was not reaped";
+    EXPECT_TRUE(zombie_children(prefork).empty()) << "zombies left under PID 1";
 
     ::kill(prefork, SIGTERM);  // what `docker stop` sends (STOPSIGNAL SIGTERM)
     EXPECT_EQ(container.wait_exit_status(20s), 0) << container.output();
@@ -254,14 +256,15 @@ TEST(Systemd, SocketActivationServesOnThePassedSocketAndKeepsItAcrossReloads) {
                             "2", "--", demo_binary()});
     // systemd-socket-activate starts prefork at the first connection (once it listens).
     std::unique_ptr<HttpConnection> first;
-    for (auto deadline = std::chrono::steady_clock::now() + 10s;
-         !first && std::chrono::steady_clock::now() < deadline;) {
-        try {
-            first = std::make_unique<HttpConnection>(port, 30s);
-        } catch (const boost::system::system_error&) {
-            std::this_thread::sleep_for(50ms);
-        }
-    }
+    eventually(
+        [&] {
+            try {
+                first = std::make_unique<HttpConnection>(port, 30s);
+            } catch (const boost::system::system_error&) {
+            }
+            return first != nullptr;
+        },
+        10s);
     ASSERT_TRUE(first) << "systemd-socket-activate did not listen\n" << activated.output();
     EXPECT_EQ(first->get("/").body(), "Hello, World!") << activated.output();
     ASSERT_EQ(activated.wait_for_lines(" ready (generation", 2).size(), 2u) << activated.output();

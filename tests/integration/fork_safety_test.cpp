@@ -2,6 +2,7 @@
 // the port or a client's connection, and a stop frees the port while it still runs.
 
 #include "child_process.hpp"
+#include "eventually.hpp"
 #include "http_client.hpp"
 #include "prefork_server.hpp"
 #include "proc_files.hpp"
@@ -75,7 +76,7 @@ TEST(ForkSafety, SpawnedProcessHoldsOnlyTheStandardDescriptors) {
     }
     HttpConnection busy(port, 10s);
     busy.send_raw("GET /offload?ms=1000 HTTP/1.1\r\nHost: x\r\n\r\n");
-    std::this_thread::sleep_for(100ms);
+    ASSERT_TRUE(eventually([&] { return threads_in_nanosleep(workers[0]) == 1; }, 10s));
     auto answer = HttpConnection(port).get("/child-fds").body();
     EXPECT_EQ(listed_descriptors(answer), kStandard) << answer;
     EXPECT_EQ(busy.read_response().result_int(), 200);
@@ -193,11 +194,8 @@ void expect_port_freed_while_child_runs(int stop_signal, const std::string& star
         // lives on, so start the clock once it is asleep.
         ASSERT_TRUE(wait_until_sleeping(child, 10s));
         server.signal(stop_signal);
-        auto deadline = std::chrono::steady_clock::now() + 1s;
-        while (!port_is_free(port) && std::chrono::steady_clock::now() < deadline) {
-            std::this_thread::sleep_for(20ms);
-        }
-        EXPECT_TRUE(port_is_free(port)) << "the port is still bound a second after the stop";
+        EXPECT_TRUE(eventually([&] { return port_is_free(port); }, 1s))
+            << "the port is still bound a second after the stop";
         EXPECT_FALSE(process_gone(child))
             << "the child should still be running for this to prove anything";
         EXPECT_TRUE(client.closed_by_peer())
@@ -246,11 +244,8 @@ TEST(ForkSafety, TheOldGenerationsChildrenHoldNoListenerAfterAReload) {
             }
         }
         server.signal(SIGTERM);
-        auto deadline = std::chrono::steady_clock::now() + 1s;
-        while (!port_is_free(port) && std::chrono::steady_clock::now() < deadline) {
-            std::this_thread::sleep_for(20ms);
-        }
-        EXPECT_TRUE(port_is_free(port)) << "the port is still bound a second after the stop";
+        EXPECT_TRUE(eventually([&] { return port_is_free(port); }, 1s))
+            << "the port is still bound a second after the stop";
         for (pid_t child : children.pids) EXPECT_FALSE(process_gone(child));
     }
 }

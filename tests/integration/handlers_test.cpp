@@ -1,8 +1,10 @@
 // Handlers that never block the loop: coroutines on timers, work offloaded to the pool,
 // and responses completed from other threads, also while clients hang up.
 
+#include "eventually.hpp"
 #include "http_client.hpp"
 #include "prefork_server.hpp"
+#include "proc_files.hpp"
 
 #include <gtest/gtest.h>
 
@@ -27,12 +29,14 @@ TEST(Handlers, HundredConcurrentSleepsOnOneWorkerFinishTogether) {
 
 TEST(Handlers, LoopAnswersWhileTheOffloadPoolIsBusy) {
     PreforkServer server(Loopback{1, {"--env", "PREFORK_OFFLOAD_THREADS=2"}});
+    pid_t worker = server.children().at(0);
     std::vector<std::unique_ptr<HttpConnection>> busy;
     for (int i = 0; i < 4; ++i) {  // twice as many jobs as threads: the pool's queue is full
         busy.push_back(std::make_unique<HttpConnection>(server.port(), 30s));
         busy.back()->send_raw("GET /offload?ms=5000 HTTP/1.1\r\nHost: x\r\n\r\n");
     }
-    std::this_thread::sleep_for(200ms);
+    ASSERT_TRUE(eventually([&] { return threads_in_nanosleep(worker) == 2; }, 10s))
+        << "the pool's two threads are not both at work";
     for (int i = 0; i < 5; ++i) {
         EXPECT_EQ(HttpConnection(server.port(), 3s).get("/").body(), "Hello, World!")
             << "the loop waited for the pool";
@@ -47,20 +51,18 @@ TEST(Handlers, ClientThatHangsUpCancelsItsCoroutine) {
     {
         HttpConnection impatient(server.port());
         impatient.send_raw("GET /sleep?ms=20000 HTTP/1.1\r\nHost: x\r\n\r\n");
-        std::this_thread::sleep_for(200ms);
+        ASSERT_TRUE(server.wait_for_requests_received(1));
     }  // hangs up
     EXPECT_EQ(server.wait_for_lines("the client left while its request was handled", 1, 15s).size(),
               1u)
         << server.output();
     // The worker lets go of the connection at once, not after 20 s.
-    bool released = false;
-    for (auto deadline = std::chrono::steady_clock::now() + 15s;
-         !released && std::chrono::steady_clock::now() < deadline;) {
-        auto metrics = HttpConnection(server.admin_port()).get("/metrics").body();
-        released = metrics.find("\nprefork_active_connections 0\n") != std::string::npos;
-        std::this_thread::sleep_for(100ms);
-    }
-    EXPECT_TRUE(released);
+    EXPECT_TRUE(eventually(
+        [&] {
+            auto metrics = HttpConnection(server.admin_port()).get("/metrics").body();
+            return metrics.find("\nprefork_active_connections 0\n") != std::string::npos;
+        },
+        15s));
     EXPECT_EQ(http_get(server.port(), "/").body(), "Hello, World!");
 }
 
@@ -71,8 +73,9 @@ TEST(Handlers, ClientsThatHangUpDuringOffloadedWorkLeaveTheWorkerServing) {
         HttpConnection impatient(server.port());
         impatient.send_raw("GET /offload?ms=200 HTTP/1.1\r\nHost: x\r\n\r\n");
         std::this_thread::sleep_for(30ms);
-    }                                    // each hangs up while its work runs on the pool
-    std::this_thread::sleep_for(400ms);  // the work ends, and resumes a cancelled handler
+    }  // each hangs up while its work runs on the pool
+    // The work ends, and resumes a cancelled handler.
+    ASSERT_TRUE(eventually([&] { return threads_in_nanosleep(worker) == 0; }, 10s));
     EXPECT_EQ(http_get(server.port(), "/").body(), "Hello, World!");
     ASSERT_EQ(server.children().size(), 1u);
     EXPECT_EQ(server.children()[0], worker) << "the worker died:\n" << server.output();

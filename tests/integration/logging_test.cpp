@@ -3,6 +3,7 @@
 // lines that could not wait are counted and reported once stderr drains. Each line reaches
 // the pipe whole, however long.
 
+#include "eventually.hpp"
 #include "http_client.hpp"
 #include "prefork_server.hpp"
 #include "proc_files.hpp"
@@ -45,12 +46,7 @@ int ready_workers(std::uint16_t admin_port) {
 
 bool wait_for_ready_workers(std::uint16_t admin_port, int count,
                             std::chrono::milliseconds timeout) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (ready_workers(admin_port) != count) {
-        if (std::chrono::steady_clock::now() >= deadline) return false;
-        std::this_thread::sleep_for(50ms);
-    }
-    return true;
+    return eventually([&] { return ready_workers(admin_port) == count; }, timeout);
 }
 
 // "2026-12-02T00:00:00.000Z info master[12] ...": the shape every log line starts with.
@@ -135,11 +131,7 @@ TEST(Logging, AStalledStderrBlocksNoLoopAndTheLossIsReported) {
             return line.find(role) != std::string::npos;
         });
     };
-    auto deadline = std::chrono::steady_clock::now() + 15s;
-    while ((reports_from(" master[") == 0 || reports_from(" worker[") == 0) &&
-           std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(50ms);
-    }
+    eventually([&] { return reports_from(" master[") > 0 && reports_from(" worker[") > 0; }, 15s);
     EXPECT_EQ(reports_from(" master["), 1) << server->output();
     EXPECT_GE(reports_from(" worker["), 1) << server->output();
     expect_whole_lines(server->output());

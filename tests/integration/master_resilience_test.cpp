@@ -4,6 +4,7 @@
 // lost worker and no lost control.
 
 #include "child_process.hpp"
+#include "eventually.hpp"
 #include "http_client.hpp"
 #include "prefork_server.hpp"
 #include "proc_files.hpp"
@@ -167,11 +168,7 @@ class AdminFlood {
 
     // Waits until the first `count` connections have been opened once.
     bool wait_until_opened(std::chrono::milliseconds timeout) const {
-        for (auto deadline = Clock::now() + timeout; Clock::now() < deadline;) {
-            if (opened_ >= count_) return true;
-            std::this_thread::sleep_for(20ms);
-        }
-        return opened_ >= count_;
+        return eventually([&] { return opened_ >= count_; }, timeout);
     }
 
     Result stop() {
@@ -351,12 +348,13 @@ TEST(MasterResilience, AdminEndpointAnswersAProbeWhileOneClientHoldsManyConnecti
     // At most 64 are kept: the oldest gave way to the newer ones (well before the request
     // timeout would have closed them).
     std::size_t closed = 0;
-    for (auto deadline = Clock::now() + 2s; Clock::now() < deadline;) {
-        closed = 0;
-        for (auto& client : held) closed += closed_by_server(*client) ? 1 : 0;
-        if (closed >= kHeld - 64) break;
-        std::this_thread::sleep_for(20ms);
-    }
+    eventually(
+        [&] {
+            closed = 0;
+            for (auto& client : held) closed += closed_by_server(*client) ? 1 : 0;
+            return closed >= kHeld - 64;
+        },
+        2s);
     EXPECT_GE(closed, kHeld - 64) << "more than 64 admin connections are held";
     std::size_t newest_open = 0;
     for (std::size_t i = kHeld - 32; i < kHeld; ++i) {
@@ -480,17 +478,7 @@ TEST(MasterResilience, PostStopDuringTheShutdownDelayStopsGracefullyNow) {
     auto admin = server.admin_port();
     HttpConnection in_flight(port, 20s);
     in_flight.send_raw("GET /sleep?ms=3000 HTTP/1.1\r\nHost: x\r\n\r\n");
-    // A worker reports its first request at once: then the request is in its hands.
-    auto taken = [&] {
-        auto status = json::parse(HttpConnection(admin).get("/status.json").body()).as_object();
-        return status.at("totals").at("requests").to_number<std::uint64_t>() >= 1;
-    };
-    bool reached = false;
-    for (auto deadline = Clock::now() + 10s; !reached && Clock::now() < deadline;) {
-        reached = taken();
-        if (!reached) std::this_thread::sleep_for(20ms);
-    }
-    ASSERT_TRUE(reached) << "the request did not reach a worker";
+    ASSERT_TRUE(server.wait_for_requests_received(1)) << "the request did not reach a worker";
 
     server.signal(SIGTERM);
     ASSERT_EQ(server.wait_for_lines("not ready any more", 1).size(), 1u) << server.output();

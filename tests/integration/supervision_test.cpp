@@ -3,6 +3,7 @@
 
 #include "child_process.hpp"
 #include "client_load.hpp"
+#include "eventually.hpp"
 #include "http_client.hpp"
 #include "prefork_server.hpp"
 #include "proc_files.hpp"
@@ -222,19 +223,15 @@ TEST(Supervision, AsPid1ItReapsOrphansOfCrashedWorkersAndStopsOnTerm) {
         return pid_t{0};
     };
     pid_t orphan = 0;
-    for (auto deadline = std::chrono::steady_clock::now() + 8s;
-         !orphan && std::chrono::steady_clock::now() < deadline;) {
-        orphan = adopted();
-        if (!orphan) std::this_thread::sleep_for(20ms);
-    }
+    eventually(
+        [&] {
+            orphan = adopted();
+            return orphan != 0;
+        },
+        8s);
     ASSERT_NE(orphan, 0) << "the crashed worker's child was not adopted by the master";
-    auto deadline = std::chrono::steady_clock::now() + 20s;
-    while (::access(("/proc/" + std::to_string(orphan)).c_str(), F_OK) == 0 &&
-           std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(50ms);
-    }
-    EXPECT_NE(::access(("/proc/" + std::to_string(orphan)).c_str(), F_OK), 0)
-        << "the orphan was not reaped (zombie or still running)";
+    auto reaped = [&] { return ::access(("/proc/" + std::to_string(orphan)).c_str(), F_OK) != 0; };
+    EXPECT_TRUE(eventually(reaped, 20s)) << "the orphan was not reaped (zombie or still running)";
     EXPECT_TRUE(zombie_children(master).empty()) << "a zombie stays in the namespace";
     EXPECT_EQ(server.wait_for_lines(" ready (generation", 3).size(), 3u);
     EXPECT_EQ(http_get(server.port(), "/").result_int(), 200);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <filesystem>
 #include <sstream>
 
 namespace prefork::testing {
@@ -57,16 +58,31 @@ bool wait_until_sleeping(pid_t pid, std::chrono::milliseconds timeout) {
     return eventually([&] { return process_state(pid) == 'S'; }, timeout);
 }
 
+namespace {
+
+// Whether the thread whose /proc/.../syscall this is sleeps in nanosleep or clock_nanosleep.
+bool in_nanosleep(const std::string& syscall_path) {
+    // "NUMBER ARGS..." while in a system call; "running" or "-1 ..." otherwise.
+    std::istringstream fields(read_text_file(syscall_path));
+    long number = -1;
+    return fields >> number && (number == SYS_nanosleep || number == SYS_clock_nanosleep);
+}
+
+}  // namespace
+
 bool wait_until_in_nanosleep(pid_t pid, std::chrono::milliseconds timeout) {
     const std::string path = "/proc/" + std::to_string(pid) + "/syscall";
-    return eventually(
-        [&] {
-            // "NUMBER ARGS..." while in a system call; "running" or "-1 ..." otherwise.
-            std::istringstream fields(read_text_file(path));
-            long number = -1;
-            return fields >> number && (number == SYS_nanosleep || number == SYS_clock_nanosleep);
-        },
-        timeout);
+    return eventually([&] { return in_nanosleep(path); }, timeout);
+}
+
+std::size_t threads_in_nanosleep(pid_t pid) {
+    std::size_t sleeping = 0;
+    std::error_code ec;  // the process may end meanwhile: never throws
+    for (std::filesystem::directory_iterator task("/proc/" + std::to_string(pid) + "/task", ec);
+         !ec && task != std::filesystem::directory_iterator(); task.increment(ec)) {
+        if (in_nanosleep(task->path().string() + "/syscall")) ++sleeping;
+    }
+    return sleeping;
 }
 
 std::uint64_t resident_kib(pid_t pid) {

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <set>
 #include <string>
@@ -34,6 +35,9 @@ bool wait_until_sleeping(pid_t pid, std::chrono::milliseconds timeout);
 // blocks its worker with a sleep, as the demo's /block does, has started). False when it
 // was not within `timeout`.
 bool wait_until_in_nanosleep(pid_t pid, std::chrono::milliseconds timeout);
+// How many of the process's threads are in nanosleep or clock_nanosleep (jobs of a worker's
+// offload pool that sleep, as the demo's /offload does, are running).
+std::size_t threads_in_nanosleep(pid_t pid);
 
 // A process's resident memory in KiB (VmRSS of /proc/PID/status), 0 when it is gone.
 std::uint64_t resident_kib(pid_t pid);
