@@ -1,9 +1,12 @@
 // Operating prefork: the admin endpoint (served by the master, so it answers while
 // workers crash, hang or reload), preforkctl, and the logs.
 
+#include "child_process.hpp"
 #include "client_load.hpp"
+#include "eventually.hpp"
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 
 #include <gtest/gtest.h>
 
@@ -57,7 +60,7 @@ std::string temp_path(const std::string& name) {
 }
 
 TEST(Admin, HealthReadinessStatusAndErrors) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0"});
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0"}});
     auto health = admin_get(server, "/healthz");
     EXPECT_EQ(health.result_int(), 200);
     EXPECT_EQ(health.body(), "ok\n");
@@ -85,7 +88,7 @@ TEST(Admin, HealthReadinessStatusAndErrors) {
 }
 
 TEST(Admin, ReadinessTurns503WhenAGracefulStopBegins) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0"});
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0"}});
     auto admin_port = server.admin_port();
     HttpConnection slow(server.port(), 20s);
     slow.send_raw("GET /sleep?ms=4000 HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -102,7 +105,7 @@ TEST(Admin, ReadinessTurns503WhenAGracefulStopBegins) {
 }
 
 TEST(Admin, AnswersWhileTheOnlyWorkerHangs) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1", "--admin", "127.0.0.1:0"}, 1);
+    PreforkServer server(Loopback{1, {"--admin", "127.0.0.1:0"}});
     HttpConnection hung(server.port(), 30s);
     pid_t worker = std::stoi(hung.get("/pid").body());
     hung.send_raw("GET /block?ms=8000 HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -116,17 +119,17 @@ TEST(Admin, AnswersWhileTheOnlyWorkerHangs) {
 }
 
 TEST(Admin, CountersGrowAndNeverGoBackwardsWhenAWorkerCrashes) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0"});
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0"}});
     for (int i = 0; i < 50; ++i) ASSERT_EQ(http_get(server.port(), "/").result_int(), 200);
 
     double before = 0;
-    for (auto deadline = std::chrono::steady_clock::now() + 15s;
-         std::chrono::steady_clock::now() < deadline;) {
-        before =
-            metric(admin_get(server, "/metrics").body(), "prefork_requests_total{code=\"2xx\"}");
-        if (before >= 50) break;
-        std::this_thread::sleep_for(100ms);
-    }
+    eventually(
+        [&] {
+            before = metric(admin_get(server, "/metrics").body(),
+                            "prefork_requests_total{code=\"2xx\"}");
+            return before >= 50;
+        },
+        15s);
     EXPECT_GE(before, 50) << "the heartbeats did not bring the counts";
 
     HttpConnection victim(server.port());
@@ -147,9 +150,9 @@ TEST(Admin, CountersGrowAndNeverGoBackwardsWhenAWorkerCrashes) {
 }
 
 TEST(Admin, MetricsPassPromtool) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0"});
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0"}});
     for (int i = 0; i < 20; ++i) http_get(server.port(), i % 5 ? "/" : "/missing");
-    std::this_thread::sleep_for(1200ms);  // a heartbeat
+    ASSERT_TRUE(server.wait_for_requests_received(20));  // a heartbeat brought them all
     std::string path = temp_path("metrics.txt");
     std::ofstream(path) << admin_get(server, "/metrics").body();
     ChildProcess promtool({"sh", "-c", "promtool check metrics < " + path});
@@ -158,7 +161,7 @@ TEST(Admin, MetricsPassPromtool) {
 }
 
 TEST(Admin, ScaleReloadAndStopDoWhatTheSignalsDo) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0"});
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0"}});
     EXPECT_EQ(admin_post(server, "/scale?workers=3").result_int(), 200);
     EXPECT_TRUE(server.wait_for_children(3));
     EXPECT_EQ(admin_post(server, "/scale?workers=1").result_int(), 200);
@@ -176,7 +179,7 @@ TEST(Admin, ScaleReloadAndStopDoWhatTheSignalsDo) {
 }
 
 TEST(Admin, StatusPageShowsOneRowPerWorkerInARealBrowser) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "3", "--admin", "127.0.0.1:0"}, 3);
+    PreforkServer server(Loopback{3, {"--admin", "127.0.0.1:0"}});
     std::string profile = temp_path("chromium-profile");
     ChildProcess chromium({"chromium", "--headless", "--no-sandbox", "--disable-gpu",
                            "--disable-dev-shm-usage", "--no-first-run",
@@ -196,7 +199,7 @@ TEST(Admin, StatusPageShowsOneRowPerWorkerInARealBrowser) {
 }
 
 TEST(Preforkctl, EveryCommand) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0"});
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0"}});
     std::string admin = "127.0.0.1:" + std::to_string(server.admin_port());
     auto ctl = [&](std::vector<std::string> args) {
         std::vector<std::string> argv{preforkctl_binary(), "--admin", admin};
@@ -246,8 +249,7 @@ TEST(Preforkctl, UsageMistakes) {
 }
 
 TEST(Logs, JsonLinesFromManyProcessesUnderLoadNeverInterleave) {
-    PreforkServer server(
-        {"--bind", "127.0.0.1:0", "--workers", "2", "--log-format", "json", "--access-log", "-"});
+    PreforkServer server(Loopback{2, {"--log-format", "json", "--access-log", "-"}});
     ClientLoad load(server.port(), "/", "Hello, World!", 4, 2, 30s, 300);
     auto result = load.wait();
     EXPECT_EQ(result.failed, 0u);
@@ -275,17 +277,13 @@ TEST(Logs, JsonLinesFromManyProcessesUnderLoadNeverInterleave) {
 
 TEST(Logs, AccessLogFileIsReopenedOnUsr1) {
     std::string path = temp_path("access.log");
-    PreforkServer server(
-        {"--bind", "127.0.0.1:0", "--workers", "2", "--access-log", path, "--log-level", "debug"});
+    PreforkServer server(Loopback{2, {"--access-log", path, "--log-level", "debug"}});
     auto read = [](const std::string& file) {
         std::ifstream in(file);
         return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     };
     for (int i = 0; i < 4; ++i) http_get(server.port(), "/?phase=before");
-    auto deadline = std::chrono::steady_clock::now() + 2s;
-    while (lines_of(read(path)).size() < 4 && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(20ms);
-    }
+    eventually([&] { return lines_of(read(path)).size() >= 4; }, 2s);
     fs::rename(path, path + ".1");  // what logrotate does
     server.signal(SIGUSR1);
     ASSERT_EQ(server.wait_for_lines("access log reopened", 2, 10s).size(), 2u) << server.output();
@@ -293,12 +291,13 @@ TEST(Logs, AccessLogFileIsReopenedOnUsr1) {
 
     // A worker writes the line once its response is written, which may be just after the
     // client has read it.
-    std::string rotated = read(path + ".1"), current = read(path);
-    for (auto deadline = std::chrono::steady_clock::now() + 2s;
-         lines_of(current).size() < 4 && std::chrono::steady_clock::now() < deadline;) {
-        std::this_thread::sleep_for(20ms);
-        current = read(path);
-    }
+    std::string rotated = read(path + ".1"), current;
+    eventually(
+        [&] {
+            current = read(path);
+            return lines_of(current).size() >= 4;
+        },
+        2s);
     EXPECT_EQ(lines_of(rotated).size(), 4u) << rotated;
     EXPECT_EQ(rotated.find("phase=after"), std::string::npos);
     EXPECT_EQ(lines_of(current).size(), 4u) << current;

@@ -5,7 +5,7 @@
 // never answered. "nginx:" comments say where nginx 1.22 judges the same bytes otherwise.
 
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
 
 #include <gtest/gtest.h>
 
@@ -300,10 +300,8 @@ class Conformance : public ::testing::Test {
   protected:
     // One server for every vector: body limit 1000 bytes, header limit the default 16384.
     static void SetUpTestSuite() {
-        server_ = std::make_unique<PreforkServer>(
-            std::vector<std::string>{"--bind", "127.0.0.1:0", "--workers", "1", "--env",
-                                     "PREFORK_BODY_LIMIT=1000"},
-            1);
+        server_ =
+            std::make_unique<PreforkServer>(Loopback{1, {"--env", "PREFORK_BODY_LIMIT=1000"}});
     }
     static void TearDownTestSuite() { server_.reset(); }
 

@@ -1,8 +1,11 @@
 // Deployment: the container image's entrypoint as PID 1, systemd's notifications and
 // socket activation, and --shutdown-delay for load balancers.
 
+#include "child_process.hpp"
+#include "eventually.hpp"
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 #include "temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -149,16 +152,17 @@ TEST(Container, ImageEntrypointRunsAsPid1AsANonRootUser) {
     // A handler's child, orphaned when its worker crashes, is reaped by PID 1.
     HttpConnection connection(port);
     ASSERT_FALSE(connection.get("/spawn?seconds=1").body().empty());
+    pid_t orphan = 0;  // its pid out here: the child of a worker
+    for (pid_t worker : child_pids(prefork)) {
+        for (pid_t child : child_pids(worker)) orphan = child;
+    }
+    ASSERT_NE(orphan, 0) << "the handler's child is not a worker's child";
     connection.send_raw("GET /crash HTTP/1.1\r\nHost: x\r\n\r\n");
     EXPECT_THROW(connection.read_response(), boost::system::system_error);
-    std::this_thread::sleep_for(1500ms);  // the orphan (sleep 1) has exited by now...
-    bool reaped = false;                  // ...and PID 1 reaps it
-    for (auto deadline = std::chrono::steady_clock::now() + 10s;
-         !reaped && std::chrono::steady_clock::now() < deadline;) {
-        reaped = zombie_children(prefork).empty();
-        if (!reaped) std::this_thread::sleep_for(50ms);
-    }
-    EXPECT_TRUE(reaped) << "zombies left under PID 1";
+    // The orphan (sleep 1) exits, and PID 1 reaps it: nothing is left of it, not even a zombie.
+    EXPECT_TRUE(eventually([&] { return process_state(orphan) == '\0'; }, 11s))
+        << "the orphan was not reaped";
+    EXPECT_TRUE(zombie_children(prefork).empty()) << "zombies left under PID 1";
 
     ::kill(prefork, SIGTERM);  // what `docker stop` sends (STOPSIGNAL SIGTERM)
     EXPECT_EQ(container.wait_exit_status(20s), 0) << container.output();
@@ -201,8 +205,7 @@ class NotifySocket {
 
 TEST(Systemd, NotifiesReadyReloadingAndStopping) {
     NotifySocket notify;
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"}, 2,
-                         {"NOTIFY_SOCKET=" + notify.path()});
+    PreforkServer server(Loopback{.workers = 2, .env = {"NOTIFY_SOCKET=" + notify.path()}});
     std::string ready = notify.next();
     EXPECT_NE(ready.find("READY=1"), std::string::npos) << ready;
     EXPECT_NE(ready.find("STATUS=2 workers ready"), std::string::npos) << ready;
@@ -253,14 +256,15 @@ TEST(Systemd, SocketActivationServesOnThePassedSocketAndKeepsItAcrossReloads) {
                             "2", "--", demo_binary()});
     // systemd-socket-activate starts prefork at the first connection (once it listens).
     std::unique_ptr<HttpConnection> first;
-    for (auto deadline = std::chrono::steady_clock::now() + 10s;
-         !first && std::chrono::steady_clock::now() < deadline;) {
-        try {
-            first = std::make_unique<HttpConnection>(port, 30s);
-        } catch (const boost::system::system_error&) {
-            std::this_thread::sleep_for(50ms);
-        }
-    }
+    eventually(
+        [&] {
+            try {
+                first = std::make_unique<HttpConnection>(port, 30s);
+            } catch (const boost::system::system_error&) {
+            }
+            return first != nullptr;
+        },
+        10s);
     ASSERT_TRUE(first) << "systemd-socket-activate did not listen\n" << activated.output();
     EXPECT_EQ(first->get("/").body(), "Hello, World!") << activated.output();
     ASSERT_EQ(activated.wait_for_lines(" ready (generation", 2).size(), 2u) << activated.output();
@@ -289,8 +293,7 @@ TEST(Systemd, SocketActivationServesOnThePassedSocketAndKeepsItAcrossReloads) {
 // --- load balancers ---------------------------------------------------------------------------
 
 TEST(ShutdownDelay, NotReadyAtOnceServesForTheDelayThenFreesThePort) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0",
-                          "--shutdown-delay", "5"});
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0", "--shutdown-delay", "5"}});
     auto port = server.port();
     auto admin = server.admin_port();
     auto term_at = std::chrono::steady_clock::now();

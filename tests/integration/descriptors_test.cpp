@@ -2,7 +2,8 @@
 // close-on-exec: nothing leaks into a process that a handler starts.
 
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 #include "temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -58,8 +59,7 @@ std::set<std::string> socket_targets(pid_t pid) {
 TEST(Descriptors, WorkerHoldsOnlyWhatItNeedsAndAllOfItIsCloseOnExec) {
     TempDir dir;
     std::string unix_path = dir.path("app.sock");
-    PreforkServer server({"--bind", "127.0.0.1:0", "--bind", "unix:" + unix_path, "--workers", "1"},
-                         1);
+    PreforkServer server(Loopback{1, {"--bind", "unix:" + unix_path}});
     auto workers = server.children();
     ASSERT_EQ(workers.size(), 1u);
     pid_t worker = workers[0];
@@ -108,7 +108,7 @@ TEST(Descriptors, WorkerHoldsOnlyWhatItNeedsAndAllOfItIsCloseOnExec) {
 }
 
 TEST(Descriptors, MasterDescriptorsAreCloseOnExec) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+    PreforkServer server(Loopback{2});
     for (const Descriptor& d : descriptors_of(server.pid())) {
         if (d.fd <= 2) continue;
         EXPECT_TRUE(d.close_on_exec) << "fd " << d.fd << " -> " << d.target;
@@ -132,8 +132,7 @@ long soft_open_file_limit(pid_t pid) {
 // connections need: master and workers take what the hard limit allows, and a worker
 // says so when even that is short.
 TEST(Descriptors, MasterAndWorkersRaiseTheirOpenFileLimitToTheHardLimit) {
-    PreforkServer server({"prlimit", "--nofile=256:4096", "--"},
-                         {"--bind", "127.0.0.1:0", "--workers", "2"}, 2);
+    PreforkServer server({"prlimit", "--nofile=256:4096", "--"}, Loopback{2});
     EXPECT_EQ(soft_open_file_limit(server.pid()), 4096);
     auto workers = server.children();
     ASSERT_EQ(workers.size(), 2u);

@@ -1,8 +1,11 @@
 // The seed of this project: a process that a handler starts, by any means, never holds
 // the port or a client's connection, and a stop frees the port while it still runs.
 
+#include "child_process.hpp"
+#include "eventually.hpp"
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 
 #include <gtest/gtest.h>
 
@@ -73,14 +76,14 @@ TEST(ForkSafety, SpawnedProcessHoldsOnlyTheStandardDescriptors) {
     }
     HttpConnection busy(port, 10s);
     busy.send_raw("GET /offload?ms=1000 HTTP/1.1\r\nHost: x\r\n\r\n");
-    std::this_thread::sleep_for(100ms);
+    ASSERT_TRUE(eventually([&] { return threads_in_nanosleep(workers[0]) == 1; }, 10s));
     auto answer = HttpConnection(port).get("/child-fds").body();
     EXPECT_EQ(listed_descriptors(answer), kStandard) << answer;
     EXPECT_EQ(busy.read_response().result_int(), 200);
 }
 
 TEST(ForkSafety, ChildForkedWithoutExecHoldsNoListenerNoControlSocketNoClient) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
+    PreforkServer server(Loopback{1});
     pid_t worker = server.children().at(0);
     std::vector<std::unique_ptr<HttpConnection>> clients;
     for (int i = 0; i < 3; ++i) {
@@ -115,7 +118,7 @@ TEST(ForkSafety, ChildForkedWithoutExecHoldsNoListenerNoControlSocketNoClient) {
 
 // Every descriptor of every process of a running prefork, against an allow-list.
 TEST(ForkSafety, AuditOfEveryProcessFindsOnlyAllowedDescriptors) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0"});
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0"}});
     Children children;
     HttpConnection client(server.port());
     pid_t handler_child = std::stoi(client.get("/spawn?seconds=30").body());
@@ -180,7 +183,7 @@ void expect_port_freed_while_child_runs(int stop_signal, const std::string& star
     Children children;
     std::uint16_t port;
     {
-        PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+        PreforkServer server(Loopback{2});
         port = server.port();
         // The child is started on a keep-alive connection that stays open: a forked child
         // holding it would keep the client from seeing its end.
@@ -191,11 +194,8 @@ void expect_port_freed_while_child_runs(int stop_signal, const std::string& star
         // lives on, so start the clock once it is asleep.
         ASSERT_TRUE(wait_until_sleeping(child, 10s));
         server.signal(stop_signal);
-        auto deadline = std::chrono::steady_clock::now() + 1s;
-        while (!port_is_free(port) && std::chrono::steady_clock::now() < deadline) {
-            std::this_thread::sleep_for(20ms);
-        }
-        EXPECT_TRUE(port_is_free(port)) << "the port is still bound a second after the stop";
+        EXPECT_TRUE(eventually([&] { return port_is_free(port); }, 1s))
+            << "the port is still bound a second after the stop";
         EXPECT_FALSE(process_gone(child))
             << "the child should still be running for this to prove anything";
         EXPECT_TRUE(client.closed_by_peer())
@@ -222,7 +222,7 @@ TEST(ForkSafety, TheOldGenerationsChildrenHoldNoListenerAfterAReload) {
     Children children;
     std::uint16_t port;
     {
-        PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+        PreforkServer server(Loopback{2});
         port = server.port();
         for (const char* start : {"/spawn?seconds=600", "/fork?seconds=600"}) {
             children.pids.push_back(std::stoi(http_get(port, start).body()));
@@ -244,11 +244,8 @@ TEST(ForkSafety, TheOldGenerationsChildrenHoldNoListenerAfterAReload) {
             }
         }
         server.signal(SIGTERM);
-        auto deadline = std::chrono::steady_clock::now() + 1s;
-        while (!port_is_free(port) && std::chrono::steady_clock::now() < deadline) {
-            std::this_thread::sleep_for(20ms);
-        }
-        EXPECT_TRUE(port_is_free(port)) << "the port is still bound a second after the stop";
+        EXPECT_TRUE(eventually([&] { return port_is_free(port); }, 1s))
+            << "the port is still bound a second after the stop";
         for (pid_t child : children.pids) EXPECT_FALSE(process_gone(child));
     }
 }

@@ -1,8 +1,10 @@
 // Handlers that never block the loop: coroutines on timers, work offloaded to the pool,
 // and responses completed from other threads, also while clients hang up.
 
+#include "eventually.hpp"
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 
 #include <gtest/gtest.h>
 
@@ -12,7 +14,7 @@ namespace prefork::testing {
 namespace {
 
 TEST(Handlers, HundredConcurrentSleepsOnOneWorkerFinishTogether) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
+    PreforkServer server(Loopback{1});
     std::vector<std::unique_ptr<HttpConnection>> connections;
     auto started = std::chrono::steady_clock::now();
     for (int i = 0; i < 100; ++i) {
@@ -26,14 +28,15 @@ TEST(Handlers, HundredConcurrentSleepsOnOneWorkerFinishTogether) {
 }
 
 TEST(Handlers, LoopAnswersWhileTheOffloadPoolIsBusy) {
-    PreforkServer server(
-        {"--bind", "127.0.0.1:0", "--workers", "1", "--env", "PREFORK_OFFLOAD_THREADS=2"}, 1);
+    PreforkServer server(Loopback{1, {"--env", "PREFORK_OFFLOAD_THREADS=2"}});
+    pid_t worker = server.children().at(0);
     std::vector<std::unique_ptr<HttpConnection>> busy;
     for (int i = 0; i < 4; ++i) {  // twice as many jobs as threads: the pool's queue is full
         busy.push_back(std::make_unique<HttpConnection>(server.port(), 30s));
         busy.back()->send_raw("GET /offload?ms=5000 HTTP/1.1\r\nHost: x\r\n\r\n");
     }
-    std::this_thread::sleep_for(200ms);
+    ASSERT_TRUE(eventually([&] { return threads_in_nanosleep(worker) == 2; }, 10s))
+        << "the pool's two threads are not both at work";
     for (int i = 0; i < 5; ++i) {
         EXPECT_EQ(HttpConnection(server.port(), 3s).get("/").body(), "Hello, World!")
             << "the loop waited for the pool";
@@ -44,38 +47,35 @@ TEST(Handlers, LoopAnswersWhileTheOffloadPoolIsBusy) {
 }
 
 TEST(Handlers, ClientThatHangsUpCancelsItsCoroutine) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1", "--admin", "127.0.0.1:0",
-                          "--log-level", "debug"},
-                         1);
+    PreforkServer server(Loopback{1, {"--admin", "127.0.0.1:0", "--log-level", "debug"}});
     {
         HttpConnection impatient(server.port());
         impatient.send_raw("GET /sleep?ms=20000 HTTP/1.1\r\nHost: x\r\n\r\n");
-        std::this_thread::sleep_for(200ms);
+        ASSERT_TRUE(server.wait_for_requests_received(1));
     }  // hangs up
     EXPECT_EQ(server.wait_for_lines("the client left while its request was handled", 1, 15s).size(),
               1u)
         << server.output();
     // The worker lets go of the connection at once, not after 20 s.
-    bool released = false;
-    for (auto deadline = std::chrono::steady_clock::now() + 15s;
-         !released && std::chrono::steady_clock::now() < deadline;) {
-        auto metrics = HttpConnection(server.admin_port()).get("/metrics").body();
-        released = metrics.find("\nprefork_active_connections 0\n") != std::string::npos;
-        std::this_thread::sleep_for(100ms);
-    }
-    EXPECT_TRUE(released);
+    EXPECT_TRUE(eventually(
+        [&] {
+            auto metrics = HttpConnection(server.admin_port()).get("/metrics").body();
+            return metrics.find("\nprefork_active_connections 0\n") != std::string::npos;
+        },
+        15s));
     EXPECT_EQ(http_get(server.port(), "/").body(), "Hello, World!");
 }
 
 TEST(Handlers, ClientsThatHangUpDuringOffloadedWorkLeaveTheWorkerServing) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
+    PreforkServer server(Loopback{1});
     pid_t worker = server.children().at(0);
     for (int i = 0; i < 8; ++i) {
         HttpConnection impatient(server.port());
         impatient.send_raw("GET /offload?ms=200 HTTP/1.1\r\nHost: x\r\n\r\n");
         std::this_thread::sleep_for(30ms);
-    }                                    // each hangs up while its work runs on the pool
-    std::this_thread::sleep_for(400ms);  // the work ends, and resumes a cancelled handler
+    }  // each hangs up while its work runs on the pool
+    // The work ends, and resumes a cancelled handler.
+    ASSERT_TRUE(eventually([&] { return threads_in_nanosleep(worker) == 0; }, 10s));
     EXPECT_EQ(http_get(server.port(), "/").body(), "Hello, World!");
     ASSERT_EQ(server.children().size(), 1u);
     EXPECT_EQ(server.children()[0], worker) << "the worker died:\n" << server.output();
@@ -85,7 +85,7 @@ TEST(Handlers, ClientsThatHangUpDuringOffloadedWorkLeaveTheWorkerServing) {
 // up at random moments. The worker must neither crash nor leak (the sanitizer build
 // runs this too).
 TEST(Handlers, CompletionsFromOtherThreadsWhileClientsHangUp) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+    PreforkServer server(Loopback{2});
     std::atomic<int> answered{0}, abandoned{0}, wrong{0};
     std::vector<std::thread> clients;
     for (int t = 0; t < 8; ++t) {

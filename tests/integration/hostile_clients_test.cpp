@@ -3,8 +3,10 @@
 // side of a connection is observed in the kernel's own table (/proc/net/tcp): its state,
 // its queues and its timer.
 
+#include "eventually.hpp"
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 #include "raw_client.hpp"
 
 #include <gtest/gtest.h>
@@ -139,27 +141,27 @@ std::string pattern(std::size_t size, unsigned seed = 1) {
 
 // --- the server and what the kernel knows of it --------------------------------------------
 
-std::vector<std::string> with_env(std::vector<std::string> args,
-                                  const std::vector<std::string>& env_settings) {
-    for (const auto& setting : env_settings) {
-        args.push_back("--env");
-        args.push_back(setting);
+// `--env NAME=VALUE` for each setting: the worker's settings.
+std::vector<std::string> env_flags(const std::vector<std::string>& settings) {
+    std::vector<std::string> flags;
+    for (const auto& setting : settings) {
+        flags.push_back("--env");
+        flags.push_back(setting);
     }
-    return args;
+    return flags;
 }
 
 // The master with one demo worker, the worker's settings from `env_settings`.
 PreforkServer one_demo_worker(const std::vector<std::string>& env_settings = {},
                               std::vector<std::string> extra_env = {}) {
-    return PreforkServer(with_env({"--bind", "127.0.0.1:0", "--workers", "1"}, env_settings), 1,
-                         std::move(extra_env));
+    return PreforkServer(
+        Loopback{.workers = 1, .args = env_flags(env_settings), .env = std::move(extra_env)});
 }
 
 std::unique_ptr<PreforkServer> one_response_worker(
     const std::vector<std::string>& env_settings = {}) {
-    return PreforkServer::with_worker(
-        with_env({"--bind", "127.0.0.1:0", "--workers", "1"}, env_settings),
-        {RESPONSE_WORKER_BINARY}, 1);
+    return PreforkServer::with_worker(Loopback{1, env_flags(env_settings)},
+                                      {RESPONSE_WORKER_BINARY});
 }
 
 // Under AddressSanitizer freed memory waits in a quarantine first: without one, a worker's
@@ -219,24 +221,24 @@ std::optional<TcpSocket> server_end(std::uint16_t server_port, std::uint16_t cli
 // Waits until the server has read every byte the client sent so far.
 bool wait_until_server_read_all(std::uint16_t server_port, const RawClient& client,
                                 std::chrono::milliseconds timeout) {
-    for (auto deadline = Clock::now() + timeout; Clock::now() < deadline;) {
-        auto end = server_end(server_port, client.local_port());
-        if (end && end->receive_queue == 0) return true;
-        std::this_thread::sleep_for(10ms);
-    }
-    return false;
+    return eventually(
+        [&] {
+            auto end = server_end(server_port, client.local_port());
+            return end && end->receive_queue == 0;
+        },
+        timeout);
 }
 
 // Waits until the server has closed its end of the connection (it is no longer
 // established: FIN-WAIT with what it had queued, or gone).
 bool wait_until_server_closed(std::uint16_t server_port, const RawClient& client,
                               std::chrono::milliseconds timeout) {
-    for (auto deadline = Clock::now() + timeout; Clock::now() < deadline;) {
-        auto end = server_end(server_port, client.local_port());
-        if (!end || end->state != kEstablished) return true;
-        std::this_thread::sleep_for(10ms);
-    }
-    return false;
+    return eventually(
+        [&] {
+            auto end = server_end(server_port, client.local_port());
+            return !end || end->state != kEstablished;
+        },
+        timeout);
 }
 
 std::string post_head(const std::string& target, std::uint64_t content_length,
@@ -513,11 +515,12 @@ TEST(HostileClients, UploadsBeyondTheWorkersBodyBudgetGet503UntilItHasRoom) {
     // the answer is written, which the client may see a moment before the worker does.)
     for (bool chunked : {false, true}) {
         RawResponse again;
-        for (auto deadline = Clock::now() + 5s;;) {
-            again = upload(server.port(), body, chunked);
-            if (again.status != 503 || Clock::now() > deadline) break;
-            std::this_thread::sleep_for(50ms);
-        }
+        eventually(
+            [&] {
+                again = upload(server.port(), body, chunked);
+                return again.status != 503;
+            },
+            5s);
         EXPECT_EQ(again.status, 200) << (chunked ? "chunked: " : "") << again.head;
         EXPECT_TRUE(again.body == body) << (chunked ? "chunked" : "by length");
     }
@@ -552,28 +555,28 @@ TEST(HostileClients, TwoHundredClientsThatDoNotReadALargeStreamedResponseCostBou
     for (auto& client : clients) ports.push_back(client->local_port());
     std::sort(ports.begin(), ports.end());
     std::uint64_t queued = 0, resident = 0;
-    bool settled = false;
     auto stable_since = Clock::now();
-    for (auto deadline = Clock::now() + 15s; !settled && Clock::now() < deadline;) {
-        std::uint64_t queued_now = 0;
-        int stuck = 0;
-        for (const TcpSocket& socket : tcp_sockets()) {
-            if (socket.local_port != server.port() ||
-                !std::binary_search(ports.begin(), ports.end(), socket.remote_port))
-                continue;
-            queued_now += socket.send_queue;
-            stuck += socket.send_queue > 0;
-        }
-        std::uint64_t resident_now = resident_kib(worker);
-        if (stuck < kClients || queued_now != queued || resident_now != resident) {
-            queued = queued_now;
-            resident = resident_now;
-            stable_since = Clock::now();
-        } else {
-            settled = Clock::now() - stable_since >= 500ms;
-        }
-        std::this_thread::sleep_for(50ms);
-    }
+    bool settled = eventually(
+        [&] {
+            std::uint64_t queued_now = 0;
+            int stuck = 0;
+            for (const TcpSocket& socket : tcp_sockets()) {
+                if (socket.local_port != server.port() ||
+                    !std::binary_search(ports.begin(), ports.end(), socket.remote_port))
+                    continue;
+                queued_now += socket.send_queue;
+                stuck += socket.send_queue > 0;
+            }
+            std::uint64_t resident_now = resident_kib(worker);
+            if (stuck < kClients || queued_now != queued || resident_now != resident) {
+                queued = queued_now;
+                resident = resident_now;
+                stable_since = Clock::now();
+                return false;
+            }
+            return Clock::now() - stable_since >= 500ms;
+        },
+        15s);
     EXPECT_TRUE(settled) << "the worker's writes did not settle";
     EXPECT_LT(queued, kClients * (kBytes - (1 << 20)))
         << "the kernel took (nearly) every response whole: the worker held nothing back";
@@ -780,12 +783,15 @@ TEST(HostileHandlers, AStreamThatGoesQuietIsCutOffAfterItsIdleTimeout) {
 // The seconds until the keepalive timer of the server's end of a keep-alive connection
 // fires (waiting until the response's segments are acknowledged and the connection idles).
 std::optional<double> keepalive_timer(std::uint16_t server_port, std::uint16_t client_port) {
-    for (auto deadline = Clock::now() + 10s; Clock::now() < deadline;) {
-        auto end = server_end(server_port, client_port);
-        if (end && end->state == kEstablished && end->timer == 2) return end->timer_seconds;
-        std::this_thread::sleep_for(20ms);
-    }
-    return std::nullopt;
+    std::optional<double> seconds;
+    eventually(
+        [&] {
+            auto end = server_end(server_port, client_port);
+            if (end && end->state == kEstablished && end->timer == 2) seconds = end->timer_seconds;
+            return seconds.has_value();
+        },
+        10s);
+    return seconds;
 }
 
 TEST(HostileClients, AcceptedConnectionsProbeAVanishedClientWithTcpKeepalive) {

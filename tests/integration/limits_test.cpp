@@ -2,8 +2,10 @@
 // request, and Expect: 100-continue. Each limit is set through the worker's environment
 // (prefork --env NAME=VALUE).
 
+#include "eventually.hpp"
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 
 #include <gtest/gtest.h>
 
@@ -19,12 +21,12 @@ namespace prefork::testing {
 namespace {
 
 PreforkServer one_worker(std::vector<std::string> env_settings = {}) {
-    std::vector<std::string> args{"--bind", "127.0.0.1:0", "--workers", "1"};
+    std::vector<std::string> env_flags;
     for (const auto& setting : env_settings) {
-        args.push_back("--env");
-        args.push_back(setting);
+        env_flags.push_back("--env");
+        env_flags.push_back(setting);
     }
-    return PreforkServer(args, 1);
+    return PreforkServer(Loopback{1, std::move(env_flags)});
 }
 
 // What a raw read gives within `timeout`: the bytes, and whether the server closed.
@@ -96,24 +98,22 @@ TEST(Limits, IdleKeepAliveConnectionIsClosed) {
 }
 
 TEST(Limits, ClientThatStopsReadingIsDisconnected) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1", "--admin", "127.0.0.1:0",
-                          "--env", "PREFORK_WRITE_TIMEOUT=0.5"},
-                         1);
+    PreforkServer server(
+        Loopback{1, {"--admin", "127.0.0.1:0", "--env", "PREFORK_WRITE_TIMEOUT=0.5"}});
     HttpConnection connection(server.port(), 5s);
     int small = 4096;
     ::setsockopt(connection.native_handle(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
     connection.send_raw("GET /bytes?n=50000000 HTTP/1.1\r\nHost: x\r\n\r\n");
     // The client never reads: the worker's write stalls, and the worker lets the connection
     // go (what it had queued in the kernel still trickles out, then the FIN).
-    bool released = false;
-    for (auto deadline = std::chrono::steady_clock::now() + 15s;
-         !released && std::chrono::steady_clock::now() < deadline;) {
-        std::this_thread::sleep_for(200ms);
-        // One heartbeat that counts the request and shows no connection open any more.
-        auto status = HttpConnection(server.admin_port()).get("/status.json").body();
-        released = status.find("\"requests\":1,\"active_connections\":0") != std::string::npos;
-    }
-    EXPECT_TRUE(released) << "the worker kept the stalled connection";
+    // One heartbeat that counts the request and shows no connection open any more.
+    EXPECT_TRUE(eventually(
+        [&] {
+            auto status = HttpConnection(server.admin_port()).get("/status.json").body();
+            return status.find("\"requests\":1,\"active_connections\":0") != std::string::npos;
+        },
+        15s))
+        << "the worker kept the stalled connection";
     EXPECT_EQ(http_get(server.port(), "/").body(), "Hello, World!") << "the worker serves on";
 }
 
@@ -121,14 +121,14 @@ TEST(Limits, ClientThatStopsReadingIsDisconnected) {
 // the shared queue until a place is free.
 TEST(Limits, WorkerWithOnlyBusyConnectionsAtItsLimitStopsAcceptingAndOthersTakeOver) {
     PreforkServer server(
-        {"--bind", "127.0.0.1:0", "--workers", "2", "--env", "PREFORK_MAX_CONNECTIONS=1"});
+        Loopback{2, {"--env", "PREFORK_MAX_CONNECTIONS=1", "--admin", "127.0.0.1:0"}});
     // One busy connection per worker: the second can only go to the worker the first is not on.
     HttpConnection first(server.port(), 20s);
     first.send_raw("GET /sleep?ms=3000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    std::this_thread::sleep_for(300ms);  // the request reaches its worker
+    ASSERT_TRUE(server.wait_for_requests_received(1));
     HttpConnection second(server.port(), 20s);
     second.send_raw("GET /sleep?ms=60000 HTTP/1.1\r\nHost: x\r\n\r\n");
-    std::this_thread::sleep_for(300ms);
+    ASSERT_TRUE(server.wait_for_requests_received(2));
 
     auto started = std::chrono::steady_clock::now();
     HttpConnection third(server.port(), 500ms);  // both full and busy: it waits in the queue
@@ -218,10 +218,12 @@ TEST(Connections, ClientsHangingUpDuringLargeWritesHurtNothing) {
     const char* asan = std::getenv("ASAN_OPTIONS");
     std::string asan_options =
         std::string("ASAN_OPTIONS=") + (asan ? asan : "") + ":quarantine_size_mb=0";
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1, {asan_options});
+    PreforkServer server(Loopback{.workers = 1, .env = {asan_options}});
     pid_t worker = server.children().at(0);
-    EXPECT_EQ(http_get(server.port(), "/bytes?n=50000000").body().size(), 50'000'000u);  // warm up
-    std::this_thread::sleep_for(200ms);
+    HttpConnection warm_up(server.port());
+    EXPECT_EQ(warm_up.get("/bytes?n=50000000").body().size(), 50'000'000u);
+    // The next answer on the connection comes once the worker has let the 50 MB go.
+    EXPECT_EQ(warm_up.get("/").result_int(), 200);
     auto before = resident_kib(worker);
 
     std::atomic<bool> stop{false};
@@ -259,11 +261,12 @@ TEST(Connections, ClientsHangingUpDuringLargeWritesHurtNothing) {
                                                                           << server.output();
     EXPECT_EQ(server.children(), std::vector<pid_t>{worker});
     auto after = resident_kib(worker);  // the last hang-ups may still be being let go
-    for (auto deadline = std::chrono::steady_clock::now() + 10s;
-         after >= before + 20 * 1024 && std::chrono::steady_clock::now() < deadline;) {
-        std::this_thread::sleep_for(100ms);
-        after = resident_kib(worker);
-    }
+    eventually(
+        [&] {
+            after = resident_kib(worker);
+            return after < before + 20 * 1024;
+        },
+        10s);
     EXPECT_LT(after, before + 20 * 1024)
         << "RSS " << before << " KiB before, " << after << " KiB after";
     EXPECT_EQ(http_get(server.port(), "/").body(), "Hello, World!");

@@ -3,8 +3,10 @@
 // lines that could not wait are counted and reported once stderr drains. Each line reaches
 // the pipe whole, however long.
 
+#include "eventually.hpp"
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 
 #include <gtest/gtest.h>
 
@@ -44,12 +46,7 @@ int ready_workers(std::uint16_t admin_port) {
 
 bool wait_for_ready_workers(std::uint16_t admin_port, int count,
                             std::chrono::milliseconds timeout) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (ready_workers(admin_port) != count) {
-        if (std::chrono::steady_clock::now() >= deadline) return false;
-        std::this_thread::sleep_for(50ms);
-    }
-    return true;
+    return eventually([&] { return ready_workers(admin_port) == count; }, timeout);
 }
 
 // "2026-12-02T00:00:00.000Z info master[12] ...": the shape every log line starts with.
@@ -85,10 +82,10 @@ void expect_whole_lines(const std::string& output) {
 
 TEST(Logging, AStalledStderrBlocksNoLoopAndTheLossIsReported) {
     // A 4 KiB pipe that nobody reads, 16 KiB of lines kept per process: both overflow fast.
-    auto server =
-        PreforkServer::with_output_pipe({"--bind", "127.0.0.1:0", "--workers", "2", "--timeout",
-                                         "2", "--admin", "127.0.0.1:0", "--access-log", "-"},
-                                        2, {"PREFORK_LOG_BUFFER=16384"});
+    auto server = PreforkServer::with_output_pipe(
+        Loopback{.workers = 2,
+                 .args = {"--timeout", "2", "--admin", "127.0.0.1:0", "--access-log", "-"},
+                 .env = {"PREFORK_LOG_BUFFER=16384"}});
     std::uint16_t admin = server->admin_port();
     auto workers = server->children();
     ASSERT_EQ(workers.size(), 2u);
@@ -134,11 +131,7 @@ TEST(Logging, AStalledStderrBlocksNoLoopAndTheLossIsReported) {
             return line.find(role) != std::string::npos;
         });
     };
-    auto deadline = std::chrono::steady_clock::now() + 15s;
-    while ((reports_from(" master[") == 0 || reports_from(" worker[") == 0) &&
-           std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(50ms);
-    }
+    eventually([&] { return reports_from(" master[") > 0 && reports_from(" worker[") > 0; }, 15s);
     EXPECT_EQ(reports_from(" master["), 1) << server->output();
     EXPECT_GE(reports_from(" worker["), 1) << server->output();
     expect_whole_lines(server->output());
@@ -148,8 +141,7 @@ TEST(Logging, AStalledStderrBlocksNoLoopAndTheLossIsReported) {
 }
 
 TEST(Logging, AnAccessLineForAHugeTargetIsCutToOnePipeWrite) {
-    auto server = PreforkServer::with_output_pipe(
-        {"--bind", "127.0.0.1:0", "--workers", "2", "--access-log", "-"}, 2, {});
+    auto server = PreforkServer::with_output_pipe(Loopback{2, {"--access-log", "-"}});
     std::string target = "/" + std::string(15000, 'a');
     for (int i = 0; i < 20; ++i) EXPECT_EQ(http_get(server->port(), target).result_int(), 404u);
     auto lines = server->wait_for_lines(" access ", 20, 10s);

@@ -3,8 +3,11 @@
 // or a reload that comes at an awkward moment. Each costs the master no busy loop, no
 // lost worker and no lost control.
 
+#include "child_process.hpp"
+#include "eventually.hpp"
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 #include "raw_client.hpp"
 #include "temp_dir.hpp"
 
@@ -165,11 +168,7 @@ class AdminFlood {
 
     // Waits until the first `count` connections have been opened once.
     bool wait_until_opened(std::chrono::milliseconds timeout) const {
-        for (auto deadline = Clock::now() + timeout; Clock::now() < deadline;) {
-            if (opened_ >= count_) return true;
-            std::this_thread::sleep_for(20ms);
-        }
-        return opened_ >= count_;
+        return eventually([&] { return opened_ >= count_; }, timeout);
     }
 
     Result stop() {
@@ -233,9 +232,8 @@ TEST(MasterResilience, WorkerBinaryRemovedDuringShutdownDelayCostsNoCpuAndStopsC
     constexpr auto kDelay = 6s;
     constexpr auto kGraceful = 5s;
     auto server = PreforkServer::with_worker(
-        {"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0", "--shutdown-delay",
-         "6", "--graceful-timeout", "5"},
-        {worker}, 2);
+        Loopback{2, {"--admin", "127.0.0.1:0", "--shutdown-delay", "6", "--graceful-timeout", "5"}},
+        {worker});
     auto port = server->port();
     auto admin = server->admin_port();
 
@@ -275,8 +273,7 @@ TEST(MasterResilience, WorkerBinaryRemovedDuringAReloadKeepsTheOldWorkersServing
     TempDir dir;
     std::string worker = dir.path("prefork-demo");
     install_executable(demo_binary(), worker);
-    auto server = PreforkServer::with_worker(
-        {"--bind", "127.0.0.1:0", "--workers", "2", "--graceful-timeout", "5"}, {worker}, 2);
+    auto server = PreforkServer::with_worker(Loopback{2, {"--graceful-timeout", "5"}}, {worker});
     auto port = server->port();
     auto old_workers = server->children();
     ASSERT_EQ(old_workers.size(), 2u);
@@ -332,7 +329,7 @@ TEST(MasterResilience, WorkerBinaryRemovedDuringAReloadKeepsTheOldWorkersServing
 // --- the admin endpoint under a hostile client -------------------------------------------
 
 TEST(MasterResilience, AdminEndpointAnswersAProbeWhileOneClientHoldsManyConnections) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0"});
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0"}});
     auto admin = server.admin_port();
     constexpr std::size_t kHeld = 200;
     std::vector<std::unique_ptr<RawClient>> held;
@@ -351,12 +348,13 @@ TEST(MasterResilience, AdminEndpointAnswersAProbeWhileOneClientHoldsManyConnecti
     // At most 64 are kept: the oldest gave way to the newer ones (well before the request
     // timeout would have closed them).
     std::size_t closed = 0;
-    for (auto deadline = Clock::now() + 2s; Clock::now() < deadline;) {
-        closed = 0;
-        for (auto& client : held) closed += closed_by_server(*client) ? 1 : 0;
-        if (closed >= kHeld - 64) break;
-        std::this_thread::sleep_for(20ms);
-    }
+    eventually(
+        [&] {
+            closed = 0;
+            for (auto& client : held) closed += closed_by_server(*client) ? 1 : 0;
+            return closed >= kHeld - 64;
+        },
+        2s);
     EXPECT_GE(closed, kHeld - 64) << "more than 64 admin connections are held";
     std::size_t newest_open = 0;
     for (std::size_t i = kHeld - 32; i < kHeld; ++i) {
@@ -395,8 +393,7 @@ TEST(MasterResilience,
     constexpr int kWorkers = 4;
     constexpr std::size_t kCrashes = 20;
     PreforkServer server({"prlimit", "--nofile=64:64", "--"},
-                         {"--bind", "127.0.0.1:0", "--workers", "4", "--admin", "127.0.0.1:0"},
-                         kWorkers);
+                         Loopback{kWorkers, {"--admin", "127.0.0.1:0"}});
     ASSERT_NE(read_text_file("/proc/" + std::to_string(server.pid()) + "/comm").find("prefork"),
               std::string::npos)
         << "prlimit did not exec prefork in place";
@@ -453,10 +450,8 @@ TEST(MasterResilience,
 // needs.
 TEST(MasterResilience, AReloadUnderALowDescriptorLimitClosesAdminConnectionsNotWorkerStarts) {
     constexpr int kWorkers = 16;
-    PreforkServer server(
-        {"prlimit", "--nofile=64:64", "--"},
-        {"--bind", "127.0.0.1:0", "--workers", std::to_string(kWorkers), "--admin", "127.0.0.1:0"},
-        kWorkers);
+    PreforkServer server({"prlimit", "--nofile=64:64", "--"},
+                         Loopback{kWorkers, {"--admin", "127.0.0.1:0"}});
     AdminFlood flood(server.admin_port(), 200, 120s);
     ASSERT_TRUE(flood.wait_until_opened(20s));
 
@@ -478,23 +473,12 @@ TEST(MasterResilience, AReloadUnderALowDescriptorLimitClosesAdminConnectionsNotW
 // --- stopping and reloading through the admin endpoint -----------------------------------
 
 TEST(MasterResilience, PostStopDuringTheShutdownDelayStopsGracefullyNow) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0",
-                          "--shutdown-delay", "30"});
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0", "--shutdown-delay", "30"}});
     auto port = server.port();
     auto admin = server.admin_port();
     HttpConnection in_flight(port, 20s);
     in_flight.send_raw("GET /sleep?ms=3000 HTTP/1.1\r\nHost: x\r\n\r\n");
-    // A worker reports its first request at once: then the request is in its hands.
-    auto taken = [&] {
-        auto status = json::parse(HttpConnection(admin).get("/status.json").body()).as_object();
-        return status.at("totals").at("requests").to_number<std::uint64_t>() >= 1;
-    };
-    bool reached = false;
-    for (auto deadline = Clock::now() + 10s; !reached && Clock::now() < deadline;) {
-        reached = taken();
-        if (!reached) std::this_thread::sleep_for(20ms);
-    }
-    ASSERT_TRUE(reached) << "the request did not reach a worker";
+    ASSERT_TRUE(server.wait_for_requests_received(1)) << "the request did not reach a worker";
 
     server.signal(SIGTERM);
     ASSERT_EQ(server.wait_for_lines("not ready any more", 1).size(), 1u) << server.output();

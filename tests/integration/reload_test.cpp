@@ -3,7 +3,8 @@
 
 #include "client_load.hpp"
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 #include "temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -40,7 +41,7 @@ std::set<pid_t> as_set(const std::vector<pid_t>& pids) {
 }
 
 TEST(Reload, ServesEveryRequestWhileWorkersAreReplacedUnderLoad) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+    PreforkServer server(Loopback{2});
     ClientLoad load(server.port(), "/", "Hello, World!", 32, 4, 60s);
     std::this_thread::sleep_for(300ms);
     for (int i = 0; i < 20; ++i) {
@@ -109,7 +110,7 @@ TEST(Reload, AddingAnAddressServesOnBothAndRemovingItFreesItsPort) {
 
 TEST(Reload, RemovedTcpAddressFreesItsPort) {
     ConfigDir dir;
-    PreforkServer probe({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);  // finds a free port
+    PreforkServer probe(Loopback{1});  // finds a free port
     auto spare = probe.port();
     probe.signal(SIGTERM);
     ASSERT_EQ(probe.wait_exit_status(10s), 0);
@@ -203,7 +204,7 @@ TEST(Reload, WorkersCountChangeTakesEffect) {
 }
 
 TEST(Reload, HupThenTermStopsCleanly) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+    PreforkServer server(Loopback{2});
     auto port = server.port();
     auto first = server.children();
     server.signal(SIGHUP);
@@ -215,7 +216,7 @@ TEST(Reload, HupThenTermStopsCleanly) {
 }
 
 TEST(Reload, HupDuringAReloadQueuesOneMore) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0"});
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0"}});
     HttpConnection slow(server.port(), 20s);  // keeps the old generation draining for a while
     slow.send_raw("GET /sleep?ms=4000 HTTP/1.1\r\nHost: x\r\n\r\n");
     ASSERT_TRUE(server.wait_for_requests_received(1));

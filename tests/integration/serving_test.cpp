@@ -1,7 +1,9 @@
 // The master hands its sockets to real workers, which serve the demo over real sockets.
 
+#include "child_process.hpp"
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 #include "temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -13,7 +15,7 @@ namespace prefork::testing {
 namespace {
 
 TEST(Serving, RequestsAreAnsweredByBothWorkers) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+    PreforkServer server(Loopback{2});
     auto workers = server.children();
     ASSERT_EQ(workers.size(), 2u);
 
@@ -28,7 +30,7 @@ TEST(Serving, RequestsAreAnsweredByBothWorkers) {
 }
 
 TEST(Serving, HelloWorldWithTheHeadersThatHttpAsksFor) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
+    PreforkServer server(Loopback{1});
     auto response = http_get(server.port(), "/");
     EXPECT_EQ(response.result_int(), 200);
     EXPECT_EQ(response.body(), "Hello, World!");
@@ -39,7 +41,7 @@ TEST(Serving, HelloWorldWithTheHeadersThatHttpAsksFor) {
 }
 
 TEST(Serving, KeepAliveServesManyRequestsOnOneConnection) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+    PreforkServer server(Loopback{2});
     HttpConnection connection(server.port());
     std::string first_pid = connection.get("/pid").body();
     for (int i = 0; i < 20; ++i) {
@@ -51,7 +53,7 @@ TEST(Serving, KeepAliveServesManyRequestsOnOneConnection) {
 }
 
 TEST(Serving, PipelinedRequestsAreAnsweredInOrder) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
+    PreforkServer server(Loopback{1});
     HttpConnection connection(server.port());
     std::string pipelined;
     std::vector<std::string> bodies = {"first", "second-and-longer", "3", "fourth"};
@@ -72,7 +74,7 @@ TEST(Serving, PipelinedRequestsAreAnsweredInOrder) {
 }
 
 TEST(Serving, ConnectionCloseIsHonouredBothWays) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
+    PreforkServer server(Loopback{1});
     HttpConnection connection(server.port());
     connection.send_raw("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     auto response = connection.read_response();
@@ -87,7 +89,7 @@ TEST(Serving, ConnectionCloseIsHonouredBothWays) {
 }
 
 TEST(Serving, HeadNotFoundAndMethodNotAllowed) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
+    PreforkServer server(Loopback{1});
     HttpConnection connection(server.port());
     auto head = connection.request(http::verb::head, "/bytes?n=1234");
     EXPECT_EQ(head.result_int(), 200);
@@ -104,7 +106,7 @@ TEST(Serving, HeadNotFoundAndMethodNotAllowed) {
 }
 
 TEST(Serving, MalformedRequestGets400AndTheConnectionIsClosed) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
+    PreforkServer server(Loopback{1});
     HttpConnection connection(server.port());
     connection.send_raw("GET / HTTP/1.1\r\nHost x\r\n\r\n");
     EXPECT_EQ(connection.read_response().result_int(), 400);
@@ -112,8 +114,7 @@ TEST(Serving, MalformedRequestGets400AndTheConnectionIsClosed) {
 }
 
 TEST(Serving, DemoEndpoints) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1", "--env", "GREETING=hi there"},
-                         1);
+    PreforkServer server(Loopback{1, {"--env", "GREETING=hi there"}});
     HttpConnection connection(server.port());
     EXPECT_EQ(connection.get("/bytes?n=100000").body(), std::string(100000, 'x'));
     EXPECT_EQ(connection.get("/bytes?n=-1").result_int(), 400);
@@ -127,7 +128,7 @@ TEST(Serving, DemoEndpoints) {
 }
 
 TEST(Serving, SleepWaitsOnATimerWithoutBlockingTheLoop) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1", "--admin", "127.0.0.1:0"}, 1);
+    PreforkServer server(Loopback{1, {"--admin", "127.0.0.1:0"}});
     auto sleeping = std::async(std::launch::async, [&] {
         return HttpConnection(server.port(), 30s).get("/sleep?ms=6000");
     });
@@ -139,8 +140,7 @@ TEST(Serving, SleepWaitsOnATimerWithoutBlockingTheLoop) {
 }
 
 TEST(Serving, HandlerThatDoesNotAnswerInTimeGets503) {
-    PreforkServer server(
-        {"--bind", "127.0.0.1:0", "--workers", "1", "--env", "PREFORK_HANDLER_TIMEOUT=0.5"}, 1);
+    PreforkServer server(Loopback{1, {"--env", "PREFORK_HANDLER_TIMEOUT=0.5"}});
     HttpConnection connection(server.port(), 10s);
     auto started = std::chrono::steady_clock::now();
     auto response = connection.get("/sleep?ms=4000");
@@ -157,7 +157,7 @@ TEST(Serving, HandlerThatDoesNotAnswerInTimeGets503) {
 }
 
 TEST(Serving, WhileOneWorkerIsBlockedTheOtherAnswers) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+    PreforkServer server(Loopback{2});
     HttpConnection blocked(server.port(), 30s);
     std::string blocked_worker = blocked.get("/pid").body();
     blocked.send_raw("GET /block?ms=10000 HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -194,8 +194,7 @@ TEST(Serving, TcpAndUnixListenersTogether) {
     TempDir dir;
     std::string path = dir.path("app.sock");
     {
-        PreforkServer server({"--bind", "127.0.0.1:0", "--bind", "unix:" + path, "--workers", "1"},
-                             1);
+        PreforkServer server(Loopback{1, {"--bind", "unix:" + path}});
         EXPECT_EQ(http_get(server.port(), "/").body(), "Hello, World!");
         EXPECT_EQ(HttpConnection(path).get("/").body(), "Hello, World!");
     }

@@ -2,8 +2,11 @@
 // process group (a terminal, a supervisor, `kill -SIG -PGID`) change nothing in a worker,
 // and a worker starts with every signal at its default and none blocked.
 
+#include "child_process.hpp"
+#include "eventually.hpp"
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 #include "temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -17,7 +20,6 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
-#include <thread>
 
 namespace prefork::testing {
 namespace {
@@ -48,7 +50,7 @@ void expect_served_by(std::uint16_t port, const std::set<pid_t>& pids, const std
 }
 
 TEST(Signals, TheMastersSignalsSentToTheProcessGroupLeaveTheWorkersServing) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+    PreforkServer server(Loopback{2});
     auto workers = as_set(server.children());
     ASSERT_EQ(workers.size(), 2u);
 
@@ -82,7 +84,7 @@ TEST(Signals, TheMastersSignalsSentToTheProcessGroupLeaveTheWorkersServing) {
 }
 
 TEST(Signals, HupToTheProcessGroupReloadsAndTheOldWorkersDrainInsteadOfDying) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+    PreforkServer server(Loopback{2});
     auto old_workers = server.children();
     ASSERT_EQ(old_workers.size(), 2u);
 
@@ -101,7 +103,7 @@ TEST(Signals, HupToTheProcessGroupReloadsAndTheOldWorkersDrainInsteadOfDying) {
 }
 
 TEST(Signals, TheMastersSignalsSentToAWorkerChangeNothing) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+    PreforkServer server(Loopback{2});
     auto workers = as_set(server.children());
     ASSERT_EQ(workers.size(), 2u);
 
@@ -149,11 +151,7 @@ TEST(Signals, AWorkerStartsWithEverySignalAtItsDefaultAndNoneBlocked) {
     ChildProcess prefork({"/bin/sh", "-c", "trap '' USR2 WINCH XFSZ; exec \"$0\" \"$@\"",
                           prefork_binary(), "--bind", "127.0.0.1:0", "--workers", "1", "--env",
                           "SIGNAL_REPORT=" + report.string(), "--", script.string()});
-    auto deadline = std::chrono::steady_clock::now() + 15s;
-    while (!fs::exists(report) && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(20ms);
-    }
-    ASSERT_TRUE(fs::exists(report)) << prefork.output();
+    ASSERT_TRUE(eventually([&] { return fs::exists(report); }, 15s)) << prefork.output();
     std::ifstream in(report);
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     EXPECT_EQ(signal_mask(text, "SigBlk:"), 0u) << text;

@@ -1,8 +1,9 @@
 // What a user sees when prefork cannot start: one line naming the problem, and the exit
 // status that says whose mistake it was.
 
+#include "child_process.hpp"
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
 #include "temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -99,7 +100,7 @@ TEST(Startup, StaleUnixSocketFileIsReplaced) {
 
 TEST(Startup, PidFileHoldsTheMasterPidUntilItStops) {
     std::string path = "/tmp/prefork-it-pid-" + std::to_string(::getpid());
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1", "--pid-file", path}, 1);
+    PreforkServer server(Loopback{1, {"--pid-file", path}});
     std::ifstream in(path);
     pid_t pid = 0;
     in >> pid;
@@ -110,7 +111,7 @@ TEST(Startup, PidFileHoldsTheMasterPidUntilItStops) {
 }
 
 TEST(Startup, JsonLogLinesAreJson) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1", "--log-format", "json"}, 1);
+    PreforkServer server(Loopback{1, {"--log-format", "json"}});
     server.signal(SIGTERM);
     EXPECT_EQ(server.wait_exit_status(10s), 0);
     for (const auto& line : lines_of(server.output())) {

@@ -2,7 +2,8 @@
 // stops at once; a master killed outright leaves no worker holding the port.
 
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 
 #include <gtest/gtest.h>
 
@@ -14,7 +15,7 @@ namespace prefork::testing {
 namespace {
 
 TEST(Stop, TermExitsZeroAndThePortCanBeBoundRightAfter) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+    PreforkServer server(Loopback{2});
     auto port = server.port();
     auto workers = server.children();
     EXPECT_EQ(http_get(port, "/").result_int(), 200);
@@ -27,8 +28,7 @@ TEST(Stop, TermExitsZeroAndThePortCanBeBoundRightAfter) {
 }
 
 TEST(Stop, TermLetsInFlightRequestsFinishAndClosesTheirConnections) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--graceful-timeout", "10",
-                          "--admin", "127.0.0.1:0"});
+    PreforkServer server(Loopback{2, {"--graceful-timeout", "10", "--admin", "127.0.0.1:0"}});
     HttpConnection in_flight(server.port(), 20s);
     in_flight.send_raw("GET /sleep?ms=4000 HTTP/1.1\r\nHost: x\r\n\r\n");
     ASSERT_TRUE(server.wait_for_requests_received(1));
@@ -47,7 +47,7 @@ TEST(Stop, TermLetsInFlightRequestsFinishAndClosesTheirConnections) {
 }
 
 TEST(Stop, IdleKeepAliveConnectionsDoNotHoldUpTheStop) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+    PreforkServer server(Loopback{2});
     std::vector<std::unique_ptr<HttpConnection>> idle;
     for (int i = 0; i < 8; ++i) {
         idle.push_back(std::make_unique<HttpConnection>(server.port()));
@@ -59,9 +59,7 @@ TEST(Stop, IdleKeepAliveConnectionsDoNotHoldUpTheStop) {
 }
 
 TEST(Stop, GracefulTimeoutEndsRequestsThatTakeTooLong) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1", "--graceful-timeout", "1",
-                          "--admin", "127.0.0.1:0"},
-                         1);
+    PreforkServer server(Loopback{1, {"--graceful-timeout", "1", "--admin", "127.0.0.1:0"}});
     HttpConnection slow(server.port(), 10s);
     slow.send_raw("GET /sleep?ms=60000 HTTP/1.1\r\nHost: x\r\n\r\n");
     ASSERT_TRUE(server.wait_for_requests_received(1));
@@ -71,23 +69,20 @@ TEST(Stop, GracefulTimeoutEndsRequestsThatTakeTooLong) {
 }
 
 TEST(Stop, SecondTermStopsAtOnce) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--graceful-timeout", "60",
-                          "--admin", "127.0.0.1:0"});
+    PreforkServer server(Loopback{2, {"--graceful-timeout", "60", "--admin", "127.0.0.1:0"}});
     auto workers = server.children();
     HttpConnection slow(server.port(), 10s);
     slow.send_raw("GET /sleep?ms=60000 HTTP/1.1\r\nHost: x\r\n\r\n");
     ASSERT_TRUE(server.wait_for_requests_received(1));
     server.signal(SIGTERM);
-    std::this_thread::sleep_for(500ms);
-    EXPECT_FALSE(server.wait_exit(0ms)) << "the first TERM waits for the request";
+    EXPECT_FALSE(server.wait_exit(500ms)) << "the first TERM waits for the request";
     server.signal(SIGTERM);
     EXPECT_EQ(server.wait_exit_status(15s), 0) << server.output();  // not after 60 s
     EXPECT_TRUE(wait_until_gone(workers, 10s));
 }
 
 TEST(Stop, QuitStopsAtOnce) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--graceful-timeout", "60",
-                          "--admin", "127.0.0.1:0"});
+    PreforkServer server(Loopback{2, {"--graceful-timeout", "60", "--admin", "127.0.0.1:0"}});
     auto port = server.port();
     auto workers = server.children();
     HttpConnection slow(server.port(), 10s);
@@ -100,7 +95,7 @@ TEST(Stop, QuitStopsAtOnce) {
 }
 
 TEST(Stop, WhenTheMasterIsKilledEveryWorkerExitsAndThePortIsFree) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+    PreforkServer server(Loopback{2});
     auto port = server.port();
     auto workers = server.children();
     ASSERT_EQ(workers.size(), 2u);

@@ -3,7 +3,8 @@
 
 #include "eventually.hpp"
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 #include "raw_client.hpp"
 
 #include <gtest/gtest.h>
@@ -25,8 +26,7 @@ std::string get(const std::string& target, const char* version = "1.1") {
 }
 
 std::unique_ptr<PreforkServer> stream_worker_server() {
-    return PreforkServer::with_worker({"--bind", "127.0.0.1:0", "--workers", "1"},
-                                      {STREAM_WORKER_BINARY}, 1);
+    return PreforkServer::with_worker(Loopback{1}, {STREAM_WORKER_BINARY});
 }
 
 std::map<std::string, long long> progress(std::uint16_t port) {
@@ -44,21 +44,22 @@ std::map<std::string, long long> progress(std::uint16_t port) {
 long long written_once_held_back(std::uint16_t port) {
     long long written = 0;
     auto stable_since = Clock::now();
-    for (auto deadline = Clock::now() + 15s; Clock::now() < deadline;) {
-        long long now = progress(port)["written"];
-        if (now != written) {
-            written = now;
-            stable_since = Clock::now();
-        } else if (written > 0 && Clock::now() - stable_since >= 500ms) {
-            break;
-        }
-        std::this_thread::sleep_for(50ms);
-    }
+    eventually(
+        [&] {
+            long long now = progress(port)["written"];
+            if (now != written) {
+                written = now;
+                stable_since = Clock::now();
+                return false;
+            }
+            return written > 0 && Clock::now() - stable_since >= 500ms;
+        },
+        15s);
     return written;
 }
 
 TEST(Streaming, DemoStreamArrivesInPartsAsTheyAreWritten) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
+    PreforkServer server(Loopback{1});
     RawClient client(server.port());
     auto started = Clock::now();
     ASSERT_TRUE(client.send(get("/stream?chunks=4&interval_ms=500&size=10")));
@@ -91,7 +92,7 @@ TEST(Streaming, DemoStreamArrivesInPartsAsTheyAreWritten) {
 }
 
 TEST(Streaming, HeadGetsTheHeadersAndHttp10GetsABodyEndedByTheClose) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "1"}, 1);
+    PreforkServer server(Loopback{1});
     {
         RawClient client(server.port());
         ASSERT_TRUE(
@@ -157,12 +158,12 @@ TEST(Streaming, AClientThatLeavesStopsTheWriterAndCallsOnDisconnect) {
             client.reset();
         }  // else: closed (FIN) by the destructor
     }
-    bool stopped = false;
-    for (auto deadline = Clock::now() + 5s; Clock::now() < deadline && !stopped;
-         std::this_thread::sleep_for(50ms)) {
-        auto values = progress(server->port());
-        stopped = values["gone"] == 2 && values["disconnects"] == 2;
-    }
+    bool stopped = eventually(
+        [&] {
+            auto values = progress(server->port());
+            return values["gone"] == 2 && values["disconnects"] == 2;
+        },
+        5s);
     auto values = progress(server->port());
     EXPECT_TRUE(stopped) << "gone=" << values["gone"] << " disconnects=" << values["disconnects"];
     EXPECT_EQ(values["finished"], 0);
@@ -252,12 +253,12 @@ TEST(Streaming, WritersRacingClientsThatHangUp) {
         clients.clear();
     }
     // Every writer ends: finished, or told that its client is gone.
-    bool settled = false;
-    for (auto deadline = Clock::now() + 20s; Clock::now() < deadline && !settled;
-         std::this_thread::sleep_for(100ms)) {
-        auto values = progress(server->port());
-        settled = values["finished"] + values["gone"] == 200;
-    }
+    bool settled = eventually(
+        [&] {
+            auto values = progress(server->port());
+            return values["finished"] + values["gone"] == 200;
+        },
+        20s);
     auto values = progress(server->port());
     EXPECT_TRUE(settled) << "finished=" << values["finished"] << " gone=" << values["gone"];
     EXPECT_EQ(http_get(server->port(), "/").body(), "ok");

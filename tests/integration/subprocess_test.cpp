@@ -1,8 +1,10 @@
 // Processes started from handlers: prefork::run_process (coroutine, callback, from the
 // offload pool) and what a process holds, for every way a handler may start one.
 
+#include "eventually.hpp"
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 
 #include <gtest/gtest.h>
 
@@ -16,7 +18,6 @@
 #include <fstream>
 #include <set>
 #include <sstream>
-#include <thread>
 
 namespace prefork::testing {
 namespace {
@@ -28,10 +29,10 @@ using Clock = std::chrono::steady_clock;
 // prefork with process_worker as its worker command.
 std::unique_ptr<PreforkServer> process_worker_server(int workers = 1) {
     return PreforkServer::with_worker(
-        {"--bind", "127.0.0.1:0", "--workers", std::to_string(workers), "--env",
-         std::string("PREFORK_TEST_FD_REPORT=") + FD_REPORT_BINARY, "--env",
-         "PREFORK_OFFLOAD_THREADS=4"},
-        {PROCESS_WORKER_BINARY}, workers);
+        Loopback{workers,
+                 {"--env", std::string("PREFORK_TEST_FD_REPORT=") + FD_REPORT_BINARY, "--env",
+                  "PREFORK_OFFLOAD_THREADS=4"}},
+        {PROCESS_WORKER_BINARY});
 }
 
 json::object run(HttpConnection& connection, const std::string& endpoint, const json::object& spec,
@@ -56,16 +57,20 @@ struct TempFile {
     ~TempFile() { fs::remove(path); }
     // The pid a command wrote there, once it did (within 5 s), or -1.
     pid_t wait_for_pid() const {
-        for (auto deadline = Clock::now() + 5s; Clock::now() < deadline;
-             std::this_thread::sleep_for(10ms)) {
-            int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-            if (fd < 0) continue;
-            char text[32] = {};
-            ssize_t n = ::read(fd, text, sizeof text - 1);
-            ::close(fd);
-            if (n > 0 && text[n - 1] == '\n') return static_cast<pid_t>(std::atoi(text));
-        }
-        return -1;
+        pid_t pid = -1;
+        eventually(
+            [&] {
+                int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+                if (fd < 0) return false;
+                char text[32] = {};
+                ssize_t n = ::read(fd, text, sizeof text - 1);
+                ::close(fd);
+                if (n <= 0 || text[n - 1] != '\n') return false;  // not written whole yet
+                pid = static_cast<pid_t>(std::atoi(text));
+                return true;
+            },
+            5s);
+        return pid;
     }
 };
 
@@ -238,9 +243,8 @@ TEST(Subprocess, AClientThatDisconnectsHasItsProcessKilled) {
 // A worker that stops while an offload thread waits for a process: the process is killed,
 // the thread wakes, and the worker exits instead of waiting for it forever.
 TEST(Subprocess, AStoppingWorkerEndsTheProcessesItWaitsFor) {
-    auto server = PreforkServer::with_worker(
-        {"--bind", "127.0.0.1:0", "--workers", "1", "--graceful-timeout", "1"},
-        {PROCESS_WORKER_BINARY}, 1);
+    auto server = PreforkServer::with_worker(Loopback{1, {"--graceful-timeout", "1"}},
+                                             {PROCESS_WORKER_BINARY});
     TempFile file;
     Leftovers leftovers;
     std::string body = json::serialize(json::object{
@@ -274,11 +278,8 @@ TEST(Subprocess, AHundredConcurrentProcessesOnOneWorkerDoNotBlockIt) {
         clients.back()->send_raw(request);
     }
     // All hundred run at the same time...
-    auto deadline = Clock::now() + 30s;
-    while (child_pids(worker).size() < 100 && Clock::now() < deadline) {
-        std::this_thread::sleep_for(20ms);
-    }
-    ASSERT_GE(child_pids(worker).size(), 100u) << "the processes did not all start";
+    ASSERT_TRUE(eventually([&] { return child_pids(worker).size() >= 100; }, 30s))
+        << "the processes did not all start";
     // ...and while they run, the worker answers at once (well before they end).
     HttpConnection probe(server->port(), 10s);
     auto probe_started = Clock::now();

@@ -1,9 +1,12 @@
 // Supervision: one crashing, hanging or worn-out worker costs at most its own
 // connections, never the service.
 
+#include "child_process.hpp"
 #include "client_load.hpp"
+#include "eventually.hpp"
 #include "http_client.hpp"
-#include "prefork_process.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
 
 #include <gtest/gtest.h>
 
@@ -33,7 +36,7 @@ bool contains(const std::vector<pid_t>& pids, const std::string& pid) {
 }
 
 TEST(Supervision, CrashedWorkerIsReplacedWhileTheOtherKeepsServing) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2"});
+    PreforkServer server(Loopback{2});
     HttpConnection survivor(server.port());
     std::string survivor_pid = survivor.get("/pid").body();
     auto victim = connection_to_other_worker(server.port(), survivor_pid);
@@ -107,7 +110,7 @@ TEST(Supervision, CrashLoopBacksOffMoreAndMoreAndTermStillStops) {
 }
 
 TEST(Supervision, HungWorkerIsKilledAndReplacedWhileTheOtherAnswers) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--timeout", "2"});
+    PreforkServer server(Loopback{2, {"--timeout", "2"}});
     HttpConnection hung(server.port(), 30s);
     std::string hung_pid = hung.get("/pid").body();
     hung.send_raw("GET /block?ms=30000 HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -134,8 +137,7 @@ TEST(Supervision, HungWorkerIsKilledAndReplacedWhileTheOtherAnswers) {
 }
 
 TEST(Supervision, MaxRequestsRecyclesWorkersWithoutFailingARequest) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--max-requests", "50",
-                          "--max-requests-jitter", "10"});
+    PreforkServer server(Loopback{2, {"--max-requests", "50", "--max-requests-jitter", "10"}});
     // A worker serves on past its limit until its replacement is ready (capacity first), so
     // how many recycles a load brings depends on the machine's speed: 2000 requests over
     // limits of 50-60 bring far more than the 6 asked for below.
@@ -157,7 +159,7 @@ TEST(Supervision, MaxRequestsRecyclesWorkersWithoutFailingARequest) {
 }
 
 TEST(Supervision, WorkerToldToStopBySomeoneElseIsReplacedNotCountedAsACrash) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--admin", "127.0.0.1:0"});
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0"}});
     pid_t victim = server.children().front();
     ::kill(victim, SIGTERM);  // not through the master
     EXPECT_EQ(server.wait_for_lines("is draining on its own", 1).size(), 1u) << server.output();
@@ -172,7 +174,7 @@ TEST(Supervision, WorkerToldToStopBySomeoneElseIsReplacedNotCountedAsACrash) {
 }
 
 TEST(Supervision, TtinAddsAWorkerAndTtouRemovesOneButNeverTheLast) {
-    PreforkServer server({"--bind", "127.0.0.1:0", "--workers", "2", "--log-level", "debug"});
+    PreforkServer server(Loopback{2, {"--log-level", "debug"}});
     server.signal(SIGTTIN);
     EXPECT_EQ(server.wait_for_lines(" ready (generation", 3).size(), 3u);
     EXPECT_TRUE(server.wait_for_children(3));
@@ -200,8 +202,7 @@ std::string command_of(pid_t pid) {
 }
 
 TEST(Supervision, AsPid1ItReapsOrphansOfCrashedWorkersAndStopsOnTerm) {
-    PreforkServer server({"unshare", "--pid", "--fork", "--mount-proc"},
-                         {"--bind", "127.0.0.1:0", "--workers", "2"}, 2);
+    PreforkServer server({"unshare", "--pid", "--fork", "--mount-proc"}, Loopback{2});
     // The master is PID 1 in its namespace; from here it is unshare's child.
     auto inside = server.children();
     ASSERT_EQ(inside.size(), 1u);
@@ -222,19 +223,15 @@ TEST(Supervision, AsPid1ItReapsOrphansOfCrashedWorkersAndStopsOnTerm) {
         return pid_t{0};
     };
     pid_t orphan = 0;
-    for (auto deadline = std::chrono::steady_clock::now() + 8s;
-         !orphan && std::chrono::steady_clock::now() < deadline;) {
-        orphan = adopted();
-        if (!orphan) std::this_thread::sleep_for(20ms);
-    }
+    eventually(
+        [&] {
+            orphan = adopted();
+            return orphan != 0;
+        },
+        8s);
     ASSERT_NE(orphan, 0) << "the crashed worker's child was not adopted by the master";
-    auto deadline = std::chrono::steady_clock::now() + 20s;
-    while (::access(("/proc/" + std::to_string(orphan)).c_str(), F_OK) == 0 &&
-           std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(50ms);
-    }
-    EXPECT_NE(::access(("/proc/" + std::to_string(orphan)).c_str(), F_OK), 0)
-        << "the orphan was not reaped (zombie or still running)";
+    auto reaped = [&] { return ::access(("/proc/" + std::to_string(orphan)).c_str(), F_OK) != 0; };
+    EXPECT_TRUE(eventually(reaped, 20s)) << "the orphan was not reaped (zombie or still running)";
     EXPECT_TRUE(zombie_children(master).empty()) << "a zombie stays in the namespace";
     EXPECT_EQ(server.wait_for_lines(" ready (generation", 3).size(), 3u);
     EXPECT_EQ(http_get(server.port(), "/").result_int(), 200);

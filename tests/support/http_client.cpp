@@ -1,5 +1,7 @@
 #include "http_client.hpp"
 
+#include "eventually.hpp"
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -11,7 +13,6 @@
 #include <sys/socket.h>
 
 #include <cerrno>
-#include <thread>
 
 namespace prefork::testing {
 
@@ -108,12 +109,14 @@ HttpResponse http_get(std::uint16_t port, const std::string& target) {
 
 unsigned wait_for_status(std::uint16_t port, const std::string& target, unsigned status,
                          std::chrono::milliseconds timeout) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-        unsigned seen = http_get(port, target).result_int();
-        if (seen == status || std::chrono::steady_clock::now() >= deadline) return seen;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    unsigned seen = 0;
+    eventually(
+        [&] {
+            seen = http_get(port, target).result_int();
+            return seen == status;
+        },
+        timeout);
+    return seen;
 }
 
 }  // namespace prefork::testing
