@@ -338,8 +338,7 @@ TEST(Streaming, ACoroutineHandlerThatEndsWithoutAnsweringGets500) {
 // The handler timeout ends a coroutine that has not answered: 503, and its frame is gone.
 TEST(Streaming, TheHandlerTimeoutCancelsACoroutineThatHasNotAnswered) {
     auto server = PreforkServer::with_worker(
-        {"--bind", "127.0.0.1:0", "--workers", "1", "--env", "PREFORK_HANDLER_TIMEOUT=0.3"},
-        {STREAM_WORKER_BINARY}, 1);
+        Loopback{1, {"--env", "PREFORK_HANDLER_TIMEOUT=0.3"}}, {STREAM_WORKER_BINARY});
     EXPECT_EQ(http_get(server->port(), "/coroutine-slow?ms=3600000").result_int(), 503u);
     EXPECT_TRUE(eventually([&] { return coroutines(server->port()) == "running=0 went_on=0"; },
                            10s))
