@@ -107,6 +107,45 @@ TEST(Descriptors, WorkerHoldsOnlyWhatItNeedsAndAllOfItIsCloseOnExec) {
     EXPECT_EQ(kinds, expected);
 }
 
+// The client connections of a worker: its sockets past the control socket that are not the
+// master's (the listeners are shared with the master).
+std::set<std::string> client_sockets(pid_t worker, pid_t master) {
+    std::set<std::string> master_sockets = socket_targets(master), found;
+    for (const Descriptor& d : descriptors_of(worker)) {
+        if (d.fd > 3 && d.target.starts_with("socket:") && !master_sockets.count(d.target)) {
+            found.insert(d.target);
+        }
+    }
+    return found;
+}
+
+// A connection handed off on a reload: the new worker holds that very socket, close-on-exec
+// like the rest; the master, which passed it on, keeps no copy, and nor does the old worker.
+TEST(Descriptors, AHandedOffConnectionIsHeldByTheNewWorkerAlone) {
+    PreforkServer server(Loopback{1});
+    pid_t old_worker = server.children().at(0);
+    HttpConnection client(server.port());
+    ASSERT_EQ(client.get("/").result_int(), 200);
+    auto connection = client_sockets(old_worker, server.pid());
+    ASSERT_EQ(connection.size(), 1u);
+    std::size_t master_descriptors = descriptors_of(server.pid()).size();
+
+    server.signal(SIGHUP);
+    ASSERT_EQ(server.wait_for_lines("complete: the old generation has drained", 1).size(), 1u);
+    ASSERT_TRUE(wait_until_gone({old_worker}, 10s));
+    auto workers = server.children();
+    ASSERT_EQ(workers.size(), 1u);
+    EXPECT_EQ(client.get("/").result_int(), 200);  // served by the new worker
+    EXPECT_EQ(client_sockets(workers[0], server.pid()), connection);
+    for (const Descriptor& d : descriptors_of(workers[0])) {
+        if (d.fd > 2) {
+            EXPECT_TRUE(d.close_on_exec) << "fd " << d.fd << " -> " << d.target;
+        }
+    }
+    EXPECT_EQ(socket_targets(server.pid()).count(*connection.begin()), 0u);
+    EXPECT_EQ(descriptors_of(server.pid()).size(), master_descriptors);
+}
+
 TEST(Descriptors, MasterDescriptorsAreCloseOnExec) {
     PreforkServer server(Loopback{2});
     for (const Descriptor& d : descriptors_of(server.pid())) {
