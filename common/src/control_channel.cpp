@@ -3,7 +3,6 @@
 #include <prefork/common/log.hpp>
 
 #include <linux/sockios.h>
-#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
@@ -22,10 +21,13 @@ void ControlChannel::start(MessageHandler on_message, ClosedHandler on_closed) {
     do_wait();
 }
 
+// A wait that had completed before the channel was destroyed still runs, with success:
+// `alive` tells it the channel is gone.
 void ControlChannel::do_wait() {
     descriptor_.async_wait(boost::asio::posix::descriptor_base::wait_read,
-                           [this](boost::system::error_code ec) {
-                               if (ec == boost::asio::error::operation_aborted) return;
+                           [this, alive = std::weak_ptr<int>(alive_)](boost::system::error_code ec) {
+                               if (alive.expired() || ec == boost::asio::error::operation_aborted)
+                                   return;
                                if (ec) return on_peer_gone();
                                on_readable();
                            });
@@ -46,6 +48,9 @@ ControlChannel::Receive ControlChannel::receive_queued(std::size_t limit) {
             log::error("control socket: dropped an oversized message");
             continue;
         }
+        // A peer that exits with messages of ours unread resets the socket: the error comes
+        // first, once, and what it had sent before is still there to be read.
+        if (ec == std::errc::connection_reset && something_to_read()) continue;
         if (ec) {
             if (ec != std::errc::connection_reset)
                 log::error("recvmsg on control socket: ", ec.message());
@@ -71,15 +76,16 @@ ControlChannel::Receive ControlChannel::receive_queued(std::size_t limit) {
     return Receive::more;
 }
 
+// Bytes of messages still queued (every message of the protocol has some).
+bool ControlChannel::something_to_read() {
+    int queued = 0;
+    return ::ioctl(descriptor_.native_handle(), SIOCINQ, &queued) == 0 && queued > 0;
+}
+
 void ControlChannel::receive_queued() {
     // Only for a peer that has gone quiet (exited): there is an end to what it queued.
     while (descriptor_.is_open() && receive_queued(kMessagesPerTurn) == Receive::more) {
-        if (!descriptor_.is_open()) return;
-        int queued = 0;
-        if (::ioctl(descriptor_.native_handle(), SIOCINQ, &queued) != 0 || queued == 0) {
-            pollfd probe{descriptor_.native_handle(), POLLIN, 0};
-            if (::poll(&probe, 1, 0) <= 0) return;  // nothing left, not even a zero-length one
-        }
+        if (!descriptor_.is_open() || !something_to_read()) return;
     }
 }
 
@@ -100,20 +106,22 @@ void ControlChannel::send_waiting() {
         std::error_code ec = send_fds(descriptor_.native_handle(), next.payload, fds);
         if (ec == std::errc::resource_unavailable_try_again) {
             write_waiting_ = true;
-            descriptor_.async_wait(boost::asio::posix::descriptor_base::wait_write,
-                                   [this](boost::system::error_code ec) {
-                                       if (ec == boost::asio::error::operation_aborted) return;
-                                       write_waiting_ = false;
-                                       if (ec) return drop_waiting();
-                                       send_waiting();
-                                   });
+            descriptor_.async_wait(
+                boost::asio::posix::descriptor_base::wait_write,
+                [this, alive = std::weak_ptr<int>(alive_)](boost::system::error_code ec) {
+                    if (alive.expired() || ec == boost::asio::error::operation_aborted) return;
+                    write_waiting_ = false;
+                    if (ec) return drop_waiting();
+                    send_waiting();
+                });
             return;
         }
-        if (ec) {
-            if (ec != std::errc::broken_pipe && ec != std::errc::connection_reset) {
-                log::warning("sendmsg on control socket: ", ec.message());
-            }
-            return drop_waiting();
+        if (ec == std::errc::broken_pipe || ec == std::errc::connection_reset) {
+            return drop_waiting();  // the peer is gone: nothing more will go
+        }
+        if (ec) {  // this message cannot go (too large, too many descriptors): the next may
+            log::warning("sendmsg on control socket: ", ec.message(), ": message dropped");
+            ++dropped_;
         }
         outgoing_.pop_front();  // our copies of the descriptors close: the peer has its own
     }

@@ -168,7 +168,7 @@ void Supervisor::handle_ttou() {
 // The master writes to stderr only; the workers own the access log file.
 void Supervisor::handle_usr1() {
     log::info("received USR1: the workers reopen the access log");
-    for (auto& [pid, worker] : workers_) worker.control->send(control::ReopenLogs{});
+    for (auto& [pid, worker] : workers_) worker.control->send_in_order(control::ReopenLogs{}, {});
 }
 
 void Supervisor::handle_hup() {
@@ -328,8 +328,12 @@ void Supervisor::retire_worker(WorkerProcess& worker) {
 void Supervisor::drain_worker(WorkerProcess& worker, const char* cause) {
     if (worker.exit_cause.empty()) worker.exit_cause = cause;
     bool hand_off = phase_ == Phase::running && pick_adopter(worker.pid) != nullptr;
-    if (!worker.control->send(
-            control::Drain{as_millis(options_.graceful_timeout).count(), hand_off})) {
+    // In order: after the connections already on their way to it, which it must take (and
+    // pass on) before it drains.
+    if (worker.control->is_open()) {
+        worker.control->send_in_order(
+            control::Drain{as_millis(options_.graceful_timeout).count(), hand_off}, {});
+    } else {
         ::kill(worker.pid, SIGTERM);
     }
     set_state(worker, WorkerProcess::State::draining);

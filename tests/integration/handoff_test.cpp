@@ -217,5 +217,42 @@ TEST(Handoff, AConnectionTheNewWorkerCannotTakeIsClosedAndCounted) {
     EXPECT_EQ(answered, 2);
 }
 
+// TERM while an old worker is handing off: nobody will take its connections any more, so
+// its request in flight is answered with Connection: close, as in any stop.
+TEST(Handoff, ATermDuringAReloadAnswersInFlightRequestsWithConnectionClose) {
+    PreforkServer server(Loopback{1, {"--admin", "127.0.0.1:0"}});
+    HttpConnection in_flight(server.port(), 20s);
+    in_flight.send_raw("GET /sleep?ms=2000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    ASSERT_TRUE(server.wait_for_requests_received(1));
+    server.signal(SIGHUP);
+    ASSERT_EQ(server.wait_for_lines("draining: listeners closed", 1).size(), 1u);
+    server.signal(SIGTERM);
+    auto response = in_flight.read_response();
+    EXPECT_EQ(response.body(), "slept 2000 ms\n");
+    EXPECT_EQ(response[http::field::connection], "close");
+    EXPECT_TRUE(in_flight.closed_by_peer());
+    EXPECT_EQ(server.wait_exit_status(10s), 0);
+}
+
+// What the old worker read of a request may be too large for a handoff message (a header
+// limit above 44 KiB): that connection stays and is answered there, with Connection: close.
+TEST(Handoff, ARequestTooLargeToHandOffIsAnsweredByTheOldWorker) {
+    PreforkServer server(
+        Loopback{1, {"--admin", "127.0.0.1:0", "--env", "PREFORK_HEADER_LIMIT=100000"}});
+    pid_t old_worker = server.children().at(0);
+    RawClient client(server.port());
+    std::string start = "GET /pid HTTP/1.1\r\nHost: x\r\nX-Large: " + std::string(60000, 'a');
+    ASSERT_TRUE(client.send(start));
+    ASSERT_TRUE(worker_has_read(server, static_cast<double>(start.size())));
+    server.signal(SIGHUP);
+    ASSERT_EQ(server.wait_for_lines("draining: listeners closed", 1).size(), 1u);
+    ASSERT_TRUE(client.send("\r\n\r\n"));
+    std::string answer = client.read_to_end(10s);
+    EXPECT_NE(answer.find("\r\n\r\n" + std::to_string(old_worker)), std::string::npos) << answer;
+    EXPECT_NE(answer.find("Connection: close"), std::string::npos) << answer;
+    EXPECT_TRUE(eventually(
+        [&] { return metric(server, "prefork_connection_handoff_fallbacks_total") == 1; }, 5s));
+}
+
 }  // namespace
 }  // namespace prefork::testing

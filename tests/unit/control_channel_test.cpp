@@ -5,7 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
@@ -138,6 +141,73 @@ TEST(ControlChannel, AFloodOfMessagesDoesNotKeepTheLoopFromOtherWork) {
     EXPECT_LE(handled_when_other_work_ran, kMostHandledBeforeOtherWork)
         << "the loop handled a flood of " << queued << " messages before anything else";
     EXPECT_EQ(test.closed, 0);
+}
+
+// A peer that exits with messages of ours unread resets the socket; what it sent before
+// (connections handed off, its last counts) is still heard.
+TEST(ControlChannel, APeerThatLeavesWithOurMessagesUnreadIsStillHeardToTheEnd) {
+    ChannelUnderTest test;
+    test.start();
+    for (int i = 1; i <= 3; ++i) test.send(control::Ready{i});
+    ASSERT_TRUE(test.channel->send(control::ReopenLogs{}));  // never read by the peer
+    test.peer.reset();
+    test.channel->receive_queued();
+    ASSERT_EQ(test.messages.size(), 3u);
+    EXPECT_EQ(std::get<control::Ready>(test.messages[2]).pid, 3);
+    EXPECT_EQ(test.closed, 1);
+}
+
+// More handoffs than the socket's buffer holds: they wait, in order, with their
+// descriptors open, until the peer reads; then when_sent runs.
+TEST(ControlChannel, MessagesSentInOrderWaitForRoomAndKeepTheirOrderAndDescriptors) {
+    ChannelUnderTest test;
+    test.start();
+    constexpr int kMessages = 2000;
+    for (int i = 0; i < kMessages; ++i) {
+        int pipe_ends[2];
+        ASSERT_EQ(::pipe2(pipe_ends, O_CLOEXEC), 0);
+        std::vector<UniqueFd> fds;
+        fds.emplace_back(pipe_ends[0]);
+        ::close(pipe_ends[1]);
+        test.channel->send_in_order(control::HandOff{std::to_string(i)}, std::move(fds));
+    }
+    ASSERT_GT(test.channel->waiting(), 0u) << "the socket took them all: the test means nothing";
+    bool sent = false;
+    test.channel->when_sent([&] { sent = true; });
+
+    int received = 0;
+    bool in_order = true, with_descriptor = true;
+    while (received < kMessages && run_until(test.io, 5s, [&] {
+               pollfd probe{test.peer.get(), POLLIN, 0};
+               return ::poll(&probe, 1, 0) > 0;
+           })) {
+        ReceivedMessage message;
+        ASSERT_FALSE(recv_fds(test.peer.get(), message));
+        auto hand_off = std::get<control::HandOff>(control::decode(message.payload));
+        in_order = in_order && hand_off.bytes == std::to_string(received);
+        with_descriptor = with_descriptor && message.fds.size() == 1;
+        ++received;
+    }
+    EXPECT_EQ(received, kMessages);
+    EXPECT_TRUE(in_order);
+    EXPECT_TRUE(with_descriptor);
+    EXPECT_TRUE(run_until(test.io, 1s, [&] { return sent; }));
+    EXPECT_EQ(test.channel->waiting(), 0u);
+    EXPECT_EQ(test.channel->dropped(), 0u);
+}
+
+TEST(ControlChannel, MessagesWaitingWhenThePeerLeavesAreDroppedAndCounted) {
+    ChannelUnderTest test;
+    test.start();
+    for (int i = 0; i < 2000; ++i) test.channel->send_in_order(control::HandOff{"x"}, {});
+    std::size_t waiting = test.channel->waiting();
+    ASSERT_GT(waiting, 0u);
+    bool sent = false;
+    test.channel->when_sent([&] { sent = true; });
+    test.peer.reset();
+    ASSERT_TRUE(run_until(test.io, 2s, [&] { return sent; }));
+    EXPECT_EQ(test.channel->dropped(), waiting);
+    EXPECT_EQ(test.channel->waiting(), 0u);
 }
 
 }  // namespace

@@ -69,7 +69,8 @@ Connection::~Connection() {
     release_body();
 }
 
-void Connection::start(std::string_view already_read) {
+void Connection::start(std::string_view already_read, bool handed_over) {
+    handed_over_ = handed_over;
     error_code ignored;
     socket_.non_blocking(true, ignored);  // reads and writes are tried directly first
     while (!already_read.empty()) {
@@ -92,7 +93,7 @@ bool Connection::is_idle() const {
 // The next request: parsed at once when it is in the buffer already (pipelined), otherwise
 // awaited with no buffer held.
 void Connection::do_read() {
-    if (server_.hands_off_connections()) return hand_off();
+    if (goes_to_another_worker()) return hand_off();
     state_ = State::reading;
     parser_.reset();
     head_done_ = false;
@@ -104,7 +105,8 @@ void Connection::do_read() {
     }
     phase_ = ReadPhase::idle;
     input_.release();
-    if (request_id_ > 0) server_.mark_idle(*this);  // a keep-alive connection between requests
+    // A keep-alive connection between requests (one handed over by another worker, too).
+    if (request_id_ > 0 || handed_over_) server_.mark_idle(*this);
     arm_read_deadline(ReadDeadline::idle);
     wait_readable();
 }
@@ -116,7 +118,24 @@ void Connection::do_read() {
 // of a head, whole pipelined requests) leaves with the socket, and the rest is still in the
 // kernel, so the next worker serves every byte once and in order. This worker never touches
 // the socket again: released, not closed (the master holds it in flight; no FIN is sent).
+// Handing off, and its input fits the message (a header limit above 44 KiB could make it
+// not): otherwise it is served here to the end of its next request, as in a stop.
+bool Connection::goes_to_another_worker() {
+    if (!server_.hands_off_connections() || stays_) return false;
+    if (Server::fits_a_hand_off(input_.size())) return true;
+    stays_ = true;
+    ++server_.totals().handoff_fallbacks;
+    return false;
+}
+
+// No more requests after the current one here: the worker stops, or this connection could
+// not be handed off.
+bool Connection::ends_here() const {
+    return server_.closes_connections() || stays_;
+}
+
 void Connection::hand_off() {
+    cancel_handler();  // a coroutine that went on after its answer
     fork_guard::remove(socket_.native_handle());
     error_code ec;
     int fd = socket_.release(ec);  // ends the waits in progress (operation_aborted)
@@ -218,7 +237,7 @@ void Connection::parse_input() {
 bool Connection::on_head() {
     request_ = Request(parser_.take_message());
     begin_request();
-    keep_alive_ = parser_.keep_alive() && !server_.closes_connections();
+    keep_alive_ = parser_.keep_alive() && !ends_here();
     head_request_ = request_.method() == http::verb::head;
     request_version_ = request_.message().version();
     range_.clear();
@@ -478,7 +497,7 @@ void Connection::send_error(int status) {
 // Answers with `response`: its head serialized into head_, then head and body written.
 void Connection::finish_response(Response response) {
     pending_.reset();
-    if (server_.closes_connections()) keep_alive_ = false;  // stopping: the last response here
+    if (ends_here()) keep_alive_ = false;  // the worker stops: the last response here
     response_ = std::move(response);
     if (response_.file_body()) return finish_file_response();
     auto& message = response_.message();
@@ -720,7 +739,7 @@ void Connection::response_done() {
 bool Connection::start_stream(std::uint64_t request_id, Response head,
                               std::shared_ptr<detail::StreamChannel> channel) {
     if (state_ != State::handling || request_id != request_id_) return false;
-    if (server_.closes_connections()) keep_alive_ = false;
+    if (ends_here()) keep_alive_ = false;
     response_ = std::move(head);
     response_.body().clear();
     unsigned status = response_.message().result_int();
@@ -829,10 +848,12 @@ void Connection::on_linger_read(error_code ec, std::size_t) {
 }
 
 void Connection::drain() {
-    if (server_.hands_off_connections()) {
+    if (server_.hands_off_connections() && !stays_) {
         // Nothing of a request parsed yet: it goes now. Otherwise after the response.
-        if (state_ == State::reading && !head_done_) hand_off();
-        return;
+        if (state_ == State::reading && !head_done_ && goes_to_another_worker()) {
+            return hand_off();
+        }
+        if (!stays_) return;
     }
     // A busy connection answers its current request with Connection: close; an idle one
     // gets a short grace in which a request already on its way is still answered.
@@ -866,7 +887,7 @@ void Connection::arm_read_deadline(ReadDeadline kind) {
     read_deadline_ = kind;
     const ServerLimits& limits = server_.limits();
     if (kind == ReadDeadline::request) return arm_timer(limits.header_timeout);
-    arm_timer(server_.closes_connections() ? limits.drain_idle_grace : limits.idle_timeout);
+    arm_timer(ends_here() && server_.draining() ? limits.drain_idle_grace : limits.idle_timeout);
 }
 
 // One deadline at a time, for the current state (see lazy_deadline.hpp).

@@ -57,9 +57,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Connection(Socket socket, Server& server, std::string client = {});
     ~Connection();
 
-    // Serves the connection; `already_read`: its first bytes, read by the worker that
-    // handed it off (at most the header limit and kInputMargin).
-    void start(std::string_view already_read = {});
+    // Serves the connection. `handed_over`: another worker served it before (it is a
+    // keep-alive connection between requests), and read `already_read` of it (at most the
+    // header limit and kInputMargin).
+    void start(std::string_view already_read = {}, bool handed_over = false);
     // The worker is draining. Handing off connections: one between requests goes at once,
     // a busy one when its response is written. Otherwise an idle connection closes after a
     // short grace, and a busy one answers its current request with Connection: close.
@@ -97,6 +98,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
 
     void do_read();
+    bool goes_to_another_worker();
+    bool ends_here() const;
     void hand_off();
     void do_read_unless_closed();
     void read_next_request();
@@ -195,6 +198,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     ReadDeadline read_deadline_ = ReadDeadline::idle;
     bool keep_alive_ = true;
     bool input_left_unread_ = false;
+    bool handed_over_ = false;  // served by another worker before
+    bool stays_ = false;        // could not be handed off: served here to its end
     boost::asio::cancellation_signal cancel_handler_;  // ends a coroutine handler's awaits
     std::shared_ptr<HandlerCancel> responding_cancel_;  // of a coroutine with a Responder
 

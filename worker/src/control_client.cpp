@@ -70,7 +70,11 @@ void ControlClient::on_listeners(const control::Listeners& listeners, std::vecto
 }
 
 void ControlClient::drain(std::chrono::milliseconds timeout, bool hand_off) {
-    if (server_.draining()) return;
+    if (server_.draining()) {
+        // Handing off, then told to stop (TERM during a reload): nobody will take them now.
+        if (!hand_off) server_.stop_handing_off();
+        return;
+    }
     channel_.send(control::Draining{});
     if (hand_off) {
         server_.hand_off_connections([this](UniqueFd connection, std::string bytes) {
@@ -82,13 +86,26 @@ void ControlClient::drain(std::chrono::milliseconds timeout, bool hand_off) {
     server_.drain(timeout, [this] { stop(); });
 }
 
-// The connections handed off are sent first (the master takes them as it can); the last
-// heartbeat carries the final counts, so the master's totals miss nothing.
+// The connections handed off are sent first (the master takes them as it can, within the
+// graceful timeout); the last heartbeat carries the final counts, so the master's totals
+// miss nothing.
 void ControlClient::stop() {
-    channel_.when_sent([this] {
+    heartbeat_timer_.cancel();
+    auto finish = [this] {
+        if (!on_stopped_) return;
         send_heartbeat();
-        on_stopped_();
-    });
+        std::exchange(on_stopped_, nullptr)();
+    };
+    if (channel_.waiting() > 0) {
+        heartbeat_timer_.expires_after(graceful_timeout_);
+        heartbeat_timer_.async_wait([this, finish](boost::system::error_code ec) {
+            if (ec) return;
+            log::warning("the master has not taken ", channel_.waiting(),
+                         " handed-off connection(s) in time: closing them");
+            finish();
+        });
+    }
+    channel_.when_sent(finish);
 }
 
 // The master died (or closed our socket): nobody will hand out new work or wait for us.
@@ -96,6 +113,7 @@ void ControlClient::stop() {
 void ControlClient::on_master_gone() {
     fork_guard::remove(channel_.native_handle());
     heartbeat_timer_.cancel();
+    server_.stop_handing_off();  // nobody will take them: the rest end here
     if (server_.draining()) return;
     log::warning("the master is gone: draining and exiting");
     server_.drain(graceful_timeout_, [this] { stop(); });
@@ -110,8 +128,12 @@ void ControlClient::schedule_heartbeat() {
     });
 }
 
+// Behind handed-off connections still waiting, in order: the socket is full anyway.
 void ControlClient::send_heartbeat() {
-    channel_.send(control::Heartbeat{server_.counters()});
+    control::Heartbeat heartbeat{server_.counters()};
+    heartbeat.handoff_fallbacks += channel_.dropped();
+    if (channel_.waiting() > 0) return channel_.send_in_order(heartbeat, {});
+    channel_.send(heartbeat);
 }
 
 }  // namespace prefork

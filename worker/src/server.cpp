@@ -3,6 +3,7 @@
 #include "connection.hpp"
 #include "fork_guard.hpp"
 
+#include <prefork/common/fd_passing.hpp>
 #include <prefork/common/listen_address.hpp>
 
 #include <prefork/common/log.hpp>
@@ -163,16 +164,29 @@ std::shared_ptr<Connection> Server::take_connection(UniqueFd socket, int family)
     return connection;
 }
 
+bool Server::fits_a_hand_off(std::size_t bytes) {
+    // Base64 makes 4 of 3, and the JSON around it takes a few dozen.
+    return bytes / 3 * 4 + 256 < kMaxMessageSize;
+}
+
+void Server::stop_handing_off() {
+    if (!hand_off_) return;
+    hand_off_ = nullptr;
+    if (!draining_) return;
+    auto current = connections_;
+    for (auto& [raw, connection] : current) connection->drain();  // as in a stop
+}
+
 bool Server::hand_off(UniqueFd socket, std::string bytes) {
-    if (!hands_off_connections()) return false;
+    if (!hands_off_connections() || !fits_a_hand_off(bytes.size())) return false;
     ++counters_.connections_handed_off;
     hand_off_(std::move(socket), std::move(bytes));
     return true;
 }
 
 void Server::adopt(UniqueFd socket, std::string bytes) {
-    if (hands_off_connections()) {  // told to drain meanwhile: on to the next worker
-        hand_off_(std::move(socket), std::move(bytes));  // counted by the worker it came from
+    if (hands_off_connections() && fits_a_hand_off(bytes.size())) {
+        hand_off_(std::move(socket), std::move(bytes));  // draining meanwhile: passed on
         return;
     }
     int family = 0;
@@ -200,7 +214,7 @@ void Server::adopt(UniqueFd socket, std::string bytes) {
     }
     ++counters_.connections_adopted;
     pause_if_full();
-    connection->start(bytes);
+    connection->start(bytes, true);
 }
 
 // At the connection limit, the keep-alive connection idle the longest is closed to admit

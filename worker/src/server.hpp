@@ -69,6 +69,11 @@ class Server {
     // busy one stays keep-alive and goes when its response is written. Set before drain().
     using HandOff = std::function<void(UniqueFd socket, std::string bytes)>;
     void hand_off_connections(HandOff hand_off) { hand_off_ = std::move(hand_off); }
+    // Nobody will take them any more (the master is gone, or prefork stops): the
+    // connections left end here, as in a stop.
+    void stop_handing_off();
+    // Whether `bytes` of a connection's input fit a handoff message.
+    static bool fits_a_hand_off(std::size_t bytes);
     // Draining, and connections end here rather than go to another worker: each response
     // says Connection: close.
     bool closes_connections() const { return draining_ && !hand_off_; }

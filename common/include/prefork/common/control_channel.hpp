@@ -9,6 +9,7 @@
 
 #include <deque>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 #include <span>
@@ -66,6 +67,7 @@ class ControlChannel {
     void on_peer_gone();
     void send_waiting();
     void drop_waiting();
+    bool something_to_read();
 
     struct Outgoing {
         std::string payload;
@@ -79,6 +81,7 @@ class ControlChannel {
     bool write_waiting_ = false;
     std::size_t dropped_ = 0;
     std::function<void()> on_sent_;
+    std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // expires with the channel
 };
 
 // A connected pair of control sockets, both close-on-exec and non-blocking.
