@@ -24,13 +24,13 @@ void ControlChannel::start(MessageHandler on_message, ClosedHandler on_closed) {
 // A wait that had completed before the channel was destroyed still runs, with success:
 // `alive` tells it the channel is gone.
 void ControlChannel::do_wait() {
-    descriptor_.async_wait(boost::asio::posix::descriptor_base::wait_read,
-                           [this, alive = std::weak_ptr<int>(alive_)](boost::system::error_code ec) {
-                               if (alive.expired() || ec == boost::asio::error::operation_aborted)
-                                   return;
-                               if (ec) return on_peer_gone();
-                               on_readable();
-                           });
+    descriptor_.async_wait(
+        boost::asio::posix::descriptor_base::wait_read,
+        [this, alive = std::weak_ptr<int>(alive_)](boost::system::error_code ec) {
+            if (alive.expired() || ec == boost::asio::error::operation_aborted) return;
+            if (ec) return on_peer_gone();
+            on_readable();
+        });
 }
 
 void ControlChannel::on_readable() {

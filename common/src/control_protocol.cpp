@@ -121,7 +121,8 @@ T optional_number(const json::object& object, std::string_view name) {
 bool optional_bool(const json::object& object, std::string_view name) {
     const json::value* value = object.if_contains(name);
     if (value == nullptr) return false;
-    if (!value->is_bool()) throw ProtocolError("field \"" + std::string(name) + "\" is not true or false");
+    if (!value->is_bool())
+        throw ProtocolError("field \"" + std::string(name) + "\" is not true or false");
     return value->get_bool();
 }
 

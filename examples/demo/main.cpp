@@ -169,9 +169,9 @@ int main(int argc, char** argv) {
         auto chunks = number_param(request, "chunks", 10, 1'000'000);
         auto interval = number_param(request, "interval_ms", 100, kMaxMillis);
         auto size = number_param(request, "size", 16, 64 << 20);
-        if (!chunks) co_return (void)out.send(bad_parameter("chunks", 1'000'000));
-        if (!interval) co_return (void)out.send(bad_parameter("interval_ms", kMaxMillis));
-        if (!size) co_return (void)out.send(bad_parameter("size", 64 << 20));
+        if (!chunks) co_return (void) out.send(bad_parameter("chunks", 1'000'000));
+        if (!interval) co_return (void) out.send(bad_parameter("interval_ms", kMaxMillis));
+        if (!size) co_return (void) out.send(bad_parameter("size", 64 << 20));
         prefork::Stream stream = out.stream(Response(200, "", "text/plain; charset=utf-8"));
         for (long long i = 0; i < *chunks; ++i) {
             if (i > 0) co_await prefork::sleep_for(std::chrono::milliseconds(*interval));

@@ -489,8 +489,7 @@ void Supervisor::finish_if_stopped() {
 
 // --- what workers say and how they end ---------------------------------------------------
 
-void Supervisor::on_worker_message(pid_t pid, control::Message message,
-                                   std::vector<UniqueFd> fds) {
+void Supervisor::on_worker_message(pid_t pid, control::Message message, std::vector<UniqueFd> fds) {
     auto found = workers_.find(pid);
     if (found == workers_.end()) return;
     WorkerProcess& worker = found->second;

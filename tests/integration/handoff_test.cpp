@@ -10,8 +10,8 @@
 #include "sporadic_clients.hpp"
 #include "temp_dir.hpp"
 
-#include <boost/json.hpp>
 #include <gtest/gtest.h>
+#include <boost/json.hpp>
 
 #include <signal.h>
 
@@ -50,9 +50,9 @@ std::multiset<int> worker_generations(const PreforkServer& server) {
 }
 
 std::string describe(const SporadicClients::Result& result) {
-    std::string text = std::to_string(result.requests) + " requests, " +
-                       std::to_string(result.failed) + " failed, " +
-                       std::to_string(result.closed_by_server) + " connections closed by the server";
+    std::string text =
+        std::to_string(result.requests) + " requests, " + std::to_string(result.failed) +
+        " failed, " + std::to_string(result.closed_by_server) + " connections closed by the server";
     for (const auto& error : result.errors) text += "\n  " + error;
     return text;
 }
@@ -118,8 +118,7 @@ TEST(Handoff, SporadicClientsSeeNothingOfScalingDown) {
 
 // The bytes a worker has read (its heartbeat reports them within a second).
 bool worker_has_read(const PreforkServer& server, double bytes) {
-    return eventually([&] { return metric(server, "prefork_received_bytes_total") >= bytes; },
-                      10s);
+    return eventually([&] { return metric(server, "prefork_received_bytes_total") >= bytes; }, 10s);
 }
 
 // Waits for the reload to complete and returns the new workers' pids.
@@ -157,9 +156,10 @@ TEST(Handoff, APipelinedBurstSplitAcrossTheHandoffKeepsItsOrder) {
     PreforkServer server(Loopback{1, {"--admin", "127.0.0.1:0"}});
     pid_t old_worker = server.children().at(0);
     RawClient client(server.port());
-    ASSERT_TRUE(client.send("GET /sleep?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n"
-                            "GET /pid HTTP/1.1\r\nHost: x\r\n\r\n"
-                            "GET /pid HTTP/1.1\r\nHo"));
+    ASSERT_TRUE(
+        client.send("GET /sleep?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n"
+                    "GET /pid HTTP/1.1\r\nHost: x\r\n\r\n"
+                    "GET /pid HTTP/1.1\r\nHo"));
     ASSERT_TRUE(server.wait_for_requests_received(1));
     auto new_workers = reload_and_wait(server, 0);  // the old worker drains: busy until 1.5 s
     ASSERT_EQ(new_workers.size(), 1u);

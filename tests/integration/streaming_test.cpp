@@ -292,8 +292,8 @@ TEST(Streaming, AClientThatLeavesCancelsTheStreamingCoroutineAtOnce) {
         client.read_until("part 1\n", 5s);
         EXPECT_EQ(coroutines(server->port()), "running=1 went_on=0");
     }  // hangs up
-    EXPECT_TRUE(eventually([&] { return coroutines(server->port()) == "running=0 went_on=0"; },
-                           10s))
+    EXPECT_TRUE(
+        eventually([&] { return coroutines(server->port()) == "running=0 went_on=0"; }, 10s))
         << coroutines(server->port());
     EXPECT_EQ(server->output().find("handler threw"), std::string::npos) << server->output();
 }
@@ -324,8 +324,8 @@ TEST(Streaming, ACoroutineHandlerMayGoOnAfterItAnswered) {
     HttpConnection connection(server->port());
     for (int i = 0; i < 3; ++i) EXPECT_EQ(connection.get("/coroutine-goes-on").body(), "sent");
     // The next request on the connection does not wait for, nor cut short, the first ones.
-    EXPECT_TRUE(eventually([&] { return coroutines(server->port()) == "running=0 went_on=3"; },
-                           10s))
+    EXPECT_TRUE(
+        eventually([&] { return coroutines(server->port()) == "running=0 went_on=3"; }, 10s))
         << coroutines(server->port());
 }
 
@@ -337,11 +337,11 @@ TEST(Streaming, ACoroutineHandlerThatEndsWithoutAnsweringGets500) {
 
 // The handler timeout ends a coroutine that has not answered: 503, and its frame is gone.
 TEST(Streaming, TheHandlerTimeoutCancelsACoroutineThatHasNotAnswered) {
-    auto server = PreforkServer::with_worker(
-        Loopback{1, {"--env", "PREFORK_HANDLER_TIMEOUT=0.3"}}, {STREAM_WORKER_BINARY});
+    auto server = PreforkServer::with_worker(Loopback{1, {"--env", "PREFORK_HANDLER_TIMEOUT=0.3"}},
+                                             {STREAM_WORKER_BINARY});
     EXPECT_EQ(http_get(server->port(), "/coroutine-slow?ms=3600000").result_int(), 503u);
-    EXPECT_TRUE(eventually([&] { return coroutines(server->port()) == "running=0 went_on=0"; },
-                           10s))
+    EXPECT_TRUE(
+        eventually([&] { return coroutines(server->port()) == "running=0 went_on=0"; }, 10s))
         << coroutines(server->port());
     EXPECT_EQ(http_get(server->port(), "/coroutine-slow?ms=10").body(), "late");
     EXPECT_EQ(server->output().find("handler threw"), std::string::npos) << server->output();

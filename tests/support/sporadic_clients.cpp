@@ -166,9 +166,10 @@ void SporadicClients::run_client(unsigned seed) {
         } else {
             expected.resize(static_cast<std::size_t>(body_size(random)));
             for (auto& c : expected) c = static_cast<char>(random());
-            request = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream"
-                      "\r\nContent-Length: " +
-                      std::to_string(expected.size()) + "\r\n\r\n" + expected;
+            request =
+                "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream"
+                "\r\nContent-Length: " +
+                std::to_string(expected.size()) + "\r\n\r\n" + expected;
         }
         ++requests_;
         std::string why;

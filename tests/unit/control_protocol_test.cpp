@@ -59,16 +59,27 @@ TEST(ControlProtocol, HandOffCountsRoundTrip) {
 }
 
 TEST(ControlProtocol, RejectsGarbage) {
-    for (const char* garbage :
-         {"", "not json", "[]", "42", R"({"no_type":1})", R"({"type":5})", R"({"type":"reboot"})",
-          R"({"type":"listeners"})", R"({"type":"listeners","names":"a"})",
-          R"({"type":"listeners","names":[1]})", R"({"type":"drain"})",
-          R"({"type":"drain","timeout_ms":"soon"})", R"({"type":"heartbeat","requests":-1})",
-          R"({"type":"drain","timeout_ms":1,"hand_off":1})", R"({"type":"hand_off"})",
-          R"({"type":"hand_off","bytes":5})", R"({"type":"hand_off","bytes":"abc"})",
-          R"({"type":"adopt","bytes":"ab=c"})", R"({"type":"adopt","bytes":"a==="})",
-          R"({"type":"adopt","bytes":"ab!c"})",
-          "{\"type\":\"ready\""}) {
+    for (const char* garbage : {"",
+                                "not json",
+                                "[]",
+                                "42",
+                                R"({"no_type":1})",
+                                R"({"type":5})",
+                                R"({"type":"reboot"})",
+                                R"({"type":"listeners"})",
+                                R"({"type":"listeners","names":"a"})",
+                                R"({"type":"listeners","names":[1]})",
+                                R"({"type":"drain"})",
+                                R"({"type":"drain","timeout_ms":"soon"})",
+                                R"({"type":"heartbeat","requests":-1})",
+                                R"({"type":"drain","timeout_ms":1,"hand_off":1})",
+                                R"({"type":"hand_off"})",
+                                R"({"type":"hand_off","bytes":5})",
+                                R"({"type":"hand_off","bytes":"abc"})",
+                                R"({"type":"adopt","bytes":"ab=c"})",
+                                R"({"type":"adopt","bytes":"a==="})",
+                                R"({"type":"adopt","bytes":"ab!c"})",
+                                "{\"type\":\"ready\""}) {
         EXPECT_THROW(decode(garbage), ProtocolError) << garbage;
     }
 }

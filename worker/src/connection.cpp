@@ -395,10 +395,10 @@ void Connection::spawn_responding_coroutine(const RespondingCoroutineHandler& ha
                                             Request request, const std::string& what) {
     auto cancel = std::make_shared<HandlerCancel>();
     responding_cancel_ = cancel;
-    asio::co_spawn(socket_.get_executor(), handler(std::move(request), Responder(pending_)),
-                   asio::bind_cancellation_slot(
-                       cancel->signal.slot(),
-                       bound(&Connection::on_responding_coroutine_done, what, cancel)));
+    asio::co_spawn(
+        socket_.get_executor(), handler(std::move(request), Responder(pending_)),
+        asio::bind_cancellation_slot(
+            cancel->signal.slot(), bound(&Connection::on_responding_coroutine_done, what, cancel)));
 }
 
 // Its Responder, destroyed with its frame, has answered 500 already if it had not answered

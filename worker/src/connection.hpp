@@ -200,7 +200,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool input_left_unread_ = false;
     bool handed_over_ = false;  // served by another worker before
     bool stays_ = false;        // could not be handed off: served here to its end
-    boost::asio::cancellation_signal cancel_handler_;  // ends a coroutine handler's awaits
+    boost::asio::cancellation_signal cancel_handler_;   // ends a coroutine handler's awaits
     std::shared_ptr<HandlerCancel> responding_cancel_;  // of a coroutine with a Responder
 
     StreamWriter stream_;  // a streamed response in progress

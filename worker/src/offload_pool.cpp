@@ -46,7 +46,6 @@ boost::asio::thread_pool::executor_type offload_executor() {
     return pool->get_executor();
 }
 
-
 void stop_offload_pool() {
     std::lock_guard lock(g_pool_start);
     std::unique_ptr<boost::asio::thread_pool> pool(g_pool.exchange(nullptr));

@@ -10,10 +10,10 @@
 #include <deque>
 #include <functional>
 #include <memory>
-#include <string>
-#include <vector>
 #include <span>
+#include <string>
 #include <system_error>
+#include <vector>
 
 namespace prefork {
 

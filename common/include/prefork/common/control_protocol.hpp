@@ -70,7 +70,7 @@ struct WorkerCounters {
     // bucket before; the last counts the rest.
     std::array<std::uint64_t, kDurationBuckets.size() + 1> durations{};
     double duration_seconds_sum = 0;
-    std::uint64_t log_lines_dropped = 0;  // stderr was not taking them
+    std::uint64_t log_lines_dropped = 0;       // stderr was not taking them
     std::uint64_t connections_handed_off = 0;  // sent to the master while draining
     std::uint64_t connections_adopted = 0;     // received from the master, and served
     std::uint64_t handoff_fallbacks = 0;       // could not be handed off or adopted: closed
