@@ -78,6 +78,7 @@ struct Encoder {
         return {{"type", "heartbeat"},
                 {"requests", m.requests},
                 {"active_connections", m.active_connections},
+                {"connections_accepted", m.connections_accepted},
                 {"bytes_in", m.bytes_in},
                 {"bytes_out", m.bytes_out},
                 {"responses", json::value_from(m.responses)},
@@ -90,6 +91,9 @@ struct Encoder {
     }
     json::object operator()(const Draining&) const { return {{"type", "draining"}}; }
     json::object operator()(const ReopenLogs&) const { return {{"type", "reopen_logs"}}; }
+    json::object operator()(const HeartbeatInterval& m) const {
+        return {{"type", "heartbeat_interval"}, {"interval_ms", m.interval_ms}};
+    }
 };
 
 const json::value& field(const json::object& object, std::string_view name) {
@@ -168,6 +172,7 @@ Heartbeat decode_heartbeat(const json::object& object) {
     Heartbeat m;
     m.requests = optional_number<std::uint64_t>(object, "requests");
     m.active_connections = optional_number<std::uint64_t>(object, "active_connections");
+    m.connections_accepted = optional_number<std::uint64_t>(object, "connections_accepted");
     m.bytes_in = optional_number<std::uint64_t>(object, "bytes_in");
     m.bytes_out = optional_number<std::uint64_t>(object, "bytes_out");
     optional_counts(object, "responses", m.responses);
@@ -185,6 +190,7 @@ Heartbeat decode_heartbeat(const json::object& object) {
 void WorkerCounters::add(const WorkerCounters& other) {
     requests += other.requests;
     active_connections += other.active_connections;
+    connections_accepted += other.connections_accepted;
     bytes_in += other.bytes_in;
     bytes_out += other.bytes_out;
     for (std::size_t i = 0; i < responses.size(); ++i) responses[i] += other.responses[i];
@@ -220,6 +226,13 @@ Message decode(std::string_view datagram) {
     if (type == "heartbeat") return decode_heartbeat(object);
     if (type == "draining") return Draining{};
     if (type == "reopen_logs") return ReopenLogs{};
+    if (type == "heartbeat_interval") {
+        auto interval = number<std::int64_t>(object, "interval_ms");
+        if (interval < 10 || interval > 60'000) {
+            throw ProtocolError("field \"interval_ms\" is not from 10 to 60000");
+        }
+        return HeartbeatInterval{interval};
+    }
     throw ProtocolError("unknown message type \"" + std::string(type) + "\"");
 }
 

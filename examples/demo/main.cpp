@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -122,6 +123,20 @@ int main(int argc, char** argv) {
         if (!ms) return bad_parameter("ms", kMaxMillis);
         std::this_thread::sleep_for(std::chrono::milliseconds(*ms));
         return Response::text("blocked " + std::to_string(*ms) + " ms\n");
+    });
+
+    // Leaks on purpose: N MiB allocated, every page touched (so it is resident), and kept for
+    // the life of the worker. Answers the worker's total leak so far.
+    app.get("/leak", [](const Request& request) {
+        auto mb = number_param(request, "mb", 1, 64 * 1024);
+        if (!mb) return bad_parameter("mb", 64 * 1024);
+        static std::vector<std::unique_ptr<char[]>> kept;
+        static long long total = 0;
+        auto block = std::make_unique_for_overwrite<char[]>(static_cast<std::size_t>(*mb) << 20);
+        for (long long at = 0; at < (*mb << 20); at += 4096) block[at] = static_cast<char>(at);
+        kept.push_back(std::move(block));
+        total += *mb;
+        return Response::text("leaked " + std::to_string(total) + " MiB\n");
     });
 
     app.get("/crash", [](const Request&) -> Response {

@@ -42,6 +42,35 @@ std::chrono::milliseconds parse_seconds(const Setting& setting) {
     return std::chrono::milliseconds(static_cast<long long>(std::llround(seconds * 1000)));
 }
 
+// A size in bytes: digits with K, M, G or T (powers of 1024), or "off" / "0" for none.
+std::uint64_t parse_size(const Setting& setting) {
+    const std::string& text = setting.value;
+    if (text == "off" || text == "0") return 0;
+    std::uint64_t value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    std::string unit(end, text.data() + text.size());
+    std::uint64_t scale = unit.empty()                     ? 1
+                          : unit == "K" || unit == "k"     ? 1ULL << 10
+                          : unit == "M" || unit == "m"     ? 1ULL << 20
+                          : unit == "G" || unit == "g"     ? 1ULL << 30
+                          : unit == "T" || unit == "t"     ? 1ULL << 40
+                                                           : 0;
+    if (ec != std::errc{} || end == text.data() || scale == 0 || value == 0 ||
+        value > (1ULL << 50) / scale || value * scale < (1ULL << 20)) {
+        invalid(setting, "a size of at least 1M, such as 512M or 2G, or off");
+    }
+    return value * scale;
+}
+
+std::string size_text(std::uint64_t bytes) {
+    if (bytes == 0) return "off";
+    for (auto [unit, scale] : {std::pair{"T", 1ULL << 40}, {"G", 1ULL << 30}, {"M", 1ULL << 20},
+                               {"K", 1ULL << 10}}) {
+        if (bytes % scale == 0) return std::to_string(bytes / scale) + unit;
+    }
+    return std::to_string(bytes);
+}
+
 ListenAddress parse_address(const Setting& setting, const char* what = "") {
     try {
         return parse_listen_address(setting.value);
@@ -86,10 +115,14 @@ const OptionSpec kOptions[] = {
          return shown;
      },
      nullptr},
-    {"workers", "PREFORK_WORKERS", "N", "number of CPUs", "number of worker processes",
+    {"workers", "PREFORK_WORKERS", "N|auto", "auto",
+     "number of worker processes; auto: the CPU limit of prefork's cgroup, else the CPUs it "
+     "may run on (read again on HUP)",
      OptionShape::value, true, true,
      [](Options& o, const std::vector<Setting>& said) {
+         if (last(said).value == "auto") return;  // the default, found by check()
          o.workers = static_cast<int>(parse_count(last(said), 1, 1024));
+         o.workers_source = last(said).name;
      },
      [](const Options& o) { return one(std::to_string(o.workers)); }, nullptr},
     {"timeout", "PREFORK_TIMEOUT", "SECONDS", "30", "kill a worker silent for this long",
@@ -106,15 +139,38 @@ const OptionSpec kOptions[] = {
          o.graceful_timeout = parse_seconds(last(said));
      },
      [](const Options& o) { return one(seconds_text(o.graceful_timeout)); }, nullptr},
-    {"shutdown_delay", "PREFORK_SHUTDOWN_DELAY", "SECONDS", "0",
+    {"shutdown_delay", "PREFORK_SHUTDOWN_DELAY", "SECONDS|auto[:MAX]", "0",
      "on TERM, first report not ready (/readyz 503) and keep serving this long, then stop "
-     "gracefully",
+     "gracefully; auto: until no new connection or request has come for the quiet period, "
+     "at most MAX seconds (default 30)",
      OptionShape::value, true, true,
      [](Options& o, const std::vector<Setting>& said) {
-         o.shutdown_delay =
-             last(said).value == "0" ? std::chrono::milliseconds(0) : parse_seconds(last(said));
+         const Setting& setting = last(said);
+         o.shutdown_delay_auto = setting.value == "auto" || setting.value.starts_with("auto:");
+         if (setting.value == "auto") {
+             o.shutdown_delay = std::chrono::seconds(30);
+         } else if (o.shutdown_delay_auto) {
+             Setting most = setting;
+             most.value = setting.value.substr(5);
+             o.shutdown_delay = parse_seconds(most);
+         } else {
+             o.shutdown_delay =
+                 setting.value == "0" ? std::chrono::milliseconds(0) : parse_seconds(setting);
+         }
      },
-     [](const Options& o) { return one(seconds_text(o.shutdown_delay)); }, nullptr},
+     [](const Options& o) {
+         std::string text = seconds_text(o.shutdown_delay);
+         return one(o.shutdown_delay_auto ? "auto:" + text : text);
+     },
+     nullptr},
+    {"shutdown_quiet_period", "PREFORK_SHUTDOWN_QUIET_PERIOD", "SECONDS", "1",
+     "with --shutdown-delay auto: how long without a new connection or request means that "
+     "traffic has stopped",
+     OptionShape::value, true, true,
+     [](Options& o, const std::vector<Setting>& said) {
+         o.shutdown_quiet_period = parse_seconds(last(said));
+     },
+     [](const Options& o) { return one(seconds_text(o.shutdown_quiet_period)); }, nullptr},
     {"max_requests", "PREFORK_MAX_REQUESTS", "N", "0",
      "replace a worker after about N requests; 0: never", OptionShape::value, true, true,
      [](Options& o, const std::vector<Setting>& said) {
@@ -128,6 +184,14 @@ const OptionSpec kOptions[] = {
          o.max_requests_jitter = parse_count(last(said), 0, 1'000'000'000);
      },
      [](const Options& o) { return one(std::to_string(o.max_requests_jitter)); }, nullptr},
+    {"worker_memory_limit", "PREFORK_WORKER_MEMORY_LIMIT", "SIZE", "off",
+     "replace a worker whose resident memory exceeds SIZE (512M, 2G), as --max-requests does; "
+     "kill one above twice SIZE at once",
+     OptionShape::value, true, true,
+     [](Options& o, const std::vector<Setting>& said) {
+         o.worker_memory_limit = parse_size(last(said));
+     },
+     [](const Options& o) { return one(size_text(o.worker_memory_limit)); }, nullptr},
     {"env", nullptr, "NAME=VALUE", "", "extra environment for the workers; repeatable",
      OptionShape::pairs, true, true,
      [](Options& o, const std::vector<Setting>& said) {

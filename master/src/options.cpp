@@ -1,5 +1,7 @@
 #include "options.hpp"
 
+#include "cpu_limit.hpp"
+
 #include "config_file.hpp"
 #include "option_table.hpp"
 
@@ -38,16 +40,13 @@ Settings read_environment() {
     return env;
 }
 
-int default_workers() {
-    long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
-    return cpus > 0 ? static_cast<int>(cpus) : 1;
-}
-
 // Turns what was said into checked options, with the defaults for what was not.
 Options check(const Settings& said) {
     Options options;
     options.binds.push_back(parse_listen_address("127.0.0.1:8080"));
-    options.workers = default_workers();
+    WorkerCount count = default_worker_count();
+    options.workers = std::min(count.workers, 1024);
+    options.workers_source = count.source;
     for (const OptionSpec& spec : option_table()) {
         const std::vector<Setting>* values = said.find(spec.key);
         if (values != nullptr && !values->empty()) spec.apply(options, *values);

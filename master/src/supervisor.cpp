@@ -49,6 +49,8 @@ Supervisor::Supervisor(Settings command_line, Options options, ListenerSet liste
     : log_output_(io_, log::LogOutput::buffer_limit_from_environment()),
       signals_(io_),
       tick_timer_(io_),
+      memory_timer_(io_),
+      quiet_timer_(io_),
       respawn_timer_(io_),
       stop_timer_(io_),
       command_line_(std::move(command_line)),
@@ -71,11 +73,12 @@ Supervisor::Supervisor(Settings command_line, Options options, ListenerSet liste
 }
 
 int Supervisor::run() {
-    log::info("starting ", target_workers_, " worker", target_workers_ == 1 ? "" : "s", ": ",
-              options_.command.front());
+    log::info("starting ", target_workers_, " worker", target_workers_ == 1 ? "" : "s", " (",
+              options_.workers_source, "): ", options_.command.front());
     wait_for_signal();
     manage_workers();
     tick();
+    check_memory();
     io_.run();
     listeners_.close_all();
     if (exit_status_ == 0) {
@@ -122,23 +125,59 @@ void Supervisor::handle_term(const char* name) {
     if (phase_ == Phase::running) {
         stop_reason_ = std::string(name) + ", graceful";
         notifier_.stopping();
-        if (options_.shutdown_delay.count() > 0) {
-            // Load balancers see /readyz fail and stop sending traffic; then the listeners close.
-            phase_ = Phase::delaying_shutdown;
-            delay_ends_at_ = Clock::now() + options_.shutdown_delay;
-            log::info("received ", name, ": not ready any more, serving ",
-                      seconds(options_.shutdown_delay), "s more before stopping");
-            stop_timer_.expires_after(options_.shutdown_delay);
-            stop_timer_.async_wait([this](boost::system::error_code ec) {
-                if (!ec && phase_ == Phase::delaying_shutdown) stop_gracefully();
-            });
-            return;
-        }
+        if (options_.shutdown_delay.count() > 0) return delay_shutdown(name);
         log::info("received ", name, ": stopping gracefully");
         return stop_gracefully();
     }
     log::info("received ", name, " again: stopping now");
     stop_now(0, std::string(name) + " twice, immediate");
+}
+
+// Load balancers see /readyz fail and stop sending traffic; then the listeners close: after
+// the delay, or (auto) once no new connection and no new request has come for the quiet
+// period, at most after the delay.
+void Supervisor::delay_shutdown(const char* name) {
+    phase_ = Phase::delaying_shutdown;
+    delay_ends_at_ = Clock::now() + options_.shutdown_delay;
+    if (options_.shutdown_delay_auto) {
+        log::info("received ", name, ": not ready any more, serving until no new connection or ",
+                  "request has come for ", seconds(options_.shutdown_quiet_period), "s (at most ",
+                  seconds(options_.shutdown_delay), "s)");
+        last_traffic_at_ = Clock::now();
+        for (auto& [pid, worker] : workers_) watch_traffic_closely(worker);
+        wait_for_quiet();
+    } else {
+        log::info("received ", name, ": not ready any more, serving ",
+                  seconds(options_.shutdown_delay), "s more before stopping");
+    }
+    stop_timer_.expires_after(options_.shutdown_delay);
+    stop_timer_.async_wait([this](boost::system::error_code ec) {
+        if (ec || phase_ != Phase::delaying_shutdown) return;
+        if (options_.shutdown_delay_auto) {
+            log::info("shutdown delay: traffic still came after ", seconds(options_.shutdown_delay),
+                      "s: stopping gracefully");
+        }
+        stop_gracefully();
+    });
+}
+
+// Heartbeats every 100 ms, so that the end of traffic is seen within a tenth of a second.
+void Supervisor::watch_traffic_closely(WorkerProcess& worker) {
+    if (worker.state == WorkerProcess::State::starting || worker.reaped) return;  // at ready
+    worker.control->send_in_order(control::HeartbeatInterval{100}, {});
+}
+
+void Supervisor::wait_for_quiet() {
+    quiet_timer_.expires_after(50ms);
+    quiet_timer_.async_wait([this](boost::system::error_code ec) {
+        if (ec || phase_ != Phase::delaying_shutdown) return;
+        if (Clock::now() - last_traffic_at_ < options_.shutdown_quiet_period) {
+            return wait_for_quiet();
+        }
+        log::info("shutdown delay: no new connection or request for ",
+                  seconds(options_.shutdown_quiet_period), "s: stopping gracefully");
+        stop_gracefully();
+    });
 }
 
 void Supervisor::handle_quit() {
@@ -192,6 +231,47 @@ void Supervisor::tick() {
     tick_timer_.expires_after(1s);
     tick_timer_.async_wait([this](boost::system::error_code ec) {
         if (!ec) tick();
+    });
+}
+
+// Four times a second, read by the master from /proc (a worker busy in a leaking loop could
+// not be trusted to measure itself, or to answer): a worker above --worker-memory-limit is
+// replaced as a recycled one is, its replacement ready first; one above twice the limit is
+// killed at once, so that a runaway leak cannot take the machine.
+void Supervisor::check_memory() {
+    std::uint64_t limit = options_.worker_memory_limit;
+    bool replace = false;
+    auto mib = [](std::uint64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; };
+    for (auto& [pid, worker] : workers_) {
+        if (limit == 0 || worker.reaped || worker.state == WorkerProcess::State::stopping) {
+            continue;
+        }
+        std::uint64_t resident = resident_bytes(pid);
+        if (resident > 2 * limit) {
+            log::error("worker ", pid, " (generation ", worker.generation, ") uses ", mib(resident),
+                       ", more than twice --worker-memory-limit ", mib(limit), ": killing it");
+            ::kill(pid, SIGKILL);
+            record_.event("worker " + std::to_string(pid) + " killed: " + mib(resident) +
+                          " resident, more than twice the memory limit");
+            worker.exit_cause = "memory";
+            set_state(worker, WorkerProcess::State::stopping);
+            worker.last_heard = Clock::now();
+        } else if (resident > limit && worker.state == WorkerProcess::State::ready &&
+                   !worker.retiring && phase_ == Phase::running) {
+            log::warning("worker ", pid, " (generation ", worker.generation, ") uses ",
+                         mib(resident), ", above --worker-memory-limit ", mib(limit),
+                         ": replacing it");
+            record_.event("worker " + std::to_string(pid) + " replaced: " + mib(resident) +
+                          " resident, above the memory limit");
+            worker.retiring = true;
+            worker.exit_cause = "memory";
+            replace = true;
+        }
+    }
+    if (replace) manage_workers();
+    memory_timer_.expires_after(250ms);
+    memory_timer_.async_wait([this](boost::system::error_code ec) {
+        if (!ec) check_memory();
     });
 }
 
@@ -569,11 +649,18 @@ void Supervisor::on_worker_ready(WorkerProcess& worker) {
     set_state(worker, WorkerProcess::State::ready);
     crash_loop_.note_ready();
     log::info("worker ", worker.pid, " ready (generation ", worker.generation, ")");
+    if (phase_ == Phase::delaying_shutdown && options_.shutdown_delay_auto) {
+        watch_traffic_closely(worker);
+    }
     announce_ready_if_all_are();
     drain_replaced_workers();
 }
 
 void Supervisor::on_worker_heartbeat(WorkerProcess& worker, const control::Heartbeat& heartbeat) {
+    if (heartbeat.requests > worker.counters.requests ||
+        heartbeat.connections_accepted > worker.counters.connections_accepted) {
+        last_traffic_at_ = Clock::now();
+    }
     worker.counters = heartbeat;
     worker.adoptions_since_heartbeat = worker.control->waiting();
     if (heartbeat.requests > 0 || heartbeat.active_connections > 0) worker.had_traffic = true;

@@ -49,6 +49,9 @@ class Supervisor : public AdminActions {
     void handle_signal(int signal);
     void handle_term(const char* name);
     void handle_quit();
+    void delay_shutdown(const char* name);
+    void watch_traffic_closely(WorkerProcess& worker);
+    void wait_for_quiet();
     void handle_ttin();
     void handle_ttou();
     void handle_hup();
@@ -61,6 +64,7 @@ class Supervisor : public AdminActions {
     void reap_workers();
     void murder_workers();
     void retire_worker(WorkerProcess& worker);
+    void check_memory();
     void drain_worker(WorkerProcess& worker, const char* cause);
     void drain_replaced_workers();
     void reload_configuration();
@@ -93,6 +97,9 @@ class Supervisor : public AdminActions {
     log::LogOutput log_output_;  // stderr never blocks this loop
     boost::asio::signal_set signals_;
     boost::asio::steady_timer tick_timer_;
+    boost::asio::steady_timer memory_timer_;
+    boost::asio::steady_timer quiet_timer_;  // --shutdown-delay auto: has traffic stopped?
+    Clock::time_point last_traffic_at_{};  // a worker last reported a new connection or request
     boost::asio::steady_timer respawn_timer_;
     boost::asio::steady_timer stop_timer_;
     Settings command_line_;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <fstream>
 #include <stdexcept>
 #include <system_error>
 
@@ -85,6 +86,13 @@ boost::filesystem::path resolve_program(const std::string& program) {
 }
 
 }  // namespace
+
+std::uint64_t resident_bytes(pid_t pid) {
+    std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
+    std::uint64_t size = 0, resident = 0;
+    statm >> size >> resident;
+    return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
 
 const char* state_name(WorkerProcess::State state) {
     switch (state) {

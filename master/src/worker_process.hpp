@@ -41,6 +41,9 @@ struct WorkerProcess {
 
 const char* state_name(WorkerProcess::State state);
 
+// A process's resident memory in bytes (/proc/PID/statm), 0 when it cannot be read.
+std::uint64_t resident_bytes(pid_t pid);
+
 // What a new worker is started with.
 struct WorkerLaunch {
     std::vector<std::string> command;      // program (resolved on PATH) and arguments

@@ -31,6 +31,7 @@ bool same_double(double a, double b) {
 
 bool same_counters(const WorkerCounters& a, const WorkerCounters& b) {
     return a.requests == b.requests && a.active_connections == b.active_connections &&
+           a.connections_accepted == b.connections_accepted &&
            a.bytes_in == b.bytes_in && a.bytes_out == b.bytes_out && a.responses == b.responses &&
            a.durations == b.durations && a.log_lines_dropped == b.log_lines_dropped &&
            a.connections_handed_off == b.connections_handed_off &&
@@ -49,6 +50,9 @@ struct Same {
     }
     bool operator()(const HandOff& a, const HandOff& b) const { return a.bytes == b.bytes; }
     bool operator()(const Adopt& a, const Adopt& b) const { return a.bytes == b.bytes; }
+    bool operator()(const HeartbeatInterval& a, const HeartbeatInterval& b) const {
+        return a.interval_ms == b.interval_ms;
+    }
     bool operator()(const Ready& a, const Ready& b) const { return a.pid == b.pid; }
     bool operator()(const Heartbeat& a, const Heartbeat& b) const { return same_counters(a, b); }
     bool operator()(const Draining&, const Draining&) const { return true; }

@@ -10,6 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include <future>
+
 #include <boost/json.hpp>
 
 #include <arpa/inet.h>
@@ -312,6 +314,52 @@ TEST(ShutdownDelay, NotReadyAtOnceServesForTheDelayThenFreesThePort) {
     EXPECT_GE(std::chrono::steady_clock::now() - term_at, 5s)
         << "stopped before the delay was over";
     EXPECT_TRUE(port_is_free(port));
+}
+
+// auto: the delay ends once the load balancer has stopped sending, not at its maximum. The
+// load here (new connections and keep-alive requests) stops 2 s after TERM.
+TEST(ShutdownDelay, AutoStopsAboutAQuietPeriodAfterTheLastRequest) {
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0", "--shutdown-delay", "auto:30"}});
+    auto port = server.port();
+    auto term_at = std::chrono::steady_clock::now();
+    server.signal(SIGTERM);
+    EXPECT_EQ(wait_for_status(server.admin_port(), "/readyz", 503, 3s), 503u);
+    HttpConnection kept(port);
+    std::chrono::steady_clock::time_point last_request;
+    while (std::chrono::steady_clock::now() - term_at < 2s) {
+        EXPECT_EQ(http_get(port, "/").body(), "Hello, World!");  // a new connection
+        EXPECT_EQ(kept.get("/").body(), "Hello, World!");         // a keep-alive request
+        last_request = std::chrono::steady_clock::now();
+        std::this_thread::sleep_for(50ms);  // the load's own pace
+    }
+    EXPECT_EQ(server.wait_exit_status(35s), 0) << server.output();
+    auto after_last = std::chrono::steady_clock::now() - last_request;
+    EXPECT_GE(after_last, 900ms) << "stopped before the quiet period had passed";
+    EXPECT_LT(after_last, 10s) << "the delay did not end with the traffic";
+    EXPECT_EQ(server.wait_for_lines("shutdown delay: no new connection or request for 1s", 1, 0ms)
+                  .size(),
+              1u)
+        << server.output();
+}
+
+// auto with traffic that never stops: the delay ends at its maximum, and says so.
+TEST(ShutdownDelay, AutoEndsAtItsMaximumWhileTrafficKeepsComing) {
+    PreforkServer server(Loopback{1, {"--shutdown-delay", "auto:2"}});
+    auto port = server.port();
+    server.signal(SIGTERM);
+    HttpConnection kept(port);
+    auto stopped = std::async(std::launch::async, [&] { return server.wait_exit_status(20s); });
+    while (stopped.wait_for(100ms) != std::future_status::ready) {
+        try {
+            kept.get("/");
+        } catch (const std::exception&) {
+            // the connection closed with the stop
+        }
+    }
+    EXPECT_EQ(stopped.get(), 0);
+    EXPECT_EQ(server.wait_for_lines("shutdown delay: traffic still came after 2s", 1, 0ms).size(),
+              1u)
+        << server.output();
 }
 
 }  // namespace

@@ -26,6 +26,10 @@ TEST(ControlProtocol, EveryMessageRoundTrips) {
     EXPECT_EQ(got.bytes_in, 3000u);
     EXPECT_EQ(got.bytes_out, 4000u);
     EXPECT_TRUE(std::holds_alternative<Draining>(decode(encode(Draining{}))));
+    EXPECT_EQ(std::get<HeartbeatInterval>(decode(encode(HeartbeatInterval{100}))).interval_ms, 100);
+    Heartbeat accepted;
+    accepted.connections_accepted = 9;
+    EXPECT_EQ(std::get<Heartbeat>(decode(encode(accepted))).connections_accepted, 9u);
 }
 
 TEST(ControlProtocol, MessagesAreOneJsonObjectWithAType) {
@@ -78,7 +82,8 @@ TEST(ControlProtocol, RejectsGarbage) {
                                 R"({"type":"hand_off","bytes":"abc"})",
                                 R"({"type":"adopt","bytes":"ab=c"})",
                                 R"({"type":"adopt","bytes":"a==="})",
-                                R"({"type":"adopt","bytes":"ab!c"})",
+                                R"({"type":"adopt","bytes":"ab!c"})", R"({"type":"heartbeat_interval"})",
+          R"({"type":"heartbeat_interval","interval_ms":0})",
                                 "{\"type\":\"ready\""}) {
         EXPECT_THROW(decode(garbage), ProtocolError) << garbage;
     }

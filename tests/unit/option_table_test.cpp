@@ -25,8 +25,10 @@ const std::map<std::string, std::string> kSamples = {
     {"timeout", "7"},
     {"graceful_timeout", "8"},
     {"shutdown_delay", "9"},
+    {"shutdown_quiet_period", "2.5"},
     {"max_requests", "10"},
     {"max_requests_jitter", "11"},
+    {"worker_memory_limit", "12M"},
     {"env", "A=b"},
     {"config", "/nonexistent.toml"},
     {"admin", "127.0.0.1:9002"},
@@ -97,6 +99,23 @@ TEST_F(OptionTable, EveryOptionOfTheFileIsReadFromTheFile) {
         std::string path = config("command = [\"app\"]\n" + line);
         Options options = from_command_line({"--config", path});
         EXPECT_NE(joined(spec.show(options)), joined(spec.show(defaults()))) << line;
+    }
+}
+
+TEST_F(OptionTable, MemorySizesTakeUnitsOfPowersOf1024) {
+    auto limit = [](const std::string& size) {
+        return from_command_line({"--worker-memory-limit", size, "--", "app"}).worker_memory_limit;
+    };
+    EXPECT_EQ(defaults().worker_memory_limit, 0u);
+    EXPECT_EQ(limit("512M"), 512ULL << 20);
+    EXPECT_EQ(limit("2G"), 2ULL << 30);
+    EXPECT_EQ(limit("2g"), 2ULL << 30);
+    EXPECT_EQ(limit("4096K"), 4ULL << 20);
+    EXPECT_EQ(limit("1048576"), 1ULL << 20);
+    EXPECT_EQ(limit("off"), 0u);
+    EXPECT_EQ(limit("0"), 0u);
+    for (const char* bad : {"", "lots", "12X", "1K", "-5M", "M", "2 G", "99999999T"}) {
+        EXPECT_THROW(limit(bad), UsageError) << bad;
     }
 }
 

@@ -48,6 +48,17 @@ std::string describe(const Request& request, const std::string& known) {
     return std::string(request.method_string()) + " " + std::string(request.target());
 }
 
+// One line for what a coroutine handler let out.
+void log_handler_error(const std::string& what, std::exception_ptr error) {
+    try {
+        std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+        log::error(what, ": handler threw: ", e.what());
+    } catch (...) {
+        log::error(what, ": handler threw a non-standard exception");
+    }
+}
+
 std::string describe_request(const std::string& method, const std::string& target) {
     if (method.empty()) return "a request";
     return method + " " + target;
@@ -407,14 +418,7 @@ void Connection::spawn_responding_coroutine(const RespondingCoroutineHandler& ha
 void Connection::on_responding_coroutine_done(const std::string& what,
                                               const std::shared_ptr<HandlerCancel>& cancel,
                                               std::exception_ptr error) {
-    if (!error || cancel->cancelled) return;
-    try {
-        std::rethrow_exception(error);
-    } catch (const std::exception& e) {
-        log::error(what, ": handler threw: ", e.what());
-    } catch (...) {
-        log::error(what, ": handler threw a non-standard exception");
-    }
+    if (error && !cancel->cancelled) log_handler_error(what, error);
 }
 
 // Ends the awaits of the handler's coroutine, of either kind (the client left, the handler
@@ -446,13 +450,7 @@ void Connection::on_coroutine_done(std::uint64_t request_id, const std::string& 
                                    std::exception_ptr error, Response response) {
     if (state_ != State::handling || request_id != request_id_) return;  // cancelled, or late
     if (error) {
-        try {
-            std::rethrow_exception(error);
-        } catch (const std::exception& e) {
-            log::error(what, ": handler threw: ", e.what());
-        } catch (...) {
-            log::error(what, ": handler threw a non-standard exception");
-        }
+        log_handler_error(what, error);
         response = Response::error(500);
     }
     finish_response(std::move(response));

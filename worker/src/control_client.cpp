@@ -9,9 +9,6 @@
 
 namespace prefork {
 
-namespace {
-constexpr auto kHeartbeatInterval = std::chrono::seconds(1);
-}
 
 ControlClient::ControlClient(boost::asio::io_context& io, UniqueFd control_socket, Server& server,
                              std::function<void()> on_stopped)
@@ -43,6 +40,11 @@ void ControlClient::on_message(control::Message message, std::vector<UniqueFd> f
             return;
         }
         return server_.adopt(std::move(fds[0]), std::move(adopt->bytes));
+    }
+    if (auto* interval = std::get_if<control::HeartbeatInterval>(&message)) {
+        heartbeat_interval_ = std::chrono::milliseconds(interval->interval_ms);
+        if (!stopping_) schedule_heartbeat();  // once stopping, that timer is the deadline
+        return;
     }
     if (std::holds_alternative<control::ReopenLogs>(message)) {
         server_.access_log().reopen();
@@ -90,6 +92,7 @@ void ControlClient::drain(std::chrono::milliseconds timeout, bool hand_off) {
 // graceful timeout); the last heartbeat carries the final counts, so the master's totals
 // miss nothing.
 void ControlClient::stop() {
+    stopping_ = true;
     heartbeat_timer_.cancel();
     auto finish = [this] {
         if (!on_stopped_) return;
@@ -120,7 +123,7 @@ void ControlClient::on_master_gone() {
 }
 
 void ControlClient::schedule_heartbeat() {
-    heartbeat_timer_.expires_after(kHeartbeatInterval);
+    heartbeat_timer_.expires_after(heartbeat_interval_);
     heartbeat_timer_.async_wait([this](boost::system::error_code ec) {
         if (ec) return;
         send_heartbeat();

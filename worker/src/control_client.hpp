@@ -39,6 +39,8 @@ class ControlClient {
     boost::asio::steady_timer heartbeat_timer_;
     std::function<void()> on_stopped_;
     std::chrono::milliseconds graceful_timeout_{30'000};
+    std::chrono::milliseconds heartbeat_interval_{1000};  // the master may ask for another
+    bool stopping_ = false;
 };
 
 }  // namespace prefork

@@ -137,6 +137,7 @@ void Server::listen(UniqueFd listener, std::string name) {
 }
 
 void Server::on_accepted(UniqueFd socket, int family) {
+    ++counters_.connections_accepted;
     make_room();
     auto connection = take_connection(std::move(socket), family);
     if (!connection) return;

@@ -74,6 +74,7 @@ struct WorkerCounters {
     std::uint64_t connections_handed_off = 0;  // sent to the master while draining
     std::uint64_t connections_adopted = 0;     // received from the master, and served
     std::uint64_t handoff_fallbacks = 0;       // could not be handed off or adopted: closed
+    std::uint64_t connections_accepted = 0;    // from the listeners (not adopted ones)
 
     // Adds another worker's totals (the current connections too).
     void add(const WorkerCounters& other);
@@ -88,8 +89,15 @@ struct Draining {};
 // master -> worker: reopen the log files (the access log), after USR1.
 struct ReopenLogs {};
 
+// master -> worker: send heartbeats this often from now on (the master watches traffic
+// closely while it waits for it to stop: --shutdown-delay auto).
+struct HeartbeatInterval {
+    std::int64_t interval_ms = 1000;
+};
+
 using Message =
-    std::variant<Listeners, Drain, Ready, Heartbeat, Draining, ReopenLogs, HandOff, Adopt>;
+    std::variant<Listeners, Drain, Ready, Heartbeat, Draining, ReopenLogs, HandOff, Adopt,
+                 HeartbeatInterval>;
 
 class ProtocolError : public std::runtime_error {
   public:
