@@ -79,6 +79,8 @@ struct Encoder {
                 {"requests", m.requests},
                 {"active_connections", m.active_connections},
                 {"connections_accepted", m.connections_accepted},
+                {"queue_times", json::value_from(m.queue_times)},
+                {"queue_seconds_sum", m.queue_seconds_sum},
                 {"bytes_in", m.bytes_in},
                 {"bytes_out", m.bytes_out},
                 {"responses", json::value_from(m.responses)},
@@ -173,6 +175,8 @@ Heartbeat decode_heartbeat(const json::object& object) {
     m.requests = optional_number<std::uint64_t>(object, "requests");
     m.active_connections = optional_number<std::uint64_t>(object, "active_connections");
     m.connections_accepted = optional_number<std::uint64_t>(object, "connections_accepted");
+    optional_counts(object, "queue_times", m.queue_times);
+    m.queue_seconds_sum = optional_number<double>(object, "queue_seconds_sum");
     m.bytes_in = optional_number<std::uint64_t>(object, "bytes_in");
     m.bytes_out = optional_number<std::uint64_t>(object, "bytes_out");
     optional_counts(object, "responses", m.responses);
@@ -191,6 +195,8 @@ void WorkerCounters::add(const WorkerCounters& other) {
     requests += other.requests;
     active_connections += other.active_connections;
     connections_accepted += other.connections_accepted;
+    for (std::size_t i = 0; i < queue_times.size(); ++i) queue_times[i] += other.queue_times[i];
+    queue_seconds_sum += other.queue_seconds_sum;
     bytes_in += other.bytes_in;
     bytes_out += other.bytes_out;
     for (std::size_t i = 0; i < responses.size(); ++i) responses[i] += other.responses[i];

@@ -96,6 +96,19 @@ std::string to_prometheus(const StatusReport& r) {
     out << "prefork_request_duration_seconds_bucket{le=\"+Inf\"} " << cumulative << "\n";
     out << "prefork_request_duration_seconds_sum " << number(t.duration_seconds_sum) << "\n";
     out << "prefork_request_duration_seconds_count " << cumulative << "\n";
+    family("prefork_request_queue_seconds", "histogram",
+           "Time from the arrival of a request's first byte (its kernel receive timestamp) to "
+           "the start of its handling: how long it waited for its worker.");
+    cumulative = 0;
+    for (std::size_t i = 0; i < control::kDurationBuckets.size(); ++i) {
+        cumulative += t.queue_times[i];
+        out << "prefork_request_queue_seconds_bucket{le=\"" << number(control::kDurationBuckets[i])
+            << "\"} " << cumulative << "\n";
+    }
+    cumulative += t.queue_times.back();
+    out << "prefork_request_queue_seconds_bucket{le=\"+Inf\"} " << cumulative << "\n";
+    out << "prefork_request_queue_seconds_sum " << number(t.queue_seconds_sum) << "\n";
+    out << "prefork_request_queue_seconds_count " << cumulative << "\n";
     family("prefork_active_connections", "gauge", "Client connections open in all workers.");
     out << "prefork_active_connections " << t.active_connections << "\n";
     family("prefork_received_bytes_total", "counter", "Bytes of requests read.");

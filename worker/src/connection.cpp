@@ -194,7 +194,8 @@ void Connection::read_input() {
     // Never full: the parser refuses a head before it fills the buffer, and takes every
     // byte of a body it is given.
     error_code ec;
-    std::size_t bytes = socket_.read_some(asio::buffer(space, room), ec);
+    std::size_t bytes = phase_ == ReadPhase::idle ? read_first_bytes(space, room, ec)
+                                                  : socket_.read_some(asio::buffer(space, room), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) return wait_readable();
     if (ec) {
         // The client closed: normal between requests; in the middle of one, it may still
@@ -281,7 +282,45 @@ bool Connection::on_head() {
     return true;
 }
 
+// The first bytes of a request, with the time the kernel received them (SO_TIMESTAMPNS, set
+// on the listeners): the start of its queue time. Without a timestamp (a Unix socket), now.
+std::size_t Connection::read_first_bytes(char* space, std::size_t room, error_code& ec) {
+    iovec iov{space, room};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n;
+    do {
+        n = ::recvmsg(socket_.native_handle(), &msg, MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    auto now = std::chrono::steady_clock::now();
+    input_arrived_ = now;
+    if (n < 0) {
+        ec = error_code(errno, boost::system::system_category());
+        return 0;
+    }
+    if (n == 0) {
+        ec = asio::error::eof;
+        return 0;
+    }
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPNS) continue;
+        timespec stamp;
+        std::memcpy(&stamp, CMSG_DATA(c), sizeof stamp);
+        auto received = std::chrono::system_clock::time_point(
+            std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                std::chrono::seconds(stamp.tv_sec) + std::chrono::nanoseconds(stamp.tv_nsec)));
+        auto age = std::chrono::system_clock::now() - received;
+        if (age > std::chrono::steady_clock::duration::zero()) input_arrived_ = now - age;
+    }
+    return static_cast<std::size_t>(n);
+}
+
 void Connection::begin_request() {
+    server_.count_queue_time(std::chrono::steady_clock::now() - input_arrived_);
     server_.count_request();
     ++request_id_;
     request_started_ = std::chrono::steady_clock::now();

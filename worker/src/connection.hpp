@@ -106,6 +106,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     void wait_readable();
     void on_readable(boost::system::error_code ec);
     void read_input();
+    std::size_t read_first_bytes(char* space, std::size_t room, boost::system::error_code& ec);
     void parse_input();
     bool on_head();
     void begin_request();
@@ -192,6 +193,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool head_request_ = false;
     unsigned request_version_ = 11;
     std::chrono::steady_clock::time_point request_started_;
+    // When the kernel received the bytes of the next request (the last first read): its
+    // queue time starts there.
+    std::chrono::steady_clock::time_point input_arrived_ = std::chrono::steady_clock::now();
     std::string client_;
     std::string method_, target_;  // of the request being answered, for the access log
     State state_ = State::reading;

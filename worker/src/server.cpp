@@ -129,6 +129,10 @@ void Server::listen(UniqueFd listener, std::string name) {
         ::setsockopt(listener.get(), IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
         ::setsockopt(listener.get(), IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
     }
+    // Every connection it accepts has its received data stamped by the kernel: where a
+    // request's queue time starts (count_queue_time).
+    int on = 1;
+    ::setsockopt(listener.get(), SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
     auto acceptor = std::make_unique<Acceptor>(
         io_, std::move(listener), std::move(name),
         [this](UniqueFd socket, int family) { on_accepted(std::move(socket), family); });
@@ -278,6 +282,14 @@ void Server::count_request() {
     if ((counters_.requests == 1 || counters_.requests == request_limit_) && report_requests_) {
         report_requests_();
     }
+}
+
+void Server::count_queue_time(std::chrono::steady_clock::duration waited) {
+    double seconds = std::max(0.0, std::chrono::duration<double>(waited).count());
+    const auto& bounds = control::kDurationBuckets;
+    auto bucket = std::lower_bound(bounds.begin(), bounds.end(), seconds) - bounds.begin();
+    ++counters_.queue_times[static_cast<std::size_t>(bucket)];
+    counters_.queue_seconds_sum += seconds;
 }
 
 void Server::count_response(std::string_view client, std::string_view method,

@@ -91,6 +91,9 @@ class Server {
     void set_request_limit(std::uint64_t limit, std::function<void()> report);
     // Counts one request received.
     void count_request();
+    // Counts how long a request waited: from the arrival of its first byte to its head
+    // being parsed by this worker (its handler starts then, or once its body is in).
+    void count_queue_time(std::chrono::steady_clock::duration waited);
     // Counts one response written (and logs it when the access log is on).
     void count_response(std::string_view client, std::string_view method, std::string_view target,
                         unsigned status, std::uint64_t bytes,

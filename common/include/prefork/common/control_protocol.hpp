@@ -75,6 +75,10 @@ struct WorkerCounters {
     std::uint64_t connections_adopted = 0;     // received from the master, and served
     std::uint64_t handoff_fallbacks = 0;       // could not be handed off or adopted: closed
     std::uint64_t connections_accepted = 0;    // from the listeners (not adopted ones)
+    // Requests by queue time (the arrival of their first byte to the start of their
+    // handling), in the buckets of kDurationBuckets.
+    std::array<std::uint64_t, kDurationBuckets.size() + 1> queue_times{};
+    double queue_seconds_sum = 0;
 
     // Adds another worker's totals (the current connections too).
     void add(const WorkerCounters& other);
