@@ -49,12 +49,12 @@ std::uint64_t parse_size(const Setting& setting) {
     std::uint64_t value = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
     std::string unit(end, text.data() + text.size());
-    std::uint64_t scale = unit.empty()                     ? 1
-                          : unit == "K" || unit == "k"     ? 1ULL << 10
-                          : unit == "M" || unit == "m"     ? 1ULL << 20
-                          : unit == "G" || unit == "g"     ? 1ULL << 30
-                          : unit == "T" || unit == "t"     ? 1ULL << 40
-                                                           : 0;
+    std::uint64_t scale = unit.empty()                 ? 1
+                          : unit == "K" || unit == "k" ? 1ULL << 10
+                          : unit == "M" || unit == "m" ? 1ULL << 20
+                          : unit == "G" || unit == "g" ? 1ULL << 30
+                          : unit == "T" || unit == "t" ? 1ULL << 40
+                                                       : 0;
     if (ec != std::errc{} || end == text.data() || scale == 0 || value == 0 ||
         value > (1ULL << 50) / scale || value * scale < (1ULL << 20)) {
         invalid(setting, "a size of at least 1M, such as 512M or 2G, or off");
@@ -64,8 +64,8 @@ std::uint64_t parse_size(const Setting& setting) {
 
 std::string size_text(std::uint64_t bytes) {
     if (bytes == 0) return "off";
-    for (auto [unit, scale] : {std::pair{"T", 1ULL << 40}, {"G", 1ULL << 30}, {"M", 1ULL << 20},
-                               {"K", 1ULL << 10}}) {
+    for (auto [unit, scale] :
+         {std::pair{"T", 1ULL << 40}, {"G", 1ULL << 30}, {"M", 1ULL << 20}, {"K", 1ULL << 10}}) {
         if (bytes % scale == 0) return std::to_string(bytes / scale) + unit;
     }
     return std::to_string(bytes);
@@ -169,6 +169,10 @@ const OptionSpec kOptions[] = {
      OptionShape::value, true, true,
      [](Options& o, const std::vector<Setting>& said) {
          o.shutdown_quiet_period = parse_seconds(last(said));
+         // Workers report every 100 ms meanwhile: a shorter period would see gaps as quiet.
+         if (o.shutdown_quiet_period < std::chrono::milliseconds(300)) {
+             invalid(last(said), "at least 0.3 seconds");
+         }
      },
      [](const Options& o) { return one(seconds_text(o.shutdown_quiet_period)); }, nullptr},
     {"max_requests", "PREFORK_MAX_REQUESTS", "N", "0",

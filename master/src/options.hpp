@@ -23,12 +23,13 @@ struct Options {
     std::chrono::milliseconds timeout{30'000};
     std::chrono::milliseconds graceful_timeout{30'000};
     std::chrono::milliseconds shutdown_delay{0};  // not ready but serving, after TERM
-    bool shutdown_delay_auto = false;  // the delay ends once traffic has stopped (at most the above)
+    bool shutdown_delay_auto =
+        false;  // the delay ends once traffic has stopped (at most the above)
     std::chrono::milliseconds shutdown_quiet_period{1000};  // what "stopped" means
     std::uint64_t max_requests = 0;  // recycle a worker after about this many; 0: never
     std::uint64_t max_requests_jitter = 0;
     std::uint64_t worker_memory_limit = 0;  // bytes of resident memory; 0: no limit
-    std::vector<std::string> worker_env;  // NAME=VALUE, added to the workers' environment
+    std::vector<std::string> worker_env;    // NAME=VALUE, added to the workers' environment
     std::string pid_file;
     log::Format log_format = log::Format::text;
     log::Level log_level = log::Level::info;

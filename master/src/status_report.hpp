@@ -48,8 +48,8 @@ struct StatusReport {
 // The causes a worker exit is counted under.
 // signal: a worker told to stop by someone else than the master (kill -TERM to it).
 // memory: above --worker-memory-limit (replaced), or above twice it (killed).
-inline const std::vector<std::string> kExitCauses = {"crash",  "hang", "memory", "recycle",
-                                                     "reload", "scale", "stop",  "signal"};
+inline const std::vector<std::string> kExitCauses = {"crash",  "hang",  "memory", "recycle",
+                                                     "reload", "scale", "stop",   "signal"};
 
 std::string to_json(const StatusReport& report);
 std::string to_prometheus(const StatusReport& report);

@@ -163,17 +163,33 @@ void Supervisor::delay_shutdown(const char* name) {
 
 // Heartbeats every 100 ms, so that the end of traffic is seen within a tenth of a second.
 void Supervisor::watch_traffic_closely(WorkerProcess& worker) {
-    if (worker.state == WorkerProcess::State::starting || worker.reaped) return;  // at ready
+    if (worker.state != WorkerProcess::State::ready || worker.reaped ||
+        !worker.control->is_open()) {
+        return;  // a starting one is told once ready
+    }
     worker.control->send_in_order(control::HeartbeatInterval{100}, {});
+}
+
+// Quiet: no new connection or request reported for the quiet period, by workers that all
+// did report lately (a worker whose loop is stuck, or that heartbeats only every second,
+// says nothing about its traffic: the delay then runs to its maximum).
+bool Supervisor::traffic_has_stopped() const {
+    auto now = Clock::now();
+    if (now - last_traffic_at_ < options_.shutdown_quiet_period) return false;
+    int ready = 0;
+    for (const auto& [pid, worker] : workers_) {
+        if (worker.state != WorkerProcess::State::ready || worker.reaped) continue;
+        ++ready;
+        if (now - worker.last_heard > 300ms) return false;
+    }
+    return ready > 0;
 }
 
 void Supervisor::wait_for_quiet() {
     quiet_timer_.expires_after(50ms);
     quiet_timer_.async_wait([this](boost::system::error_code ec) {
         if (ec || phase_ != Phase::delaying_shutdown) return;
-        if (Clock::now() - last_traffic_at_ < options_.shutdown_quiet_period) {
-            return wait_for_quiet();
-        }
+        if (!traffic_has_stopped()) return wait_for_quiet();
         log::info("shutdown delay: no new connection or request for ",
                   seconds(options_.shutdown_quiet_period), "s: stopping gracefully");
         stop_gracefully();
@@ -243,10 +259,21 @@ void Supervisor::check_memory() {
     bool replace = false;
     auto mib = [](std::uint64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; };
     for (auto& [pid, worker] : workers_) {
-        if (limit == 0 || worker.reaped || worker.state == WorkerProcess::State::stopping) {
+        bool serving = worker.state == WorkerProcess::State::ready ||
+                       worker.state == WorkerProcess::State::draining;
+        if (limit == 0 || worker.reaped || !serving) continue;
+        std::uint64_t resident = resident_bytes(pid);
+        if (resident <= limit) continue;
+        if (!worker.had_traffic) {
+            // Replacing it would not help: its replacement would start as large.
+            if (!worker.memory_warned) {
+                log::warning("worker ", pid, " uses ", mib(resident),
+                             " before serving anything, above --worker-memory-limit ", mib(limit),
+                             ": the limit is below what a worker needs; not replacing it");
+                worker.memory_warned = true;
+            }
             continue;
         }
-        std::uint64_t resident = resident_bytes(pid);
         if (resident > 2 * limit) {
             log::error("worker ", pid, " (generation ", worker.generation, ") uses ", mib(resident),
                        ", more than twice --worker-memory-limit ", mib(limit), ": killing it");
@@ -256,8 +283,8 @@ void Supervisor::check_memory() {
             worker.exit_cause = "memory";
             set_state(worker, WorkerProcess::State::stopping);
             worker.last_heard = Clock::now();
-        } else if (resident > limit && worker.state == WorkerProcess::State::ready &&
-                   !worker.retiring && phase_ == Phase::running) {
+        } else if (worker.state == WorkerProcess::State::ready && !worker.retiring &&
+                   phase_ == Phase::running) {
             log::warning("worker ", pid, " (generation ", worker.generation, ") uses ",
                          mib(resident), ", above --worker-memory-limit ", mib(limit),
                          ": replacing it");

@@ -52,6 +52,7 @@ class Supervisor : public AdminActions {
     void delay_shutdown(const char* name);
     void watch_traffic_closely(WorkerProcess& worker);
     void wait_for_quiet();
+    bool traffic_has_stopped() const;
     void handle_ttin();
     void handle_ttou();
     void handle_hup();
@@ -99,7 +100,7 @@ class Supervisor : public AdminActions {
     boost::asio::steady_timer tick_timer_;
     boost::asio::steady_timer memory_timer_;
     boost::asio::steady_timer quiet_timer_;  // --shutdown-delay auto: has traffic stopped?
-    Clock::time_point last_traffic_at_{};  // a worker last reported a new connection or request
+    Clock::time_point last_traffic_at_{};    // a worker last reported a new connection or request
     boost::asio::steady_timer respawn_timer_;
     boost::asio::steady_timer stop_timer_;
     Settings command_line_;

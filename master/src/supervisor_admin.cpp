@@ -18,7 +18,6 @@ double seconds(Clock::duration d) {
     return std::chrono::duration<double>(d).count();
 }
 
-
 }  // namespace
 
 StatusReport Supervisor::status() const {

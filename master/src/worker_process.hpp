@@ -31,6 +31,7 @@ struct WorkerProcess {
     bool reaped = false;             // it has exited: only its last counters still count
     std::string exit_cause;          // why it was told to go: recycle, reload, scale, stop, hang
     std::uint64_t adoptions_since_heartbeat = 0;  // connections sent its way, not yet counted
+    bool memory_warned = false;  // above --worker-memory-limit before any traffic: said once
     std::unique_ptr<ControlChannel> control;
 
     // Counts towards the number of workers the master keeps up.

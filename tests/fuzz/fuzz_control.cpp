@@ -32,9 +32,9 @@ bool same_double(double a, double b) {
 bool same_counters(const WorkerCounters& a, const WorkerCounters& b) {
     return a.requests == b.requests && a.active_connections == b.active_connections &&
            a.connections_accepted == b.connections_accepted && a.queue_times == b.queue_times &&
-           same_double(a.queue_seconds_sum, b.queue_seconds_sum) &&
-           a.bytes_in == b.bytes_in && a.bytes_out == b.bytes_out && a.responses == b.responses &&
-           a.durations == b.durations && a.log_lines_dropped == b.log_lines_dropped &&
+           same_double(a.queue_seconds_sum, b.queue_seconds_sum) && a.bytes_in == b.bytes_in &&
+           a.bytes_out == b.bytes_out && a.responses == b.responses && a.durations == b.durations &&
+           a.log_lines_dropped == b.log_lines_dropped &&
            a.connections_handed_off == b.connections_handed_off &&
            a.connections_adopted == b.connections_adopted &&
            a.handoff_fallbacks == b.handoff_fallbacks &&

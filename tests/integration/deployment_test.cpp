@@ -328,7 +328,7 @@ TEST(ShutdownDelay, AutoStopsAboutAQuietPeriodAfterTheLastRequest) {
     std::chrono::steady_clock::time_point last_request;
     while (std::chrono::steady_clock::now() - term_at < 2s) {
         EXPECT_EQ(http_get(port, "/").body(), "Hello, World!");  // a new connection
-        EXPECT_EQ(kept.get("/").body(), "Hello, World!");         // a keep-alive request
+        EXPECT_EQ(kept.get("/").body(), "Hello, World!");        // a keep-alive request
         last_request = std::chrono::steady_clock::now();
         std::this_thread::sleep_for(50ms);  // the load's own pace
     }
@@ -336,10 +336,27 @@ TEST(ShutdownDelay, AutoStopsAboutAQuietPeriodAfterTheLastRequest) {
     auto after_last = std::chrono::steady_clock::now() - last_request;
     EXPECT_GE(after_last, 900ms) << "stopped before the quiet period had passed";
     EXPECT_LT(after_last, 10s) << "the delay did not end with the traffic";
-    EXPECT_EQ(server.wait_for_lines("shutdown delay: no new connection or request for 1s", 1, 0ms)
-                  .size(),
-              1u)
+    EXPECT_EQ(
+        server.wait_for_lines("shutdown delay: no new connection or request for 1s", 1, 0ms).size(),
+        1u)
         << server.output();
+}
+
+// A worker whose loop is stuck cannot report its traffic: its silence is not quiet, and the
+// delay goes on (here a client that comes 2 s after TERM, while the loop is still blocked,
+// is served instead of finding its connection reset when the listeners close).
+TEST(ShutdownDelay, AutoWaitsWhileAWorkerCannotSayWhetherTrafficStopped) {
+    PreforkServer server(Loopback{1, {"--shutdown-delay", "auto:15"}});
+    pid_t worker = server.children().at(0);
+    auto blocked = std::async(std::launch::async, [&] {
+        return HttpConnection(server.port(), 20s).get("/block?ms=3000").result_int();
+    });
+    ASSERT_TRUE(wait_until_in_nanosleep(worker, 5s));
+    server.signal(SIGTERM);
+    std::this_thread::sleep_for(2s);  // the traffic's shape: the next client comes 2 s later
+    EXPECT_EQ(HttpConnection(server.port(), 20s).get("/").body(), "Hello, World!");
+    EXPECT_EQ(blocked.get(), 200);
+    EXPECT_EQ(server.wait_exit_status(30s), 0);
 }
 
 // auto with traffic that never stops: the delay ends at its maximum, and says so.

@@ -72,20 +72,19 @@ TEST(WorkerCount, InACgroupWithAOneCpuQuotaPreforkStartsOneWorker) {
                         "writable cgroup hierarchy)";
     }
     // The shell moves itself into the cgroup, then becomes prefork: the workers follow.
-    ChildProcess prefork({"sh", "-c", "echo $$ > \"$0\"/cgroup.procs && exec \"$@\"",
-                          cgroup.path(), prefork_binary(), "--bind", "127.0.0.1:0", "--",
-                          demo_binary()});
+    ChildProcess prefork({"sh", "-c", "echo $$ > \"$0\"/cgroup.procs && exec \"$@\"", cgroup.path(),
+                          prefork_binary(), "--bind", "127.0.0.1:0", "--", demo_binary()});
+    // (An ancestor with a smaller limit would be named instead: one worker all the same.)
     auto started = prefork.wait_for_lines("starting 1 worker (the CPU limit of cgroup", 1);
     ASSERT_EQ(started.size(), 1u) << prefork.output();
-    EXPECT_NE(started[0].find(cgroup.path() + ", 1 CPU)"), std::string::npos) << started[0];
     EXPECT_EQ(prefork.wait_for_lines("ready (generation 1)", 1).size(), 1u) << prefork.output();
     EXPECT_EQ(prefork.children().size(), 1u);
 }
 
 // Outside any CPU limit: the CPUs of prefork's affinity mask, not the host's count.
 TEST(WorkerCount, WithoutALimitTheWorkersAreTheCpusPreforkMayRunOn) {
-    ChildProcess prefork({"taskset", "-c", "0", prefork_binary(), "--bind", "127.0.0.1:0", "--",
-                          demo_binary()});
+    ChildProcess prefork(
+        {"taskset", "-c", "0", prefork_binary(), "--bind", "127.0.0.1:0", "--", demo_binary()});
     auto started = prefork.wait_for_lines("starting ", 1);
     ASSERT_EQ(started.size(), 1u) << prefork.output();
     // A cgroup limit above it is bounded by it too: one CPU, one worker, either way.

@@ -82,8 +82,9 @@ TEST(ControlProtocol, RejectsGarbage) {
                                 R"({"type":"hand_off","bytes":"abc"})",
                                 R"({"type":"adopt","bytes":"ab=c"})",
                                 R"({"type":"adopt","bytes":"a==="})",
-                                R"({"type":"adopt","bytes":"ab!c"})", R"({"type":"heartbeat_interval"})",
-          R"({"type":"heartbeat_interval","interval_ms":0})",
+                                R"({"type":"adopt","bytes":"ab!c"})",
+                                R"({"type":"heartbeat_interval"})",
+                                R"({"type":"heartbeat_interval","interval_ms":0})",
                                 "{\"type\":\"ready\""}) {
         EXPECT_THROW(decode(garbage), ProtocolError) << garbage;
     }

@@ -79,6 +79,31 @@ TEST(CpuLimit, CgroupV1QuotaOverPeriodInsideAContainer) {
     }
 }
 
+// mountinfo escapes a space as \040; of two mounts of the hierarchy, the one that shows the
+// process's cgroup counts; "/docker/abcd" is not under a mount of "/docker/abc".
+TEST(CpuLimit, MountinfoIsReadAsTheKernelWritesIt) {
+    FakeCgroups cgroups("0::/docker/abcd/app\n",
+                        "30 25 0:26 /docker/abc /elsewhere rw - cgroup2 cgroup2 rw\n"
+                        "31 25 0:26 / MOUNT rw,nosuid - cgroup2 cgroup2 rw");
+    cgroups.set("/docker/abcd/app", "cpu.max", "100000 100000");
+    auto limit = cgroup_cpu_limit(cgroups.files());
+    ASSERT_TRUE(limit);
+    EXPECT_EQ(limit->cgroup, cgroups.mount() + "/docker/abcd/app");
+
+    FakeCgroups spaced("0::/my app\n", "31 25 0:26 / MOUNT rw,nosuid - cgroup2 cgroup2 rw");
+    spaced.set("/my app", "cpu.max", "200000 100000");
+    // The fake mountinfo holds the mount point as is; the cgroup path in it is escaped.
+    FakeCgroups escaped("0::/my app\n",
+                        "31 25 0:26 /my\\040app MOUNT rw,nosuid - cgroup2 cgroup2 rw");
+    escaped.set("", "cpu.max", "300000 100000");
+    auto spaced_limit = cgroup_cpu_limit(spaced.files());
+    ASSERT_TRUE(spaced_limit);
+    EXPECT_DOUBLE_EQ(spaced_limit->cpus, 2);
+    auto escaped_limit = cgroup_cpu_limit(escaped.files());
+    ASSERT_TRUE(escaped_limit) << "the mount root \\040 is a space";
+    EXPECT_DOUBLE_EQ(escaped_limit->cpus, 3);
+}
+
 TEST(CpuLimit, NoLimitMeansTheCpusPreforkMayRunOn) {
     FakeCgroups cgroups("4:cpu,cpuacct:/\n",
                         "40 30 0:35 / MOUNT rw,nosuid - cgroup cgroup rw,cpu,cpuacct");

@@ -194,8 +194,9 @@ void Connection::read_input() {
     // Never full: the parser refuses a head before it fills the buffer, and takes every
     // byte of a body it is given.
     error_code ec;
-    std::size_t bytes = phase_ == ReadPhase::idle ? read_first_bytes(space, room, ec)
-                                                  : socket_.read_some(asio::buffer(space, room), ec);
+    std::size_t bytes = phase_ == ReadPhase::idle
+                            ? read_first_bytes(space, room, ec)
+                            : socket_.read_some(asio::buffer(space, room), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) return wait_readable();
     if (ec) {
         // The client closed: normal between requests; in the middle of one, it may still
@@ -296,12 +297,12 @@ std::size_t Connection::read_first_bytes(char* space, std::size_t room, error_co
     do {
         n = ::recvmsg(socket_.native_handle(), &msg, MSG_DONTWAIT);
     } while (n < 0 && errno == EINTR);
-    auto now = std::chrono::steady_clock::now();
-    input_arrived_ = now;
     if (n < 0) {
         ec = error_code(errno, boost::system::system_category());
         return 0;
     }
+    auto now = std::chrono::steady_clock::now();
+    input_arrived_ = now;
     if (n == 0) {
         ec = asio::error::eof;
         return 0;
@@ -314,7 +315,10 @@ std::size_t Connection::read_first_bytes(char* space, std::size_t room, error_co
             std::chrono::duration_cast<std::chrono::system_clock::duration>(
                 std::chrono::seconds(stamp.tv_sec) + std::chrono::nanoseconds(stamp.tv_nsec)));
         auto age = std::chrono::system_clock::now() - received;
-        if (age > std::chrono::steady_clock::duration::zero()) input_arrived_ = now - age;
+        // A wall clock set back or forward meanwhile: no better figure than now.
+        if (age > std::chrono::steady_clock::duration::zero() && age < std::chrono::hours(1)) {
+            input_arrived_ = now - age;
+        }
     }
     return static_cast<std::size_t>(n);
 }

@@ -9,7 +9,6 @@
 
 namespace prefork {
 
-
 ControlClient::ControlClient(boost::asio::io_context& io, UniqueFd control_socket, Server& server,
                              std::function<void()> on_stopped)
     : channel_(io, std::move(control_socket)),

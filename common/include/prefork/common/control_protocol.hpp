@@ -99,9 +99,8 @@ struct HeartbeatInterval {
     std::int64_t interval_ms = 1000;
 };
 
-using Message =
-    std::variant<Listeners, Drain, Ready, Heartbeat, Draining, ReopenLogs, HandOff, Adopt,
-                 HeartbeatInterval>;
+using Message = std::variant<Listeners, Drain, Ready, Heartbeat, Draining, ReopenLogs, HandOff,
+                             Adopt, HeartbeatInterval>;
 
 class ProtocolError : public std::runtime_error {
   public:
