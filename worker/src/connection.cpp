@@ -301,30 +301,28 @@ std::size_t Connection::read_first_bytes(char* space, std::size_t room, error_co
         ec = error_code(errno, boost::system::system_category());
         return 0;
     }
-    auto now = std::chrono::steady_clock::now();
-    input_arrived_ = now;
     if (n == 0) {
         ec = asio::error::eof;
         return 0;
     }
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPNS) continue;
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    if (c != nullptr && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
         timespec stamp;
         std::memcpy(&stamp, CMSG_DATA(c), sizeof stamp);
-        auto received = std::chrono::system_clock::time_point(
+        input_arrived_ = std::chrono::system_clock::time_point(
             std::chrono::duration_cast<std::chrono::system_clock::duration>(
                 std::chrono::seconds(stamp.tv_sec) + std::chrono::nanoseconds(stamp.tv_nsec)));
-        auto age = std::chrono::system_clock::now() - received;
-        // A wall clock set back or forward meanwhile: no better figure than now.
-        if (age > std::chrono::steady_clock::duration::zero() && age < std::chrono::hours(1)) {
-            input_arrived_ = now - age;
-        }
+    } else {
+        input_arrived_ = std::chrono::system_clock::now();
     }
     return static_cast<std::size_t>(n);
 }
 
 void Connection::begin_request() {
-    server_.count_queue_time(std::chrono::steady_clock::now() - input_arrived_);
+    // The kernel stamps with the wall clock: a clock set back or forward meanwhile gives
+    // nonsense, which is dropped rather than counted.
+    auto waited = std::chrono::system_clock::now() - input_arrived_;
+    if (waited >= waited.zero() && waited < std::chrono::hours(1)) server_.count_queue_time(waited);
     server_.count_request();
     ++request_id_;
     request_started_ = std::chrono::steady_clock::now();

@@ -193,9 +193,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool head_request_ = false;
     unsigned request_version_ = 11;
     std::chrono::steady_clock::time_point request_started_;
-    // When the kernel received the bytes of the next request (the last first read): its
-    // queue time starts there.
-    std::chrono::steady_clock::time_point input_arrived_ = std::chrono::steady_clock::now();
+    // When the kernel received the bytes of the next request (the last first read; the
+    // kernel's receive timestamp is on the wall clock): its queue time starts there.
+    std::chrono::system_clock::time_point input_arrived_ = std::chrono::system_clock::now();
     std::string client_;
     std::string method_, target_;  // of the request being answered, for the access log
     State state_ = State::reading;

@@ -284,7 +284,7 @@ void Server::count_request() {
     }
 }
 
-void Server::count_queue_time(std::chrono::steady_clock::duration waited) {
+void Server::count_queue_time(std::chrono::system_clock::duration waited) {
     double seconds = std::max(0.0, std::chrono::duration<double>(waited).count());
     const auto& bounds = control::kDurationBuckets;
     auto bucket = std::lower_bound(bounds.begin(), bounds.end(), seconds) - bounds.begin();

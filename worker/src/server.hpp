@@ -93,7 +93,7 @@ class Server {
     void count_request();
     // Counts how long a request waited: from the arrival of its first byte to its head
     // being parsed by this worker (its handler starts then, or once its body is in).
-    void count_queue_time(std::chrono::steady_clock::duration waited);
+    void count_queue_time(std::chrono::system_clock::duration waited);
     // Counts one response written (and logs it when the access log is on).
     void count_response(std::string_view client, std::string_view method, std::string_view target,
                         unsigned status, std::uint64_t bytes,
