@@ -57,10 +57,18 @@ std::string describe(const SporadicClients::Result& result) {
     return text;
 }
 
+// The workers report their counts every second: a connection handed off just now may be
+// counted by its new worker only at its next heartbeat.
 void expect_every_connection_handed_off(const PreforkServer& server) {
-    double handed_off = metric(server, "prefork_connections_handed_off_total");
-    EXPECT_GT(handed_off, 0);
-    EXPECT_EQ(metric(server, "prefork_connections_adopted_total"), handed_off);
+    EXPECT_TRUE(eventually(
+        [&] {
+            double handed_off = metric(server, "prefork_connections_handed_off_total");
+            return handed_off > 0 &&
+                   metric(server, "prefork_connections_adopted_total") == handed_off;
+        },
+        5s))
+        << "handed off " << metric(server, "prefork_connections_handed_off_total")
+        << ", adopted " << metric(server, "prefork_connections_adopted_total");
     EXPECT_EQ(metric(server, "prefork_connection_handoff_fallbacks_total"), 0);
 }
 
