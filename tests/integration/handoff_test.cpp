@@ -67,8 +67,8 @@ void expect_every_connection_handed_off(const PreforkServer& server) {
                    metric(server, "prefork_connections_adopted_total") == handed_off;
         },
         5s))
-        << "handed off " << metric(server, "prefork_connections_handed_off_total")
-        << ", adopted " << metric(server, "prefork_connections_adopted_total");
+        << "handed off " << metric(server, "prefork_connections_handed_off_total") << ", adopted "
+        << metric(server, "prefork_connections_adopted_total");
     EXPECT_EQ(metric(server, "prefork_connection_handoff_fallbacks_total"), 0);
 }
 
@@ -260,6 +260,30 @@ TEST(Handoff, ARequestTooLargeToHandOffIsAnsweredByTheOldWorker) {
     EXPECT_NE(answer.find("Connection: close"), std::string::npos) << answer;
     EXPECT_TRUE(eventually(
         [&] { return metric(server, "prefork_connection_handoff_fallbacks_total") == 1; }, 5s));
+}
+
+// Clients that vanish while their connections move: those connections end in the new
+// worker (it reads their end), the others are served, and nothing is held for the gone.
+TEST(Handoff, ClientsThatLeaveDuringTheHandoffCostNothing) {
+    PreforkServer server(Loopback{1, {"--admin", "127.0.0.1:0"}});
+    std::vector<std::unique_ptr<RawClient>> clients;
+    for (int i = 0; i < 100; ++i) {
+        clients.push_back(std::make_unique<RawClient>(server.port()));
+        ASSERT_TRUE(clients.back()->send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+        ASSERT_NE(clients.back()->read_until("Hello, World!", 5s).find("200 OK"),
+                  std::string::npos);
+    }
+    server.signal(SIGHUP);
+    for (int i = 0; i < 100; i += 2) clients[i]->reset();  // while they are on their way
+    ASSERT_EQ(server.wait_for_lines("complete: the old generation has drained", 1).size(), 1u);
+    for (int i = 1; i < 100; i += 2) {
+        ASSERT_TRUE(clients[i]->send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+        EXPECT_NE(clients[i]->read_until("Hello, World!", 5s).find("200 OK"), std::string::npos)
+            << "client " << i;
+    }
+    EXPECT_TRUE(eventually([&] { return metric(server, "prefork_active_connections") == 50; }, 5s))
+        << metric(server, "prefork_active_connections") << " connections open";
+    EXPECT_EQ(metric(server, "prefork_connection_handoff_fallbacks_total"), 0);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include "http_client.hpp"
 #include "prefork_server.hpp"
 #include "proc_files.hpp"
+#include "raw_client.hpp"
 
 #include <gtest/gtest.h>
 
@@ -81,17 +82,19 @@ TEST(MemoryLimit, LeakingWorkersAreReplacedAndNoRequestFails) {
     EXPECT_TRUE(server.wait_for_children(2));
 }
 
-// A leak of more than the limit at once: the worker is killed, not drained, and replaced.
+// A leak of more than twice the limit at once: the worker is killed, not drained, and
+// replaced. A /block pipelined behind the leak keeps the worker from finishing a drain
+// first (it crosses the limit on its way to twice it, which starts a replacement).
 TEST(MemoryLimit, AWorkerAboveTwiceTheLimitIsKilledAtOnce) {
     std::uint64_t limit_kib = idle_worker_kib() + 32 * kMiB;
     PreforkServer server(
         Loopback{1, {"--admin", "127.0.0.1:0", "--worker-memory-limit", megabytes(limit_kib)}});
     pid_t worker = server.children().at(0);
     std::uint64_t leak_mib = 2 * limit_kib / kMiB + 16;
-    try {  // the worker may be killed before it answers
-        http_get(server.port(), "/leak?mb=" + std::to_string(leak_mib));
-    } catch (const std::exception&) {
-    }
+    RawClient client(server.port());
+    ASSERT_TRUE(client.send("GET /leak?mb=" + std::to_string(leak_mib) +
+                            " HTTP/1.1\r\nHost: x\r\n\r\nGET /block?ms=5000 HTTP/1.1\r\n"
+                            "Host: x\r\n\r\n"));
     EXPECT_TRUE(wait_until_gone({worker}, 5s));
     EXPECT_EQ(server.wait_for_lines("more than twice --worker-memory-limit", 1).size(), 1u)
         << server.output();
