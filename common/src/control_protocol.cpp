@@ -73,7 +73,9 @@ struct Encoder {
     json::object operator()(const Adopt& m) const {
         return {{"type", "adopt"}, {"bytes", to_base64(m.bytes)}};
     }
-    json::object operator()(const Ready& m) const { return {{"type", "ready"}, {"pid", m.pid}}; }
+    json::object operator()(const Ready& m) const {
+        return {{"type", "ready"}, {"pid", m.pid}, {"requests_in_flight", m.requests_in_flight}};
+    }
     json::object operator()(const Heartbeat& m) const {
         return {{"type", "heartbeat"},
                 {"requests", m.requests},
@@ -228,7 +230,10 @@ Message decode(std::string_view datagram) {
     }
     if (type == "hand_off") return HandOff{bytes_field(object)};
     if (type == "adopt") return Adopt{bytes_field(object)};
-    if (type == "ready") return Ready{optional_number<std::int64_t>(object, "pid")};
+    if (type == "ready") {
+        return Ready{optional_number<std::int64_t>(object, "pid"),
+                     optional_number<std::uint64_t>(object, "requests_in_flight")};
+    }
     if (type == "heartbeat") return decode_heartbeat(object);
     if (type == "draining") return Draining{};
     if (type == "reopen_logs") return ReopenLogs{};

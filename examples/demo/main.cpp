@@ -8,11 +8,14 @@
 #include <boost/asio/detached.hpp>
 
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -59,6 +62,32 @@ void wait_until_sleeping(pid_t pid) {
             return;
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
+}
+
+// The three ways the demo hangs its loop on purpose, named (and never inlined) so that a
+// hung worker's stack in the master's log names them.
+[[gnu::noinline]] void block_for(long long ms) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
+
+[[gnu::noinline]] void spin_for(long long ms) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    volatile std::uint64_t turns = 0;
+    while (std::chrono::steady_clock::now() < end) turns = turns + 1;
+}
+
+// A read from a peer that never sends, as a blocking client of a stalled service would.
+[[gnu::noinline]] bool wait_in_recv(long long ms) {
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return false;
+    timeval limit{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)};
+    ::setsockopt(pair[0], SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    char byte;
+    auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    while (std::chrono::steady_clock::now() < end) ::recv(pair[0], &byte, 1, 0);
+    ::close(pair[0]);
+    ::close(pair[1]);
+    return true;
 }
 
 constexpr long long kMaxMillis = 10 * 60 * 1000;
@@ -121,8 +150,24 @@ int main(int argc, char** argv) {
     app.get("/block", [](const Request& request) {
         auto ms = number_param(request, "ms", 1000, kMaxMillis);
         if (!ms) return bad_parameter("ms", kMaxMillis);
-        std::this_thread::sleep_for(std::chrono::milliseconds(*ms));
+        block_for(*ms);
         return Response::text("blocked " + std::to_string(*ms) + " ms\n");
+    });
+
+    // Keeps this worker's loop busy computing, on purpose.
+    app.get("/spin", [](const Request& request) {
+        auto ms = number_param(request, "ms", 1000, kMaxMillis);
+        if (!ms) return bad_parameter("ms", kMaxMillis);
+        spin_for(*ms);
+        return Response::text("spun " + std::to_string(*ms) + " ms\n");
+    });
+
+    // Blocks this worker's loop in a system call (recv on a socket nobody writes to).
+    app.get("/recv", [](const Request& request) {
+        auto ms = number_param(request, "ms", 1000, kMaxMillis);
+        if (!ms) return bad_parameter("ms", kMaxMillis);
+        if (!wait_in_recv(*ms)) return Response::text("socketpair failed\n", 500);
+        return Response::text("waited in recv " + std::to_string(*ms) + " ms\n");
     });
 
     // Leaks on purpose: N MiB allocated, every page touched (so it is resident), and kept for

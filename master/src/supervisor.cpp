@@ -27,6 +27,8 @@ using namespace std::chrono_literals;
 constexpr std::size_t kDescriptorsToStartAWorker = 8;
 // How long a worker killed with SIGABRT for hanging may take to dump core.
 constexpr auto kAbortGrace = 2s;
+// How long reading a hung worker's stack and requests may hold up its SIGABRT.
+constexpr std::chrono::milliseconds kHangReportLimit = 3s;
 
 double seconds(Clock::duration d) {
     return std::chrono::duration<double>(d).count();
@@ -408,16 +410,33 @@ void Supervisor::murder_workers() {
             continue;
         }
         auto silent = now - worker.last_heard;
-        if (silent <= options_.timeout) continue;
-        log::error("worker ", pid, " (generation ", worker.generation, ") silent for ",
-                   static_cast<int>(seconds(silent)), "s: killing it with SIGABRT, then SIGKILL");
-        ::kill(pid, SIGABRT);
-        record_.event("worker " + std::to_string(pid) + " hung (silent " +
-                      std::to_string(static_cast<int>(seconds(silent))) + "s): killed");
-        worker.exit_cause = "hang";
-        set_state(worker, WorkerProcess::State::stopping);
-        worker.last_heard = now;  // starts the grace before SIGKILL
+        if (silent <= options_.timeout || worker.hang_report) continue;
+        // Where it hangs goes to the log first: most containers keep no core file.
+        worker.hang_report = std::make_unique<HangReport>(
+            io_, pid, worker.requests_in_flight, kHangReportLimit,
+            [this, pid, silent](std::vector<std::string> report) {
+                kill_hung_worker(pid, silent, std::move(report));
+            });
     }
+}
+
+void Supervisor::kill_hung_worker(pid_t pid, Clock::duration silent,
+                                  std::vector<std::string> report) {
+    auto found = workers_.find(pid);
+    if (found == workers_.end() || found->second.reaped) return;
+    WorkerProcess& worker = found->second;
+    std::string name = "worker " + std::to_string(pid) + " (generation " +
+                       std::to_string(worker.generation) + ") hung: ";
+    for (const auto& line : report) log::error(name, line);
+    if (worker.state == WorkerProcess::State::stopping) return;  // killed meanwhile
+    log::error("worker ", pid, " (generation ", worker.generation, ") silent for ",
+               static_cast<int>(seconds(silent)), "s: killing it with SIGABRT, then SIGKILL");
+    ::kill(pid, SIGABRT);
+    record_.event("worker " + std::to_string(pid) + " hung (silent " +
+                  std::to_string(static_cast<int>(seconds(silent))) + "s): killed");
+    worker.exit_cause = "hang";
+    set_state(worker, WorkerProcess::State::stopping);
+    worker.last_heard = Clock::now();  // starts the grace before SIGKILL
 }
 
 // A worker that has served its --max-requests keeps serving until its replacement is
@@ -616,7 +635,10 @@ void Supervisor::on_worker_message(pid_t pid, control::Message message, std::vec
     if (worker.state == WorkerProcess::State::stopping) return;  // being killed: not heard
     worker.last_heard = Clock::now();
 
-    if (std::holds_alternative<control::Ready>(message)) return on_worker_ready(worker);
+    if (auto* ready = std::get_if<control::Ready>(&message)) {
+        worker.requests_in_flight = ready->requests_in_flight;
+        return on_worker_ready(worker);
+    }
     if (auto* heartbeat = std::get_if<control::Heartbeat>(&message)) {
         return on_worker_heartbeat(worker, *heartbeat);
     }

@@ -1,5 +1,7 @@
 #include "worker_process.hpp"
 
+#include "signals_blocked.hpp"
+
 #include <prefork/common/inherited_fds.hpp>
 
 #include <boost/process/args.hpp>
@@ -43,39 +45,13 @@ struct WorkerDescriptors : bp::extend::handler {
         } else if (::dup2(control_socket, control::kWorkerControlFd) < 0) {
             executor.set_error(errno_code(), "dup2(control socket)");
         }
-        struct sigaction default_action {};
-        default_action.sa_handler = SIG_DFL;
-        for (int signal = 1; signal < NSIG; ++signal) {
-            if (signal != SIGKILL && signal != SIGSTOP)
-                ::sigaction(signal, &default_action, nullptr);
-        }
-        sigset_t none;
-        sigemptyset(&none);
-        ::sigprocmask(SIG_SETMASK, &none, nullptr);
+        restore_default_signals();
         // Whatever else is open here goes no further than exec (Boost.Process's own error
         // pipe still reports a failed exec: it is closed by the exec that succeeds).
         mark_close_on_exec_from(control::kWorkerControlFd + 1);
     }
 
     static std::error_code errno_code() { return {errno, std::system_category()}; }
-};
-
-// Every signal stays pending while the master forks: delivered in the child before exec, a
-// signal would run the master's handler there and be written to the master's own signal
-// pipe (one Ctrl-C seen twice).
-class SignalsBlocked {
-  public:
-    SignalsBlocked() {
-        sigset_t all;
-        sigfillset(&all);
-        ::sigprocmask(SIG_BLOCK, &all, &previous_);
-    }
-    ~SignalsBlocked() { ::sigprocmask(SIG_SETMASK, &previous_, nullptr); }
-    SignalsBlocked(const SignalsBlocked&) = delete;
-    SignalsBlocked& operator=(const SignalsBlocked&) = delete;
-
-  private:
-    sigset_t previous_;
 };
 
 boost::filesystem::path resolve_program(const std::string& program) {

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "hang_report.hpp"
+
 #include <prefork/common/control_channel.hpp>
 #include <prefork/common/control_protocol.hpp>
 
@@ -32,6 +34,8 @@ struct WorkerProcess {
     std::string exit_cause;          // why it was told to go: recycle, reload, scale, stop, hang
     std::uint64_t adoptions_since_heartbeat = 0;  // connections sent its way, not yet counted
     bool memory_warned = false;  // above --worker-memory-limit before any traffic: said once
+    std::uint64_t requests_in_flight = 0;     // the address of its table (its Ready message)
+    std::unique_ptr<HangReport> hang_report;  // being read: it hung, and is killed after
     std::unique_ptr<ControlChannel> control;
 
     // Counts towards the number of workers the master keeps up.

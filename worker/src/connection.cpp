@@ -326,10 +326,10 @@ void Connection::begin_request() {
     server_.count_request();
     ++request_id_;
     request_started_ = std::chrono::steady_clock::now();
-    if (server_.access_log().enabled()) {
-        method_ = std::string(request_.method_string());
-        target_ = std::string(request_.target());
-    }
+    // Kept for the access log, error lines and the master's report of a hung worker.
+    method_.assign(request_.method_string());
+    target_.assign(request_.target());
+    in_flight_.begin(request_started_, method_, target_);
 }
 
 // An answer that needs no body: a body already here whole is skipped, so the connection
@@ -767,6 +767,7 @@ void Connection::on_write(error_code ec, std::size_t bytes) {
 // The request is over: its body's share of the worker's budget, and a large response body,
 // are freed now, not at the next request.
 void Connection::response_done() {
+    in_flight_.end();
     response_ = Response();
     release_body();
 }
@@ -912,6 +913,7 @@ void Connection::close() {
     }
     cancel_handler();
     idle_entry_.unlink();
+    in_flight_.end();
     release_body();
     error_code ignored;
     deadline_.cancel();

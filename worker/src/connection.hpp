@@ -7,6 +7,7 @@
 #include "lazy_deadline.hpp"
 #include "read_buffer.hpp"
 #include "request_parser.hpp"
+#include "requests_in_flight.hpp"
 #include "response_head.hpp"
 #include "router.hpp"
 #include "stream_writer.hpp"
@@ -197,7 +198,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // kernel's receive timestamp is on the wall clock): its queue time starts there.
     std::chrono::system_clock::time_point input_arrived_ = std::chrono::system_clock::now();
     std::string client_;
-    std::string method_, target_;  // of the request being answered, for the access log
+    std::string method_, target_;  // of the request being answered
+    InFlightEntry in_flight_;      // points to them while it is
     State state_ = State::reading;
     ReadDeadline read_deadline_ = ReadDeadline::idle;
     bool keep_alive_ = true;

@@ -13,6 +13,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 
 #include <cstdlib>
@@ -68,6 +69,9 @@ int run_under_master(const Router& router, int control_fd) {
     // Socket writes use MSG_NOSIGNAL already; this covers pipes a handler writes to.
     ::signal(SIGPIPE, SIG_IGN);
     ignore_the_masters_signals();
+    // Where Yama's ptrace_scope is 1, only an ancestor may read a process's stack: the
+    // master reads ours, from a child of its own, when we hang.
+    ::prctl(PR_SET_PTRACER, ::getppid(), 0, 0, 0);
 
     WorkerRuntime runtime(router);
     boost::asio::io_context& io = runtime.io;

@@ -52,6 +52,9 @@ struct Adopt {
 // worker -> master: the worker accepts on every listener it was given.
 struct Ready {
     std::int64_t pid = 0;
+    // The address of its in_flight::Table (requests_in_flight.hpp), for the master to read
+    // when the worker hangs; 0: none.
+    std::uint64_t requests_in_flight = 0;
 };
 
 // The upper bounds, in seconds, of the request duration histogram's buckets (a last
