@@ -68,8 +68,8 @@ std::string describe_frame(Dwfl* dwfl, int number, Dwarf_Addr pc, bool activatio
     if (module == nullptr) return line + "?? at " + hex(pc);
     Dwarf_Addr start = 0;
     const char* path = nullptr;
-    const char* name = dwfl_module_info(module, nullptr, &start, nullptr, nullptr, nullptr,
-                                        &path, nullptr);
+    const char* name =
+        dwfl_module_info(module, nullptr, &start, nullptr, nullptr, nullptr, &path, nullptr);
     GElf_Off offset = 0;
     GElf_Sym symbol;
     const char* function =
@@ -204,14 +204,31 @@ void read_requests(pid_t pid, std::uint64_t address, std::vector<std::string>& l
 
 // --- holding the thread still -----------------------------------------------------------
 
+// The TracerPid of /proc/PID/status: a debugger already attached (0: none).
+pid_t tracer_of(pid_t pid) {
+    int fd = ::open(("/proc/" + std::to_string(pid) + "/status").c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char text[4096];
+    ssize_t n = ::read(fd, text, sizeof text - 1);
+    ::close(fd);
+    if (n <= 0) return 0;
+    text[n] = '\0';
+    const char* field = std::strstr(text, "\nTracerPid:");
+    return field != nullptr ? std::atoi(field + 11) : 0;
+}
+
 // Stops the thread (PTRACE_SEIZE, then PTRACE_INTERRUPT) and says which signal to give
 // back when it goes on: one that arrived meanwhile is the process's, not ours.
 bool stop_thread(pid_t pid, int& pending_signal, std::vector<std::string>& lines) {
     if (::ptrace(PTRACE_SEIZE, pid, nullptr, nullptr) != 0) {
-        lines.push_back("cannot read its stack: " + system_error("ptrace(PTRACE_SEIZE)") +
-                        (errno == EPERM ? " (ptrace is not allowed here: a seccomp policy, "
-                                          "or Yama's ptrace_scope at 2 or 3)"
-                                        : ""));
+        std::string why = system_error("ptrace(PTRACE_SEIZE)");
+        if (errno == EPERM) {
+            pid_t tracer = tracer_of(pid);
+            why += tracer > 0 ? " (process " + std::to_string(tracer) + " traces it already)"
+                              : " (ptrace is not allowed here: a seccomp policy, or Yama's "
+                                "ptrace_scope at 2 or 3)";
+        }
+        lines.push_back("cannot read its stack: " + why);
         return false;
     }
     if (::ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) != 0) {
@@ -269,7 +286,11 @@ void write_all(int fd, const std::string& text) {
     ::close_range(4, ~0U, 0);
     ::alarm(static_cast<unsigned>(std::max<long long>(1, limit.count() / 1000)));
     std::string text;
-    for (const auto& line : read_hang_report(worker, requests_in_flight)) text += line + '\n';
+    try {
+        for (const auto& line : read_hang_report(worker, requests_in_flight)) text += line + '\n';
+    } catch (const std::exception& e) {
+        text += std::string("cannot read its report: ") + e.what() + '\n';
+    }
     write_all(pipe, text);
     ::_exit(0);
 }
@@ -286,9 +307,8 @@ std::vector<std::string> read_hang_report(pid_t pid, std::uint64_t requests_in_f
     return lines;
 }
 
-HangReport::HangReport(boost::asio::io_context& io, pid_t worker,
-                       std::uint64_t requests_in_flight, std::chrono::milliseconds limit,
-                       Done done)
+HangReport::HangReport(boost::asio::io_context& io, pid_t worker, std::uint64_t requests_in_flight,
+                       std::chrono::milliseconds limit, Done done)
     : pipe_(io), deadline_(io), done_(std::move(done)) {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) {
@@ -299,12 +319,13 @@ HangReport::HangReport(boost::asio::io_context& io, pid_t worker,
         return;
     }
     pid_t child;
+    int fork_error = 0;
     {
         SignalsBlocked blocked;  // until the child has the default dispositions back
         child = ::fork();
         if (child == 0) report_from_child(fds[1], worker, requests_in_flight, limit);
+        fork_error = errno;
     }
-    int fork_error = errno;
     ::close(fds[1]);
     pipe_.assign(fds[0]);
     if (child < 0) {

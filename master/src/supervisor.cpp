@@ -412,11 +412,11 @@ void Supervisor::murder_workers() {
         auto silent = now - worker.last_heard;
         if (silent <= options_.timeout || worker.hang_report) continue;
         // Where it hangs goes to the log first: most containers keep no core file.
-        worker.hang_report = std::make_unique<HangReport>(
-            io_, pid, worker.requests_in_flight, kHangReportLimit,
-            [this, pid, silent](std::vector<std::string> report) {
-                kill_hung_worker(pid, silent, std::move(report));
-            });
+        worker.hang_report =
+            std::make_unique<HangReport>(io_, pid, worker.requests_in_flight, kHangReportLimit,
+                                         [this, pid, silent](std::vector<std::string> report) {
+                                             kill_hung_worker(pid, silent, std::move(report));
+                                         });
     }
 }
 

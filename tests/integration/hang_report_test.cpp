@@ -70,7 +70,8 @@ int frame_of(const HangLog& log, const std::string& function) {
 }
 
 bool ends_with(const std::string& text, const std::string& end) {
-    return text.size() >= end.size() && text.compare(text.size() - end.size(), end.size(), end) == 0;
+    return text.size() >= end.size() &&
+           text.compare(text.size() - end.size(), end.size(), end) == 0;
 }
 
 // The seconds of a request line that ends with `request`, or -1 when there is none.

@@ -1,8 +1,8 @@
 // read_hang_report and HangReport on real processes of the test's own: the stack of a
 // stopped thread, named, and the requests of its table, read out of its memory.
 
-#include "eventually.hpp"
 #include "hang_report.hpp"
+#include "eventually.hpp"
 #include "requests_in_flight.hpp"
 
 #include <gtest/gtest.h>
@@ -10,10 +10,13 @@
 #include <boost/asio/io_context.hpp>
 
 #include <signal.h>
+#include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <optional>
 #include <stdexcept>
@@ -96,10 +99,10 @@ TEST(HangReport, NamesTheFunctionsOnTheStackOfABusyThreadAndLetsItGoOn) {
     EXPECT_TRUE(has_line(lines, "stack #0 ")) << joined(lines);
     EXPECT_TRUE(has_line(lines, "::spin_forever(int)+0x")) << joined(lines);
     EXPECT_TRUE(has_line(lines, " main+")) << joined(lines);
-    EXPECT_FALSE(has_line(lines, "request in flight")) << "no table was given:\n"
-                                                       << joined(lines);
+    EXPECT_FALSE(has_line(lines, "request in flight")) << "no table was given:\n" << joined(lines);
     // Detached: it runs again (a stopped thread would stay 't').
-    EXPECT_TRUE(testing::eventually([&] { return state_of(child.pid()) == 'R'; }, 5s)) << state_of(child.pid());
+    EXPECT_TRUE(testing::eventually([&] { return state_of(child.pid()) == 'R'; }, 5s))
+        << state_of(child.pid());
 }
 
 TEST(HangReport, ListsTheRequestsInFlightOldestFirst) {
@@ -149,6 +152,16 @@ TEST(HangReport, AProcessThatIsGoneGivesOneLineSayingWhy) {
     auto lines = read_hang_report(pid, 0);
     ASSERT_EQ(lines.size(), 1u) << joined(lines);
     EXPECT_NE(lines[0].find("cannot read its stack: ptrace(PTRACE_SEIZE): No such process"),
+              std::string::npos)
+        << lines[0];
+}
+
+TEST(HangReport, AWorkerADebuggerHoldsAlreadyIsNamedAsSuch) {
+    StuckChild child(pause_forever);
+    ASSERT_EQ(::ptrace(PTRACE_SEIZE, child.pid(), nullptr, nullptr), 0) << std::strerror(errno);
+    auto lines = read_hang_report(child.pid(), 0);
+    ASSERT_EQ(lines.size(), 1u) << joined(lines);
+    EXPECT_NE(lines[0].find("(process " + std::to_string(::getpid()) + " traces it already)"),
               std::string::npos)
         << lines[0];
 }

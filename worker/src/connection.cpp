@@ -59,9 +59,9 @@ void log_handler_error(const std::string& what, std::exception_ptr error) {
     }
 }
 
-std::string describe_request(const std::string& method, const std::string& target) {
+std::string describe_request(std::string_view method, const std::string& target) {
     if (method.empty()) return "a request";
-    return method + " " + target;
+    return std::string(method) + " " + target;
 }
 
 }  // namespace
@@ -327,7 +327,12 @@ void Connection::begin_request() {
     ++request_id_;
     request_started_ = std::chrono::steady_clock::now();
     // Kept for the access log, error lines and the master's report of a hung worker.
-    method_.assign(request_.method_string());
+    // A known method's name is a constant: only an extension method is copied.
+    method_ = request_.method_string();
+    if (request_.method() == http::verb::unknown) {
+        unknown_method_.assign(method_);
+        method_ = unknown_method_;
+    }
     target_.assign(request_.target());
     in_flight_.begin(request_started_, method_, target_);
 }

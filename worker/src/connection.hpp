@@ -198,8 +198,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // kernel's receive timestamp is on the wall clock): its queue time starts there.
     std::chrono::system_clock::time_point input_arrived_ = std::chrono::system_clock::now();
     std::string client_;
-    std::string method_, target_;  // of the request being answered
-    InFlightEntry in_flight_;      // points to them while it is
+    std::string_view method_;     // of the request being answered: a constant, or
+    std::string unknown_method_;  // a copy of an extension method
+    std::string target_;          // of the request being answered
+    InFlightEntry in_flight_;     // points to them while it is
     State state_ = State::reading;
     ReadDeadline read_deadline_ = ReadDeadline::idle;
     bool keep_alive_ = true;

@@ -67,8 +67,8 @@ void ControlClient::on_listeners(const control::Listeners& listeners, std::vecto
     server_.set_request_limit(listeners.max_requests, [this] { send_heartbeat(); });
     for (std::size_t i = 0; i < fds.size(); ++i)
         server_.listen(std::move(fds[i]), listeners.names[i]);
-    channel_.send(control::Ready{
-        ::getpid(), reinterpret_cast<std::uintptr_t>(&requests_in_flight())});
+    channel_.send(
+        control::Ready{::getpid(), reinterpret_cast<std::uintptr_t>(&requests_in_flight())});
     log::debug("accepting on ", fds.size(), " listener(s), generation ", listeners.generation);
 }
 

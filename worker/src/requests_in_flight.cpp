@@ -7,8 +7,8 @@ in_flight::Table table;
 
 }  // namespace
 
-void InFlightEntry::begin(std::chrono::steady_clock::time_point started,
-                          const std::string& method, const std::string& target) {
+void InFlightEntry::begin(std::chrono::steady_clock::time_point started, std::string_view method,
+                          std::string_view target) {
     // steady_clock is CLOCK_MONOTONIC on Linux, which the master reads too.
     record_.started_ns =
         std::chrono::duration_cast<std::chrono::nanoseconds>(started.time_since_epoch()).count();

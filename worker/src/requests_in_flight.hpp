@@ -3,7 +3,7 @@
 #include <prefork/common/requests_in_flight.hpp>
 
 #include <chrono>
-#include <string>
+#include <string_view>
 
 namespace prefork {
 
@@ -17,9 +17,9 @@ class InFlightEntry {
     InFlightEntry& operator=(const InFlightEntry&) = delete;
     ~InFlightEntry() { end(); }
 
-    // `method` and `target` must stay put until end(): the connection's own strings.
-    void begin(std::chrono::steady_clock::time_point started, const std::string& method,
-               const std::string& target);
+    // `method` and `target` must stay put until end(): constants, or the connection's own strings.
+    void begin(std::chrono::steady_clock::time_point started, std::string_view method,
+               std::string_view target);
     void end();
 
   private:
