@@ -21,6 +21,7 @@
 #include <charconv>
 #include <cstring>
 #include <thread>
+#include <utility>
 
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
@@ -104,6 +105,10 @@ bool Connection::is_idle() const {
 // The next request: parsed at once when it is in the buffer already (pipelined), otherwise
 // awaited with no buffer held.
 void Connection::do_read() {
+    // Before it waits for input, or leaves: the responses batched so far go out.
+    if (!batch_.empty() && (input_.empty() || server_.hands_off_connections())) {
+        return flush_batch(&Connection::do_read);
+    }
     if (goes_to_another_worker()) return hand_off();
     state_ = State::reading;
     parser_.reset();
@@ -166,7 +171,7 @@ void Connection::hand_off() {
 }
 
 void Connection::read_next_request() {
-    if (!input_.empty()) return do_read();
+    if (!input_.empty() || !batch_.empty()) return do_read();
     asio::post(socket_.get_executor(), bound(&Connection::do_read_unless_closed));
 }
 
@@ -177,6 +182,7 @@ void Connection::do_read_unless_closed() {
 // Input is read once the socket says it has some (one recv per readiness, none that is
 // bound to fail), into a buffer that never grows past the header limit and a margin.
 void Connection::wait_readable() {
+    if (!batch_.empty()) return flush_batch(&Connection::wait_readable);
     if (read_waiting_) return;
     read_waiting_ = true;
     socket_.async_wait(Socket::wait_read, bound(&Connection::on_readable));
@@ -355,6 +361,7 @@ void Connection::answer_from_head(Response response) {
 // The client waits for this before it sends the body: sent only to a request that has a
 // route and fits the limits, so a body that would be refused is never sent at all.
 void Connection::send_continue() {
+    if (!batch_.empty()) return flush_batch(&Connection::send_continue);  // in order
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
     error_code ec;
     std::size_t written = socket_.write_some(asio::buffer(kContinue.data(), kContinue.size()), ec);
@@ -399,6 +406,10 @@ void Connection::refuse_request() {
 void Connection::handle_request() {
     state_ = State::handling;
     disarm_timer();
+    // A handler that answers later: the responses before its own go out now.
+    if (!batch_.empty() && !std::holds_alternative<Handler>(*route_)) {
+        return flush_batch(&Connection::handle_request);
+    }
     call_handler(*route_, std::move(request_));
 }
 
@@ -543,7 +554,10 @@ void Connection::finish_response(Response response) {
     pending_.reset();
     if (ends_here()) keep_alive_ = false;  // the worker stops: the last response here
     response_ = std::move(response);
-    if (response_.file_body()) return finish_file_response();
+    if (response_.file_body()) {
+        if (!batch_.empty()) return flush_batch(&Connection::finish_file_response);
+        return finish_file_response();
+    }
     auto& message = response_.message();
     unsigned status = message.result_int();
     bool no_content = status < 200 || status == 204 || status == 304;
@@ -677,12 +691,25 @@ bool Connection::serialize_head(Framing framing, std::uint64_t content_length) {
 
 // Most responses fit the socket's buffer: written at once, with no deadline to arm and
 // nothing to wait for. The rest goes out asynchronously, under the write timeout.
+//
+// Responses to pipelined requests are batched: while the next request is in the buffer
+// already, a response joins the batch and the next request is answered, so a burst of
+// pipelined requests costs one write (and one read), not one each. The batch goes out with
+// the first response that does not join it, or before the connection waits for anything.
 void Connection::do_write() {
     state_ = State::writing;
     std::string_view body = send_body_ ? std::string_view(response_.body()) : std::string_view();
-    std::array<asio::const_buffer, 2> buffers = {asio::buffer(head_),
+    if (joins_the_batch(body.size())) {
+        batch_ += head_;
+        batch_ += body;
+        count_written(head_.size() + body.size());
+        response_done();
+        return read_next_request();
+    }
+    std::array<asio::const_buffer, 3> buffers = {asio::buffer(batch_), asio::buffer(head_),
                                                  asio::buffer(body.data(), body.size())};
-    std::size_t total = head_.size() + body.size();
+    batch_in_write_ = batch_.size();
+    std::size_t total = batch_.size() + head_.size() + body.size();
     error_code ec;
     std::size_t written = socket_.write_some(buffers, ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
@@ -691,13 +718,70 @@ void Connection::do_write() {
     }
     if (ec || written == total) return on_write(ec, written);
     out_.clear();
-    if (written < head_.size()) {
-        out_.push_back(asio::buffer(head_) + written);
-        if (!body.empty()) out_.push_back(asio::buffer(body.data(), body.size()));
-    } else {
-        out_.push_back(asio::buffer(body.data(), body.size()) + (written - head_.size()));
+    std::size_t skip = written;
+    for (const auto& buffer : buffers) {
+        if (skip >= buffer.size()) {
+            skip -= buffer.size();
+            continue;
+        }
+        out_.push_back(buffer + skip);
+        skip = 0;
     }
     write_out(written, &Connection::on_write);
+}
+
+bool Connection::joins_the_batch(std::size_t body_size) const {
+    return keep_alive_ && !input_.empty() &&
+           batch_.size() + head_.size() + body_size <= kBatchLimit;
+}
+
+// The batch goes out, then `then`: at once when the socket takes it all (nearly always),
+// otherwise once an asynchronous write has taken the rest, under the write timeout.
+void Connection::flush_batch(Step then) {
+    error_code ec;
+    std::size_t written = socket_.write_some(asio::buffer(batch_), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        ec = {};
+        written = 0;
+    }
+    if (ec) return close();  // the client left
+    if (written == batch_.size()) {
+        release_batch();
+        return (this->*then)();
+    }
+    after_batch_ = then;
+    state_before_batch_ = state_;
+    state_ = State::writing;
+    out_.assign({asio::buffer(batch_) + written});
+    write_out(written, &Connection::on_batch_flushed);
+}
+
+void Connection::on_batch_flushed(error_code ec, std::size_t) {
+    release_batch();
+    if (ec) return close();  // the client left, or took nothing for the write timeout
+    state_ = state_before_batch_;
+    // The write's timeout took the place of the reading state's own: it runs again.
+    if (state_ == State::reading) {
+        if (phase_ == ReadPhase::body) {
+            arm_timer(server_.limits().body_timeout);
+        } else {
+            arm_read_deadline(phase_ == ReadPhase::idle ? ReadDeadline::idle
+                                                        : ReadDeadline::request);
+        }
+    }
+    (this->*after_batch_)();
+}
+
+// A large batch's buffer is not kept for the life of the connection.
+void Connection::release_batch() {
+    batch_.clear();
+    if (batch_.capacity() > 16 * 1024) std::string().swap(batch_);
+}
+
+void Connection::count_written(std::size_t bytes) {
+    server_.totals().bytes_out += bytes;
+    server_.count_response(client_, method_, target_, response_.message().result_int(), bytes,
+                           std::chrono::steady_clock::now() - request_started_);
 }
 
 // Writes what out_ holds, then calls `done` with every byte written (`written` already).
@@ -760,9 +844,10 @@ void Connection::on_write_some(error_code ec, std::size_t bytes) {
 void Connection::on_write(error_code ec, std::size_t bytes) {
     if (state_ == State::closed) return;
     disarm_timer();
-    server_.totals().bytes_out += bytes;
-    server_.count_response(client_, method_, target_, response_.message().result_int(), bytes,
-                           std::chrono::steady_clock::now() - request_started_);
+    // The batch went out with this response: its bytes were counted when it was made.
+    std::size_t batched = std::exchange(batch_in_write_, 0);
+    if (batched > 0) release_batch();
+    count_written(bytes - std::min(bytes, batched));
     response_done();
     if (ec) return close();  // the client left (EPIPE, reset) or the write timed out
     if (!keep_alive_) return has_unread_input() ? do_linger() : close();

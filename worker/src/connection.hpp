@@ -34,8 +34,9 @@ struct StreamChannel;
 // head, route it, read its body (only for a request that has a route and fits the
 // limits), run its handler, write the response, then read the next (pipelined requests
 // wait in the buffer, so responses go out in order and at most one write is ever in
-// flight). Every completion handler holds shared_from_this(), so the connection lives as
-// long as an operation on it is pending.
+// flight; the responses to a burst of them go out together, in one write: do_write). Every
+// completion handler holds shared_from_this(), so the connection lives as long as an operation on
+// it is pending.
 //
 // States: reading (idle: no byte of the next request yet, under the idle timeout; head:
 // under the header timeout from the request's first byte; body: under the body
@@ -53,6 +54,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // Room in a connection's input beyond the header limit: a read may bring the start of
     // the next request along with the end of a head.
     static constexpr std::size_t kInputMargin = 4096;
+    // At most this many bytes of responses to pipelined requests wait to be written
+    // together: a client that pipelines without reading makes the worker hold no more.
+    static constexpr std::size_t kBatchLimit = 64 * 1024;
 
     // `client`: the peer's address for the access log (empty when it is off).
     Connection(Socket socket, Server& server, std::string client = {});
@@ -87,6 +91,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     enum class ReadPhase { idle, head, body };
     enum class ReadDeadline { idle, request };
     using WriteDone = void (Connection::*)(boost::system::error_code, std::size_t);
+    using Step = void (Connection::*)();
 
     // Every completion handler: `member` of this connection, called with `bound` and then
     // the operation's results; the connection lives until it has run.
@@ -135,6 +140,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool serialize_head(Framing framing, std::uint64_t content_length = 0);
     void answer_unsafe_response();
     void do_write();
+    bool joins_the_batch(std::size_t body_size) const;
+    void flush_batch(Step then);
+    void on_batch_flushed(boost::system::error_code ec, std::size_t bytes);
+    void release_batch();
+    void count_written(std::size_t bytes);
     void write_out(std::size_t written, WriteDone done);
     void do_write_some();
     void note_write_progress();
@@ -187,6 +197,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::size_t out_written_ = 0;
     std::size_t unsent_at_progress_ = 0;  // in the kernel's send buffer at the last progress
     WriteDone write_done_ = nullptr;
+    // Responses to pipelined requests that wait to go out together, in one write with the
+    // first response that cannot wait (Connection::do_write). Empty whenever the connection
+    // waits for anything: flush_batch writes it first.
+    std::string batch_;
+    std::size_t batch_in_write_ = 0;  // of the write in progress, bytes of batch_
+    Step after_batch_ = nullptr;      // what flush_batch goes on with
+    State state_before_batch_ = State::reading;
     std::uint64_t file_offset_ = 0, file_end_ = 0;  // of a file response's body
     std::uint64_t file_sent_ = 0;
     std::shared_ptr<detail::PendingResponse> pending_;  // an asynchronous handler's answer
