@@ -11,6 +11,7 @@
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -29,6 +30,9 @@ constexpr int kMaxFrames = 64;
 constexpr std::uint64_t kMaxRequests = 10'000;  // walked; a longer list is taken for damaged
 constexpr std::size_t kRequestsShown = 50;
 constexpr std::size_t kTargetShown = 512;
+constexpr std::size_t kNameShown = 600;  // of a function: template names run to kilobytes
+constexpr std::string_view kEndOfReport = "end of report";
+constexpr std::size_t kReportLimit = 256 * 1024;
 
 std::string system_error(const char* call) {
     return std::string(call) + ": " + std::strerror(errno);
@@ -76,7 +80,9 @@ std::string describe_frame(Dwfl* dwfl, int number, Dwarf_Addr pc, bool activatio
         dwfl_module_addrinfo(module, at, &offset, &symbol, nullptr, nullptr, nullptr);
     std::string file = base_name(path != nullptr ? path : name);
     if (function == nullptr) return line + "?? in " + file + "+" + hex(pc - start);
-    line += demangle(function) + "+" + hex(offset + (pc - at)) + " in " + file;
+    std::string readable = demangle(function);
+    if (readable.size() > kNameShown) readable = readable.substr(0, kNameShown) + "...";
+    line += readable + "+" + hex(offset + (pc - at)) + " in " + file;
     if (Dwfl_Line* source = dwfl_module_getsrc(module, at)) {
         int number_in_file = 0;
         const char* source_file =
@@ -152,8 +158,9 @@ std::string read_text(pid_t pid, const char* address, std::uint64_t size, std::s
 }
 
 std::string seconds_text(std::int64_t ns) {
+    if (ns < 0) return "?s";
     char text[32];
-    std::snprintf(text, sizeof text, "%.2fs", static_cast<double>(ns) / 1e9);
+    std::snprintf(text, sizeof text, "%.3fs", static_cast<double>(ns) / 1e9);
     return text;
 }
 
@@ -181,7 +188,10 @@ void read_requests(pid_t pid, std::uint64_t address, std::vector<std::string>& l
                             system_error("process_vm_readv"));
             break;
         }
-        requests.emplace_back(now - record.started_ns,
+        // A record read while it was being written could hold anything.
+        std::int64_t age =
+            record.started_ns > 0 && record.started_ns <= now ? now - record.started_ns : -1;
+        requests.emplace_back(age,
                               read_text(pid, record.method, record.method_size, 32) + " " +
                                   read_text(pid, record.target, record.target_size, kTargetShown));
         next = record.next;
@@ -218,7 +228,8 @@ pid_t tracer_of(pid_t pid) {
 }
 
 // Stops the thread (PTRACE_SEIZE, then PTRACE_INTERRUPT) and says which signal to give
-// back when it goes on: one that arrived meanwhile is the process's, not ours.
+// back when it goes on: one that arrived meanwhile is the process's, not ours. Once seized,
+// the thread is let go by HeldThread's destructor, whatever happens in between.
 bool stop_thread(pid_t pid, int& pending_signal, std::vector<std::string>& lines) {
     if (::ptrace(PTRACE_SEIZE, pid, nullptr, nullptr) != 0) {
         std::string why = system_error("ptrace(PTRACE_SEIZE)");
@@ -254,6 +265,39 @@ bool stop_thread(pid_t pid, int& pending_signal, std::vector<std::string>& lines
     }
 }
 
+class HeldThread {
+  public:
+    HeldThread(pid_t pid, std::vector<std::string>& lines) : pid_(pid) {
+        stopped_ = stop_thread(pid, pending_signal_, lines);
+    }
+    ~HeldThread() {
+        // Also after a failure past PTRACE_SEIZE; a no-op when it was never seized.
+        ::ptrace(PTRACE_DETACH, pid_, nullptr,
+                 reinterpret_cast<void*>(std::intptr_t{pending_signal_}));
+    }
+    HeldThread(const HeldThread&) = delete;
+    HeldThread& operator=(const HeldThread&) = delete;
+    bool stopped() const { return stopped_; }
+
+  private:
+    pid_t pid_;
+    int pending_signal_ = 0;
+    bool stopped_ = false;
+};
+
+// Each part of the report as soon as it is read: the requests (cheap) first, the stack
+// (libdw reads symbol tables) after, so that a report cut short still has the first.
+void report_hang(pid_t pid, std::uint64_t requests_in_flight,
+                 const std::function<void(std::vector<std::string>&)>& emit) {
+    std::vector<std::string> lines;
+    HeldThread held(pid, lines);
+    if (!held.stopped()) return emit(lines);
+    read_requests(pid, requests_in_flight, lines);
+    emit(lines);
+    read_stack(pid, lines);
+    emit(lines);
+}
+
 // The whole lines of `text`.
 std::vector<std::string> lines_of(const std::string& text) {
     std::vector<std::string> lines;
@@ -285,26 +329,36 @@ void write_all(int fd, const std::string& text) {
     }
     ::close_range(4, ~0U, 0);
     ::alarm(static_cast<unsigned>(std::max<long long>(1, limit.count() / 1000)));
-    std::string text;
+    // elfutils would ask debuginfod servers over the network for every library.
+    ::unsetenv("DEBUGINFOD_URLS");
+    auto emit = [pipe](std::vector<std::string>& lines) {
+        std::string text;
+        for (const auto& line : lines) text += line + '\n';
+        write_all(pipe, text);
+        lines.clear();
+    };
+    std::vector<std::string> failed;
     try {
-        for (const auto& line : read_hang_report(worker, requests_in_flight)) text += line + '\n';
+        report_hang(worker, requests_in_flight, emit);
     } catch (const std::exception& e) {
-        text += std::string("cannot read its report: ") + e.what() + '\n';
+        failed.push_back(std::string("cannot read the rest of its report: ") + e.what());
+    } catch (...) {
+        failed.push_back("cannot read the rest of its report");
     }
-    write_all(pipe, text);
+    failed.emplace_back(kEndOfReport);
+    emit(failed);
     ::_exit(0);
 }
 
 }  // namespace
 
 std::vector<std::string> read_hang_report(pid_t pid, std::uint64_t requests_in_flight) {
-    std::vector<std::string> lines;
-    int pending_signal = 0;
-    if (!stop_thread(pid, pending_signal, lines)) return lines;
-    read_stack(pid, lines);
-    read_requests(pid, requests_in_flight, lines);
-    ::ptrace(PTRACE_DETACH, pid, nullptr, reinterpret_cast<void*>(std::intptr_t{pending_signal}));
-    return lines;
+    std::vector<std::string> report;
+    report_hang(pid, requests_in_flight, [&](std::vector<std::string>& lines) {
+        for (auto& line : lines) report.push_back(std::move(line));
+        lines.clear();
+    });
+    return report;
 }
 
 HangReport::HangReport(boost::asio::io_context& io, pid_t worker, std::uint64_t requests_in_flight,
@@ -328,6 +382,7 @@ HangReport::HangReport(boost::asio::io_context& io, pid_t worker, std::uint64_t 
     }
     ::close(fds[1]);
     pipe_.assign(fds[0]);
+    if (child > 0) child_ = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));
     if (child < 0) {
         errno = fork_error;
         std::vector<std::string> failed{"cannot read its stack: " + system_error("fork")};
@@ -347,7 +402,15 @@ HangReport::HangReport(boost::asio::io_context& io, pid_t worker, std::uint64_t 
     do_read();
 }
 
-HangReport::~HangReport() = default;
+// A child still reading lets the worker go when it dies (the kernel detaches it).
+HangReport::~HangReport() {
+    end_child();
+}
+
+void HangReport::end_child() {
+    if (child_) ::syscall(SYS_pidfd_send_signal, child_.get(), SIGKILL, nullptr, 0);
+    child_.reset();
+}
 
 void HangReport::do_read() {
     pipe_.async_read_some(
@@ -355,8 +418,16 @@ void HangReport::do_read() {
         [this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec, std::size_t n) {
             if (alive.expired() || !done_) return;
             text_.append(buffer_, n);
-            if (!ec && text_.size() < 256 * 1024) return do_read();
-            finish(lines_of(text_));
+            if (!ec && text_.size() < kReportLimit) return do_read();
+            std::vector<std::string> lines = lines_of(text_);
+            if (!lines.empty() && lines.back() == kEndOfReport) {
+                lines.pop_back();
+            } else {
+                lines.push_back(text_.size() >= kReportLimit
+                                    ? "the rest of its report is left out: too long"
+                                    : "the rest of its report did not come: its reader ended");
+            }
+            finish(std::move(lines));
         });
 }
 
@@ -366,6 +437,7 @@ void HangReport::finish(std::vector<std::string> lines) {
     deadline_.cancel();
     boost::system::error_code ignored;
     pipe_.close(ignored);
+    end_child();
     Done done = std::move(done_);
     done_ = nullptr;
     done(std::move(lines));

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <prefork/common/unique_fd.hpp>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -28,7 +30,8 @@ std::vector<std::string> read_hang_report(pid_t pid, std::uint64_t requests_in_f
 // Reads a worker's hang report in a child process of the master (forked: ptrace may
 // block, and a worker in an uninterruptible sleep must not hold the master's loop) and
 // hands its lines to `done` on the master's loop, after at most `limit` (the lines read
-// by then, and one saying the rest did not come). Destroying it first drops the report.
+// by then, and one saying the rest did not come). Destroying it first drops the report
+// and kills the child.
 class HangReport {
   public:
     using Done = std::function<void(std::vector<std::string> lines)>;
@@ -42,7 +45,9 @@ class HangReport {
   private:
     void do_read();
     void finish(std::vector<std::string> lines);
+    void end_child();
 
+    UniqueFd child_;  // a pidfd: the reading child, killed once it is not needed
     boost::asio::posix::stream_descriptor pipe_;
     boost::asio::steady_timer deadline_;
     std::string text_;

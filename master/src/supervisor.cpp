@@ -685,7 +685,8 @@ WorkerProcess* Supervisor::pick_adopter(pid_t from) {
     };
     for (auto& [pid, worker] : workers_) {
         if (pid == from || worker.state != WorkerProcess::State::ready || worker.retiring ||
-            worker.reaped || worker.generation != generation_ || !worker.control->is_open()) {
+            worker.reaped || worker.generation != generation_ || !worker.control->is_open() ||
+            worker.hang_report) {  // hung: killed once its report is read
             continue;
         }
         if (best == nullptr || load(worker) < load(*best)) best = &worker;

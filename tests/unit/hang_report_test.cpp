@@ -10,6 +10,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -48,6 +49,9 @@ class StuckChild {
         if (::pipe(started) != 0) throw std::runtime_error("pipe failed");
         pid_ = ::fork();
         if (pid_ == 0) {
+            // Where Yama's ptrace_scope is 1, the reading child of HangReport (this test's
+            // child too, not our ancestor) may trace us only so.
+            ::prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
             hang(started[1]);
             ::_exit(0);
         }
@@ -186,6 +190,32 @@ TEST(HangReport, IsReadInAChildAndHandedToTheLoop) {
     }
     EXPECT_GT(reaped, 0);
     EXPECT_NE(reaped, child.pid());
+}
+
+TEST(HangReport, DestroyedBeforeItsReportCameItCallsNothingAndEndsItsChild) {
+    StuckChild child(spin_forever);
+    boost::asio::io_context io;
+    bool called = false;
+    {
+        HangReport reading(io, child.pid(), table_address(), 5s,
+                           [&](std::vector<std::string>) { called = true; });
+        io.poll();
+    }
+    io.run_for(1s);
+    EXPECT_FALSE(called);
+    // Its child is killed: reaped within the limit, not after the 5 s of its alarm.
+    int status = 0;
+    pid_t reaped = 0;
+    for (int i = 0; i < 40 && reaped <= 0; ++i) {
+        reaped = ::waitpid(-1, &status, WNOHANG);
+        if (reaped == 0) std::this_thread::sleep_for(50ms);
+    }
+    ASSERT_GT(reaped, 0);
+    EXPECT_NE(reaped, child.pid());
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+    // And the worker it was reading runs on.
+    EXPECT_TRUE(testing::eventually([&] { return state_of(child.pid()) == 'R'; }, 5s))
+        << state_of(child.pid());
 }
 
 }  // namespace

@@ -539,9 +539,11 @@ void Connection::complete(std::uint64_t request_id, Response response) {
 }
 
 void Connection::send_error(int status) {
-    request_started_ = std::chrono::steady_clock::now();
-    method_ = "-";
-    target_ = "-";
+    if (!head_done_) {  // refused before it was a request: nothing to name it by
+        request_started_ = std::chrono::steady_clock::now();
+        method_ = "-";
+        target_ = "-";
+    }
     keep_alive_ = false;
     input_left_unread_ = true;  // the rest of a refused request may still be arriving
     head_request_ = false;
