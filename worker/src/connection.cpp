@@ -20,6 +20,7 @@
 #include <array>
 #include <charconv>
 #include <cstring>
+#include <span>
 #include <thread>
 #include <utility>
 
@@ -41,6 +42,49 @@ namespace {
 // and the start of what follows it.
 // What one connection sends of a file before the loop serves the others.
 constexpr std::uint64_t kFileBytesPerTurn = 4 << 20;
+
+// Reads and writes tried at once go straight to the kernel, MSG_DONTWAIT: Asio's own
+// would need its non-blocking flag set on each socket, which costs an ioctl per connection
+// (the socket is non-blocking from its accept4 already). Asynchronous operations stay
+// Asio's.
+std::size_t write_now(int fd, std::span<const asio::const_buffer> buffers, error_code& ec) {
+    std::array<iovec, 4> iov;
+    std::size_t count = 0;
+    for (const auto& buffer : buffers) {
+        if (count == iov.size()) break;
+        iov[count++] = {const_cast<void*>(buffer.data()), buffer.size()};
+    }
+    msghdr message{};
+    message.msg_iov = iov.data();
+    message.msg_iovlen = count;
+    ssize_t n;
+    do {
+        n = ::sendmsg(fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        ec = error_code(errno, boost::system::system_category());
+        return 0;
+    }
+    ec = {};
+    return static_cast<std::size_t>(n);
+}
+
+std::size_t write_now(int fd, asio::const_buffer buffer, error_code& ec) {
+    return write_now(fd, std::span<const asio::const_buffer>(&buffer, 1), ec);
+}
+
+std::size_t read_now(int fd, char* space, std::size_t room, error_code& ec) {
+    ssize_t n;
+    do {
+        n = ::recv(fd, space, room, MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        ec = error_code(errno, boost::system::system_category());
+        return 0;
+    }
+    ec = n == 0 ? error_code(asio::error::eof) : error_code();
+    return static_cast<std::size_t>(n);
+}
 
 // "GET /path" of a request, or `known` when the request was moved away already.
 std::string describe(const Request& request, const std::string& known) {
@@ -83,8 +127,6 @@ Connection::~Connection() {
 
 void Connection::start(std::string_view already_read, bool handed_over) {
     handed_over_ = handed_over;
-    error_code ignored;
-    socket_.non_blocking(true, ignored);  // reads and writes are tried directly first
     while (!already_read.empty()) {
         auto [space, room] = input_.prepare();
         if (room == 0) break;  // Server::adopt admits no more than fits
@@ -124,6 +166,9 @@ void Connection::do_read() {
     // A keep-alive connection between requests (one handed over by another worker, too).
     if (request_id_ > 0 || handed_over_) server_.mark_idle(*this);
     arm_read_deadline(ReadDeadline::idle);
+    // A new client's first request has mostly arrived with its connection, or just after:
+    // read at once, not after a wait that would tell so (one epoll_ctl and a turn saved).
+    if (request_id_ == 0 && !handed_over_) return read_input();
     wait_readable();
 }
 
@@ -202,7 +247,7 @@ void Connection::read_input() {
     error_code ec;
     std::size_t bytes = phase_ == ReadPhase::idle
                             ? read_first_bytes(space, room, ec)
-                            : socket_.read_some(asio::buffer(space, room), ec);
+                            : read_now(socket_.native_handle(), space, room, ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) return wait_readable();
     if (ec) {
         // The client closed: normal between requests; in the middle of one, it may still
@@ -364,7 +409,8 @@ void Connection::send_continue() {
     if (!batch_.empty()) return flush_batch(&Connection::send_continue);  // in order
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
     error_code ec;
-    std::size_t written = socket_.write_some(asio::buffer(kContinue.data(), kContinue.size()), ec);
+    std::size_t written =
+        write_now(socket_.native_handle(), asio::buffer(kContinue.data(), kContinue.size()), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
         ec = {};
         written = 0;
@@ -615,7 +661,7 @@ void Connection::finish_file_response() {
     if (!send_body_) file_end_ = file_offset_;
     state_ = State::writing;
     error_code ec;
-    std::size_t written = socket_.write_some(asio::buffer(head_), ec);
+    std::size_t written = write_now(socket_.native_handle(), asio::buffer(head_), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
         ec = {};
         written = 0;
@@ -708,12 +754,13 @@ void Connection::do_write() {
         response_done();
         return read_next_request();
     }
-    std::array<asio::const_buffer, 3> buffers = {asio::buffer(batch_), asio::buffer(head_),
-                                                 asio::buffer(body.data(), body.size())};
+    std::array<asio::const_buffer, 3> all = {asio::buffer(batch_), asio::buffer(head_),
+                                             asio::buffer(body.data(), body.size())};
+    std::span<const asio::const_buffer> buffers(all.begin() + (batch_.empty() ? 1 : 0), all.end());
     batch_in_write_ = batch_.size();
     std::size_t total = batch_.size() + head_.size() + body.size();
     error_code ec;
-    std::size_t written = socket_.write_some(buffers, ec);
+    std::size_t written = write_now(socket_.native_handle(), buffers, ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
         ec = {};
         written = 0;
@@ -741,7 +788,7 @@ bool Connection::joins_the_batch(std::size_t body_size) const {
 // otherwise once an asynchronous write has taken the rest, under the write timeout.
 void Connection::flush_batch(Step then) {
     error_code ec;
-    std::size_t written = socket_.write_some(asio::buffer(batch_), ec);
+    std::size_t written = write_now(socket_.native_handle(), asio::buffer(batch_), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
         ec = {};
         written = 0;
