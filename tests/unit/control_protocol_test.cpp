@@ -19,6 +19,11 @@ TEST(ControlProtocol, EveryMessageRoundTrips) {
     EXPECT_FALSE(std::get<Drain>(decode(encode(Drain{1500}))).hand_off);
     EXPECT_TRUE(std::get<Drain>(decode(encode(Drain{1500, true}))).hand_off);
     EXPECT_EQ(std::get<Ready>(decode(encode(Ready{4242}))).pid, 4242);
+    // A user-space address of x86-64 or arm64 (below 2^48), as a JSON number.
+    EXPECT_EQ(std::get<Ready>(decode(encode(Ready{1, 0x7ffd12345678}))).requests_in_flight,
+              0x7ffd12345678u);
+    EXPECT_EQ(std::get<Ready>(decode(R"({"type":"ready","pid":7})")).requests_in_flight, 0u)
+        << "a worker that does not say where its requests are";
     Heartbeat beat{10, 2, 3000, 4000};
     auto got = std::get<Heartbeat>(decode(encode(beat)));
     EXPECT_EQ(got.requests, 10u);
