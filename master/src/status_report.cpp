@@ -37,12 +37,19 @@ std::string to_json(const StatusReport& r) {
         json::object row = counters_json(w.counters);
         row["pid"] = w.pid;
         row["generation"] = w.generation;
+        row["slot"] = w.slot;
         row["state"] = w.state;
         row["retiring"] = w.retiring;
         row["uptime_seconds"] = w.uptime_seconds;
         row["heartbeat_age_seconds"] = w.heartbeat_age_seconds;
         row["rss_bytes"] = w.rss_bytes;
         workers.push_back(std::move(row));
+    }
+    json::array slots;
+    for (const auto& [slot, s] : r.slots) {
+        slots.push_back({{"slot", slot},
+                         {"connections_accepted", s.connections_accepted},
+                         {"requests", s.requests}});
     }
     json::object exits;
     for (const auto& [cause, count] : r.worker_exits) exits[cause] = count;
@@ -57,6 +64,7 @@ std::string to_json(const StatusReport& r) {
                       {"uptime_seconds", r.uptime_seconds},
                       {"workers", std::move(workers)},
                       {"totals", counters_json(r.totals)},
+                      {"slots", std::move(slots)},
                       {"worker_starts", r.worker_starts},
                       {"worker_exits", std::move(exits)},
                       {"reloads", r.reloads},
@@ -115,6 +123,17 @@ std::string to_prometheus(const StatusReport& r) {
     out << "prefork_received_bytes_total " << t.bytes_in << "\n";
     family("prefork_sent_bytes_total", "counter", "Bytes of responses written.");
     out << "prefork_sent_bytes_total " << t.bytes_out << "\n";
+    family("prefork_worker_slot_connections_total", "counter",
+           "Connections accepted from the listeners, by worker slot (a replacement counts in "
+           "the slot of the worker it replaced): how evenly the workers share them.");
+    for (const auto& [slot, s] : r.slots) {
+        out << "prefork_worker_slot_connections_total{slot=\"" << slot << "\"} "
+            << s.connections_accepted << "\n";
+    }
+    family("prefork_worker_slot_requests_total", "counter", "Requests answered, by worker slot.");
+    for (const auto& [slot, s] : r.slots) {
+        out << "prefork_worker_slot_requests_total{slot=\"" << slot << "\"} " << s.requests << "\n";
+    }
     family("prefork_worker_starts_total", "counter", "Worker processes started.");
     out << "prefork_worker_starts_total " << r.worker_starts << "\n";
     family("prefork_worker_exits_total", "counter",

@@ -15,12 +15,19 @@ struct StatusReport {
     struct Worker {
         long pid = 0;
         int generation = 0;
+        int slot = 0;
         std::string state;  // starting, ready, draining, stopping
         bool retiring = false;
         double uptime_seconds = 0;
         double heartbeat_age_seconds = 0;
         std::uint64_t rss_bytes = 0;
         control::WorkerCounters counters;
+    };
+    // What the workers of one slot have done, those that exited included: how evenly the
+    // listeners' connections spread.
+    struct Slot {
+        std::uint64_t connections_accepted = 0;
+        std::uint64_t requests = 0;
     };
     struct Event {
         std::string time;  // UTC, as in the log
@@ -37,6 +44,7 @@ struct StatusReport {
     std::vector<Worker> workers;
     // Every request ever served, also by workers that have exited: never goes backwards.
     control::WorkerCounters totals;
+    std::map<int, Slot> slots;
     std::uint64_t worker_starts = 0;
     std::map<std::string, std::uint64_t> worker_exits;  // by cause
     std::uint64_t reloads = 0;

@@ -5,11 +5,13 @@
 
 namespace prefork::master {
 
-void SupervisionRecord::worker_exited(const control::WorkerCounters& last,
-                                      const std::string& cause) {
+void SupervisionRecord::worker_exited(const control::WorkerCounters& last, const std::string& cause,
+                                      int slot) {
     control::WorkerCounters counted = last;
     counted.active_connections = 0;
     exited_totals_.add(counted);
+    exited_slots_[slot].connections_accepted += last.connections_accepted;
+    exited_slots_[slot].requests += last.requests;
     ++worker_exits_[cause];
 }
 
@@ -20,6 +22,7 @@ void SupervisionRecord::event(std::string text) {
 
 void SupervisionRecord::fill(StatusReport& report) const {
     report.totals = exited_totals_;
+    report.slots = exited_slots_;
     report.worker_starts = worker_starts_;
     report.worker_exits = worker_exits_;
     report.reloads = reloads_;

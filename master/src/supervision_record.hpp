@@ -16,8 +16,9 @@ namespace prefork::master {
 class SupervisionRecord {
   public:
     void worker_started() { ++worker_starts_; }
-    // A worker has exited: its last counters join the totals, counted under `cause`.
-    void worker_exited(const control::WorkerCounters& last, const std::string& cause);
+    // A worker has exited: its last counters join the totals (and its slot's), counted
+    // under `cause`.
+    void worker_exited(const control::WorkerCounters& last, const std::string& cause, int slot = 0);
     void reload_started() { ++reloads_; }
     void reload_failed() { ++reload_failures_; }
     // Something an operator should see on /status (the last 20 are kept).
@@ -30,6 +31,7 @@ class SupervisionRecord {
     static constexpr std::size_t kRecentEvents = 20;
 
     control::WorkerCounters exited_totals_;
+    std::map<int, StatusReport::Slot> exited_slots_;
     std::uint64_t worker_starts_ = 0;
     std::map<std::string, std::uint64_t> worker_exits_;
     std::uint64_t reloads_ = 0;

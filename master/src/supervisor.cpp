@@ -347,6 +347,7 @@ void Supervisor::start_worker() {
     }
     pid_t pid = worker.pid;
     worker.max_requests = pick_max_requests();
+    worker.slot = free_slot();
     worker.control->start(
         [this, pid](control::Message message, std::vector<UniqueFd> fds) {
             on_worker_message(pid, std::move(message), std::move(fds));
@@ -364,6 +365,20 @@ void Supervisor::start_worker() {
     log::info("worker ", pid, " started (generation ", generation_, ")");
     record_.worker_started();
     workers_.emplace(pid, std::move(worker));
+}
+
+// The lowest slot no active worker holds: that of a worker being replaced (retiring,
+// draining, dead), or a new one when there are more workers to keep up.
+int Supervisor::free_slot() const {
+    std::vector<bool> taken;
+    for (const auto& [pid, worker] : workers_) {
+        if (!worker.is_active()) continue;
+        if (taken.size() <= static_cast<std::size_t>(worker.slot)) taken.resize(worker.slot + 1);
+        taken[worker.slot] = true;
+    }
+    int slot = 0;
+    while (static_cast<std::size_t>(slot) < taken.size() && taken[slot]) ++slot;
+    return slot;
 }
 
 // The admin endpoint leaves descriptors to spare for this; when it could not (a low limit,
@@ -742,10 +757,11 @@ void Supervisor::on_worker_exit(pid_t pid, int wait_status) {
     std::string cause = describe_wait_status(wait_status);
     bool told_to_go = worker.state == WorkerProcess::State::draining ||
                       worker.state == WorkerProcess::State::stopping;
-    record_.worker_exited(worker.counters, told_to_go && !worker.exit_cause.empty()
-                                               ? worker.exit_cause
-                                           : phase_ != Phase::running ? "stop"
-                                                                      : "crash");
+    record_.worker_exited(worker.counters,
+                          told_to_go && !worker.exit_cause.empty() ? worker.exit_cause
+                          : phase_ != Phase::running               ? "stop"
+                                                                   : "crash",
+                          worker.slot);
     if (expected) {
         log::info("worker ", pid, " (generation ", worker.generation, ") ", cause, " after ",
                   uptime(worker));

@@ -33,11 +33,13 @@ StatusReport Supervisor::status() const {
     for (const auto& [pid, worker] : workers_) {
         if (worker.state == WorkerProcess::State::ready && phase_ == Phase::running)
             report.ready = true;
-        report.workers.push_back({pid, worker.generation, state_name(worker.state), worker.retiring,
-                                  seconds(now - worker.started_at),
+        report.workers.push_back({pid, worker.generation, worker.slot, state_name(worker.state),
+                                  worker.retiring, seconds(now - worker.started_at),
                                   seconds(now - worker.last_heard), resident_bytes(pid),
                                   worker.counters});
         report.totals.add(worker.counters);
+        report.slots[worker.slot].connections_accepted += worker.counters.connections_accepted;
+        report.slots[worker.slot].requests += worker.counters.requests;
     }
     report.totals.handoff_fallbacks += handoff_fallbacks_;
     return report;

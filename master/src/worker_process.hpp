@@ -23,6 +23,9 @@ struct WorkerProcess {
 
     pid_t pid = 0;
     int generation = 0;
+    // Its place among the workers kept up (0 to --workers - 1): a replacement takes the
+    // place of the worker it replaces, so per-slot series stay as few as the workers.
+    int slot = 0;
     State state = State::starting;
     Clock::time_point started_at;
     Clock::time_point last_heard;  // the last message from its event loop

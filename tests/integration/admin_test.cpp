@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <set>
 #include <sstream>
 
 namespace prefork::testing {
@@ -147,6 +148,47 @@ TEST(Admin, CountersGrowAndNeverGoBackwardsWhenAWorkerCrashes) {
     ASSERT_FALSE(events.empty());
     EXPECT_NE(std::string(events.back().at("text").as_string()).find("killed by SIGSEGV"),
               std::string::npos);
+}
+
+TEST(Admin, PerSlotCountersStayAsFewAsTheWorkersWhileWorkersAreReplaced) {
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0", "--max-requests", "20"}});
+    constexpr int kRequests = 150;  // on a new connection each: workers are replaced
+    for (int i = 0; i < kRequests; ++i) ASSERT_EQ(http_get(server.port(), "/").result_int(), 200);
+
+    json::object status;
+    std::uint64_t slot_requests = 0, slot_connections = 0;
+    std::set<std::int64_t> slots;
+    eventually(
+        [&] {
+            status = status_json(server);
+            slot_requests = slot_connections = 0;
+            slots.clear();
+            for (const auto& slot : status.at("slots").as_array()) {
+                slots.insert(slot.at("slot").as_int64());
+                slot_requests += slot.at("requests").to_number<std::uint64_t>();
+                slot_connections += slot.at("connections_accepted").to_number<std::uint64_t>();
+            }
+            return slot_requests >= kRequests;
+        },
+        15s);
+    EXPECT_EQ(slot_requests, status.at("totals").at("requests").to_number<std::uint64_t>());
+    EXPECT_GE(slot_connections, static_cast<std::uint64_t>(kRequests));
+    EXPECT_EQ(slots, (std::set<std::int64_t>{0, 1})) << json::serialize(status);
+    EXPECT_GT(status.at("worker_starts").to_number<std::size_t>(), slots.size() + 1)
+        << "workers were replaced, more than once";
+    std::set<std::int64_t> held;
+    for (const auto& worker : status.at("workers").as_array()) {
+        if (worker.at("state").as_string() == "ready" && !worker.at("retiring").as_bool())
+            held.insert(worker.at("slot").as_int64());
+    }
+    EXPECT_EQ(held.size(), 2u) << "two ready workers in two slots: " << json::serialize(status);
+
+    std::string metrics = admin_get(server, "/metrics").body();
+    EXPECT_GE(metric(metrics, "prefork_worker_slot_requests_total{slot=\"0\"}") +
+                  metric(metrics, "prefork_worker_slot_requests_total{slot=\"1\"}"),
+              kRequests);
+    EXPECT_EQ(metric(metrics, "prefork_worker_slot_connections_total{slot=\"2\"}"), -1)
+        << "a slot beyond the workers";
 }
 
 TEST(Admin, MetricsPassPromtool) {

@@ -27,6 +27,22 @@ TEST(SupervisionRecord, TheTotalsOfExitedWorkersNeverGoBackwards) {
     EXPECT_EQ(report.worker_exits.at("reload"), 2u);
 }
 
+TEST(SupervisionRecord, ASlotKeepsTheCountsOfTheWorkersThatHeldItBefore) {
+    SupervisionRecord record;
+    control::WorkerCounters last;
+    last.requests = 7;
+    last.connections_accepted = 3;
+    record.worker_exited(last, "recycle", 1);
+    record.worker_exited(last, "recycle", 1);
+    record.worker_exited(last, "crash", 0);
+    StatusReport report;
+    record.fill(report);
+    ASSERT_EQ(report.slots.size(), 2u);
+    EXPECT_EQ(report.slots.at(1).requests, 14u);
+    EXPECT_EQ(report.slots.at(1).connections_accepted, 6u);
+    EXPECT_EQ(report.slots.at(0).requests, 7u);
+}
+
 TEST(SupervisionRecord, ReloadsAndFailuresAreCountedApart) {
     SupervisionRecord record;
     record.reload_started();
