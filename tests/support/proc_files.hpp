@@ -31,12 +31,13 @@ char process_state(pid_t pid);
 // Waits until the process sleeps ('S'): a child that has started its work and, for a forked
 // child, has run the pthread_atfork child handlers. False when it did not within `timeout`.
 bool wait_until_sleeping(pid_t pid, std::chrono::milliseconds timeout);
-// Waits until the process's main thread is in nanosleep or clock_nanosleep (a handler that
-// blocks its worker with a sleep, as the demo's /block does, has started). False when it
-// was not within `timeout`.
+// Waits until the process's main thread sleeps in glibc's nanosleep (the clock_nanosleep
+// system call: a handler that blocks its worker with a sleep, as the demo's /block does, has
+// started). False when it was not within `timeout`.
 bool wait_until_in_nanosleep(pid_t pid, std::chrono::milliseconds timeout);
-// How many of the process's threads are in nanosleep or clock_nanosleep (jobs of a worker's
-// offload pool that sleep, as the demo's /offload does, are running).
+// How many of the process's threads sleep in glibc's nanosleep (jobs of a worker's offload
+// pool that sleep, as the demo's /offload does, are running); a sanitizer's own threads,
+// which make the plain nanosleep system call, do not count.
 std::size_t threads_in_nanosleep(pid_t pid);
 
 // A process's resident memory in KiB (VmRSS of /proc/PID/status), 0 when it is gone.
