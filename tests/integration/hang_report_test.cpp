@@ -103,34 +103,34 @@ void expect_handler_frame_below(const HangLog& log, int hang_frame) {
     EXPECT_GT(frame_of(log, "prefork::Connection::"), handler) << log.output;
 }
 
-TEST(HangReport, AWorkerAsleepInBlockIsReportedWithItsStackAndRequests) {
-    HangLog log = hang_the_worker("/block?ms=60000");
-    int hang = frame_of(log, "(anonymous namespace)::block_for(long long)");
+// Hangs the worker with `target` and checks the report: `function` (the demo's, where it
+// hangs) on the stack with the handler below it; `call`, when given, above it (the system
+// call it is in); both requests in flight.
+void expect_hang_reported(const std::string& target, const std::string& function,
+                          const std::string& call = "") {
+    HangLog log = hang_the_worker(target);
+    int hang = frame_of(log, "(anonymous namespace)::" + function);
     ASSERT_GE(hang, 0) << log.output;
-    EXPECT_GE(frame_of(log, "nanosleep"), 0) << log.output;
-    EXPECT_LT(frame_of(log, "nanosleep"), hang) << log.output;
+    if (!call.empty()) {
+        int in = frame_of(log, call);
+        EXPECT_GE(in, 0) << log.output;
+        EXPECT_LT(in, hang) << "the system call is not above the function that made it:\n"
+                            << log.output;
+    }
     expect_handler_frame_below(log, hang);
-    expect_requests_in_flight(log, "/block?ms=60000");
+    expect_requests_in_flight(log, target);
+}
+
+TEST(HangReport, AWorkerAsleepInBlockIsReportedWithItsStackAndRequests) {
+    expect_hang_reported("/block?ms=60000", "block_for(long long)", "nanosleep");
 }
 
 TEST(HangReport, AWorkerInABusyLoopIsReportedWithItsStackAndRequests) {
-    HangLog log = hang_the_worker("/spin?ms=60000");
-    int hang = frame_of(log, "(anonymous namespace)::spin_for(long long)");
-    ASSERT_GE(hang, 0) << log.output;
-    expect_handler_frame_below(log, hang);
-    expect_requests_in_flight(log, "/spin?ms=60000");
+    expect_hang_reported("/spin?ms=60000", "spin_for(long long)");
 }
 
 TEST(HangReport, AWorkerBlockedInASystemCallIsReportedWithItsStackAndRequests) {
-    HangLog log = hang_the_worker("/recv?ms=60000");
-    int hang = frame_of(log, "(anonymous namespace)::wait_in_recv(long long)");
-    ASSERT_GE(hang, 0) << log.output;
-    int call = frame_of(log, "recv");
-    EXPECT_GE(call, 0) << log.output;
-    EXPECT_LT(call, hang) << "the system call is not above the function that made it:\n"
-                          << log.output;
-    expect_handler_frame_below(log, hang);
-    expect_requests_in_flight(log, "/recv?ms=60000");
+    expect_hang_reported("/recv?ms=60000", "wait_in_recv(long long)", "recv");
 }
 
 }  // namespace

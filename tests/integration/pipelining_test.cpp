@@ -186,6 +186,23 @@ TEST(Pipelining, AnInterimContinueComesAfterTheResponsesBeforeIt) {
     EXPECT_NE(seen.find("\r\n\r\nhello"), std::string::npos) << seen;
 }
 
+TEST(Pipelining, AClientThatVanishesWhileItsBurstIsWrittenHurtsNothing) {
+    PreforkServer server(Loopback{1});
+    HttpConnection other(server.port(), 10s);
+    pid_t worker = std::stoi(other.get("/pid").body());
+    for (int round = 0; round < 20; ++round) {
+        RawClient client(server.port(), 4096);  // a small window: the writes wait
+        std::string burst;
+        for (int i = 0; i < 40; ++i) burst += get(i % 2 ? "/" : "/bytes?n=30000");
+        ASSERT_TRUE(client.send(burst));
+        client.read_some(20ms);  // some of it, then gone with a reset
+        client.reset();
+    }
+    EXPECT_EQ(other.get("/").body(), "Hello, World!") << "the worker still serves";
+    ASSERT_EQ(server.children().size(), 1u);
+    EXPECT_EQ(server.children()[0], worker) << "the worker died:\n" << server.output();
+}
+
 TEST(Pipelining, AClientThatPipelinesWithoutReadingCostsBoundedMemory) {
     PreforkServer server(Loopback{1, {}, {"PREFORK_WRITE_TIMEOUT=3"}});
     HttpConnection other(server.port(), 10s);
