@@ -94,6 +94,9 @@ struct Encoder {
                 {"handoff_fallbacks", m.handoff_fallbacks}};
     }
     json::object operator()(const Draining&) const { return {{"type", "draining"}}; }
+    json::object operator()(const Accepting& m) const {
+        return {{"type", "accepting"}, {"accepting", m.accepting}};
+    }
     json::object operator()(const ReopenLogs&) const { return {{"type", "reopen_logs"}}; }
     json::object operator()(const HeartbeatInterval& m) const {
         return {{"type", "heartbeat_interval"}, {"interval_ms", m.interval_ms}};
@@ -236,6 +239,11 @@ Message decode(std::string_view datagram) {
     }
     if (type == "heartbeat") return decode_heartbeat(object);
     if (type == "draining") return Draining{};
+    if (type == "accepting") {
+        const json::value& accepting = field(object, "accepting");
+        if (!accepting.is_bool()) throw ProtocolError("field \"accepting\" is not a boolean");
+        return Accepting{accepting.get_bool()};
+    }
     if (type == "reopen_logs") return ReopenLogs{};
     if (type == "heartbeat_interval") {
         auto interval = number<std::int64_t>(object, "interval_ms");

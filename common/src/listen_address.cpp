@@ -36,7 +36,21 @@ std::string system_reason(int error) {
                        system_reason(error));
 }
 
-UniqueFd bind_tcp(const ListenAddress& address) {
+// SO_REUSEADDR, and IPV6_V6ONLY for IPv6: what every TCP listener of prefork's is bound with.
+void set_tcp_listener_options(int fd, int family) {
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+}
+
+void set_reuseport(const ListenAddress& address, int fd) {
+    int one = 1;
+    if (::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+        fail(address, "set SO_REUSEPORT on", errno);
+    }
+}
+
+UniqueFd bind_tcp(const ListenAddress& address, bool reuseport) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -51,12 +65,11 @@ UniqueFd bind_tcp(const ListenAddress& address) {
 
     UniqueFd fd(::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd) fail(address, "create a socket for", errno);
-    int one = 1;
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (found->ai_family == AF_INET6) {
-        ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    }
+    set_tcp_listener_options(fd.get(), found->ai_family);
     if (::bind(fd.get(), found->ai_addr, found->ai_addrlen) != 0) fail(address, "bind", errno);
+    // Only now: bound without it, a port another server holds (even with SO_REUSEPORT, as
+    // another prefork would) is refused as busy instead of shared with it.
+    if (reuseport) set_reuseport(address, fd.get());
     if (::listen(fd.get(), kListenBacklog) != 0) fail(address, "listen on", errno);
     return fd;
 }
@@ -145,9 +158,26 @@ ListenAddress parse_listen_address(std::string_view text) {
     return address;
 }
 
-UniqueFd bind_listener(const ListenAddress& address) {
+UniqueFd bind_listener(const ListenAddress& address, bool reuseport) {
     return address.kind == ListenAddress::Kind::unix_socket ? bind_unix(address)
-                                                            : bind_tcp(address);
+                                                            : bind_tcp(address, reuseport);
+}
+
+UniqueFd bind_sibling(const ListenAddress& address, int listener) {
+    sockaddr_storage storage{};
+    socklen_t length = sizeof(storage);
+    if (::getsockname(listener, reinterpret_cast<sockaddr*>(&storage), &length) != 0) {
+        fail(address, "find the address of", errno);
+    }
+    UniqueFd fd(::socket(storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd) fail(address, "create a socket for", errno);
+    set_tcp_listener_options(fd.get(), storage.ss_family);
+    set_reuseport(address, fd.get());
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&storage), length) != 0) {
+        fail(address, "bind another SO_REUSEPORT socket to", errno);
+    }
+    if (::listen(fd.get(), kListenBacklog) != 0) fail(address, "listen on", errno);
+    return fd;
 }
 
 std::string bracketed(std::string_view host) {

@@ -10,6 +10,14 @@ namespace prefork::master {
 
 // The master's listening sockets. They are bound before any worker starts and stay open
 // while workers come and go, so the accept queue outlives every worker.
+//
+// With per-slot queues (--reuseport, the default), each TCP address has one SO_REUSEPORT
+// socket per worker slot, all created and kept by the master: a worker accepts on its
+// slot's socket, and the worker that replaces it (a reload, a recycle, a crash) takes the
+// same socket, queue and all, so nothing queued is dropped. Which slot a new connection
+// goes to is the master's choice (steer): one of the slots a worker accepts on, at random,
+// by a classic BPF program on the group. Unix sockets and sockets from systemd stay one
+// queue shared by all workers.
 class ListenerSet {
   public:
     ListenerSet() = default;
@@ -17,11 +25,15 @@ class ListenerSet {
     ListenerSet& operator=(ListenerSet&&) = default;
     ~ListenerSet() { close_all(); }
 
+    // Per-slot queues for the TCP addresses bound from now on (set before bind_all).
+    void set_reuseport(bool on) { reuseport_ = on; }
+    bool reuseport() const { return reuseport_; }
+
     // Binds every address, or throws AddressError for the first that fails (and closes
     // what it had bound).
     void bind_all(const std::vector<ListenAddress>& addresses);
 
-    // Moves to a new list of addresses (a reload): an address that stays keeps its socket,
+    // Moves to a new list of addresses (a reload): an address that stays keeps its sockets,
     // never closed and rebound, so no connection is refused meanwhile; a new one is bound;
     // a removed one is closed here (its port is free once the workers that still hold it
     // have drained). Throws AddressError, changing nothing, when a new address cannot be bound.
@@ -37,19 +49,39 @@ class ListenerSet {
     void close_all();
 
     bool empty() const { return listeners_.empty(); }
-    std::vector<int> fds() const;
     std::vector<std::string> names() const;
+
+    // The sockets a worker in `slot` accepts on, one per address, in order: the slot's own
+    // (created on first use) where the address has per-slot queues, else the shared one.
+    // A slot's socket that cannot be created is logged, and the slot shares slot 0's.
+    std::vector<int> fds_for_slot(int slot);
+
+    // From now on the kernel puts new connections in the queues of these slots only, spread
+    // evenly at random. With none, it stays as it was (the queues keep what comes until a
+    // worker is back).
+    void steer(const std::vector<int>& slots);
+
+    // The per-slot sockets of the slots not in `slots`: connections may still wait there
+    // (queued before the slot's worker went), with no worker to accept them.
+    std::vector<int> stray_fds(const std::vector<int>& slots) const;
 
   private:
     struct Listener {
         ListenAddress address;
-        UniqueFd fd;
-        bool owned = true;  // created here (a unix socket file is removed with it)
+        // One socket; with per-slot queues, slot i's socket is fds[i].
+        std::vector<UniqueFd> fds;
+        bool owned = true;             // created here (a unix socket file is removed with it)
+        bool per_slot = false;         // SO_REUSEPORT sockets, one per slot
+        std::vector<int> steered_to;   // the slots steer() last sent new connections to
+        bool steering_failed = false;  // said once; the kernel's own spread from then on
     };
+    Listener bind_one(const ListenAddress& address) const;
     static void close(Listener& listener);
+    static void steer(Listener& listener, const std::vector<int>& slots);
 
     std::vector<Listener> listeners_;
     bool adopted_ = false;
+    bool reuseport_ = false;
 };
 
 }  // namespace prefork::master

@@ -103,6 +103,7 @@ int main(int argc, char** argv) {
     ::prctl(PR_SET_CHILD_SUBREAPER, 1);
 
     ListenerSet listeners;
+    listeners.set_reuseport(options.reuseport);
     try {
         if (activated.empty()) {
             listeners.bind_all(options.binds);

@@ -115,6 +115,18 @@ const OptionSpec kOptions[] = {
          return shown;
      },
      nullptr},
+    {"reuseport", "PREFORK_REUSEPORT", "on|off", "on",
+     "on: each TCP address gets an accept queue per worker slot (SO_REUSEPORT), kept by the "
+     "master across worker restarts, new connections spread evenly; off: one queue shared by "
+     "all workers (needs a restart to change)",
+     OptionShape::value, true, false,
+     [](Options& o, const std::vector<Setting>& said) {
+         const std::string& value = last(said).value;
+         if (value != "on" && value != "off") invalid(last(said), "on or off");
+         o.reuseport = value == "on";
+     },
+     [](const Options& o) { return one(o.reuseport ? "on" : "off"); },
+     [](Options& next, const Options& running) { next.reuseport = running.reuseport; }},
     {"workers", "PREFORK_WORKERS", "N|auto", "auto",
      "number of worker processes; auto: the CPU limit of prefork's cgroup, else the CPUs it "
      "may run on (read again on HUP)",

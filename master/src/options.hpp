@@ -18,6 +18,7 @@ namespace prefork::master {
 // over the PREFORK_* environment over the defaults.
 struct Options {
     std::vector<ListenAddress> binds;
+    bool reuseport = true;  // an accept queue per worker slot for each TCP address
     int workers = 1;
     std::string workers_source;  // for the start log: --workers, or where `auto` found it
     std::chrono::milliseconds timeout{30'000};

@@ -75,6 +75,8 @@ std::string to_json(const StatusReport& r) {
                        {{"handed_off", r.totals.connections_handed_off},
                         {"adopted", r.totals.connections_adopted},
                         {"fallbacks", r.totals.handoff_fallbacks}}},
+                      {"listen_queues", r.listen_queues},
+                      {"connections_rescued", r.connections_rescued},
                       {"events", std::move(events)}};
     return json::serialize(root) + "\n";
 }
@@ -161,6 +163,10 @@ std::string to_prometheus(const StatusReport& r) {
     family("prefork_connection_handoff_fallbacks_total", "counter",
            "Connections that could not be handed off or taken over, and were closed.");
     out << "prefork_connection_handoff_fallbacks_total " << t.handoff_fallbacks << "\n";
+    family("prefork_connections_rescued_total", "counter",
+           "Connections the master took from the queue of a worker slot no worker accepted on "
+           "(per-slot queues), and passed to a worker that did.");
+    out << "prefork_connections_rescued_total " << r.connections_rescued << "\n";
     family("prefork_workers", "gauge", "Worker processes by state and generation.");
     std::map<std::pair<std::string, int>, int> by_state;
     for (const auto& w : r.workers) ++by_state[{w.state, w.generation}];

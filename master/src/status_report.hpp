@@ -50,6 +50,11 @@ struct StatusReport {
     std::uint64_t reloads = 0;
     std::uint64_t reload_failures = 0;
     std::uint64_t log_lines_dropped = 0;  // by the master (the workers' are in the totals)
+    // "per-slot" (--reuseport on) or "shared": how the workers take the TCP connections.
+    std::string listen_queues = "shared";
+    // Connections the master took from the queue of a slot no worker accepted on, and
+    // passed to a worker that did.
+    std::uint64_t connections_rescued = 0;
     std::vector<Event> events;            // the most recent last
 };
 

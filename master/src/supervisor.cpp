@@ -27,6 +27,9 @@ using namespace std::chrono_literals;
 constexpr std::size_t kDescriptorsToStartAWorker = 8;
 // How long a worker killed with SIGABRT for hanging may take to dump core.
 constexpr auto kAbortGrace = 2s;
+// A worker whose heartbeat (every second) is this late takes no new connections meanwhile:
+// they go to the other slots, and what waits in its queue to the other workers.
+constexpr std::chrono::milliseconds kLateHeartbeat = 2500ms;
 // How long reading a hung worker's stack and requests may hold up its SIGABRT.
 constexpr std::chrono::milliseconds kHangReportLimit = 3s;
 
@@ -58,6 +61,9 @@ Supervisor::Supervisor(Settings command_line, Options options, ListenerSet liste
       command_line_(std::move(command_line)),
       options_(std::move(options)),
       listeners_(std::move(listeners)),
+      strays_(
+          io_, [this] { return serving() && pick_adopter(0) != nullptr; },
+          [this](UniqueFd connection) { take_stray_connection(std::move(connection)); }),
       target_workers_(options_.workers),
       random_(static_cast<unsigned>(::getpid())),
       descriptor_limit_(open_file_limit()),
@@ -82,7 +88,7 @@ int Supervisor::run() {
     tick();
     check_memory();
     io_.run();
-    listeners_.close_all();
+    close_listeners();
     if (exit_status_ == 0) {
         log::info("stopped (", stop_reason_, ")");
     } else {
@@ -356,7 +362,7 @@ void Supervisor::start_worker() {
     bool sent = worker.control->send(
         control::Listeners{listeners_.names(), generation_,
                            as_millis(options_.graceful_timeout).count(), worker.max_requests},
-        listeners_.fds());
+        listeners_.fds_for_slot(worker.slot));
     if (!sent) {
         // Still "starting": its death goes through note_failed_start (backoff, giving up).
         log::error("worker ", pid, ": cannot send it its listening sockets; killing it");
@@ -433,6 +439,7 @@ void Supervisor::murder_workers() {
                                              kill_hung_worker(pid, silent, std::move(report));
                                          });
     }
+    steer_connections();  // away from a worker whose heartbeats are late
 }
 
 void Supervisor::kill_hung_worker(pid_t pid, Clock::duration silent,
@@ -480,22 +487,34 @@ void Supervisor::drain_worker(WorkerProcess& worker, const char* cause) {
     set_state(worker, WorkerProcess::State::draining);
 }
 
-// As replacements become ready, drains one retiring worker for each, the oldest first, so
-// that the ready workers never number fewer than the target.
+// As replacements become ready, drains one retiring worker for each, so that the ready
+// workers never number fewer than the target: first one whose slot has a ready successor
+// (its queue is served on), the oldest first.
 void Supervisor::drain_replaced_workers() {
     for (;;) {
         int ready = 0;
-        WorkerProcess* oldest_retiring = nullptr;
+        std::vector<bool> succeeded;  // by slot: a ready worker that is not retiring
         for (auto& [pid, worker] : workers_) {
             if (worker.state != WorkerProcess::State::ready) continue;
             ++ready;
-            if (worker.retiring &&
-                (!oldest_retiring || worker.started_at < oldest_retiring->started_at)) {
-                oldest_retiring = &worker;
+            if (worker.retiring) continue;
+            if (succeeded.size() <= std::size_t(worker.slot)) succeeded.resize(worker.slot + 1);
+            succeeded[worker.slot] = true;
+        }
+        auto has_successor = [&](const WorkerProcess& w) {
+            return std::size_t(w.slot) < succeeded.size() && succeeded[w.slot];
+        };
+        WorkerProcess* next = nullptr;
+        for (auto& [pid, worker] : workers_) {
+            if (worker.state != WorkerProcess::State::ready || !worker.retiring) continue;
+            if (!next || has_successor(worker) > has_successor(*next) ||
+                (has_successor(worker) == has_successor(*next) &&
+                 worker.started_at < next->started_at)) {
+                next = &worker;
             }
         }
-        if (!oldest_retiring || ready <= target_workers_) return;
-        drain_worker(*oldest_retiring, "reload");
+        if (!next || ready <= target_workers_) return;
+        drain_worker(*next, "reload");
     }
 }
 
@@ -541,6 +560,7 @@ void Supervisor::reload_configuration() {
         }
     }
     manage_workers();
+    steer_connections();  // an address the reload removed is watched no more
     finish_reload_if_done();
 }
 
@@ -595,7 +615,7 @@ void Supervisor::finish_reload_if_done() {
 void Supervisor::stop_gracefully() {
     phase_ = Phase::stopping_gracefully;
     respawn_timer_.cancel();
-    listeners_.close_all();
+    close_listeners();
     for (auto& [pid, worker] : workers_) {
         if (worker.state != WorkerProcess::State::stopping) drain_worker(worker, "stop");
     }
@@ -614,7 +634,7 @@ void Supervisor::stop_now(int exit_status, std::string reason) {
     exit_status_ = exit_status;
     stop_reason_ = std::move(reason);
     respawn_timer_.cancel();
-    listeners_.close_all();
+    close_listeners();
     for (auto& [pid, worker] : workers_) {
         ::kill(pid, SIGKILL);
         if (worker.exit_cause.empty()) worker.exit_cause = "stop";
@@ -648,7 +668,10 @@ void Supervisor::on_worker_message(pid_t pid, control::Message message, std::vec
         return;
     }
     if (worker.state == WorkerProcess::State::stopping) return;  // being killed: not heard
-    worker.last_heard = Clock::now();
+    auto now = Clock::now();
+    bool was_late = !accepts_now(worker, now);
+    worker.last_heard = now;
+    if (was_late && accepts_now(worker, now)) steer_connections();  // it is back
 
     if (auto* ready = std::get_if<control::Ready>(&message)) {
         worker.requests_in_flight = ready->requests_in_flight;
@@ -656,6 +679,13 @@ void Supervisor::on_worker_message(pid_t pid, control::Message message, std::vec
     }
     if (auto* heartbeat = std::get_if<control::Heartbeat>(&message)) {
         return on_worker_heartbeat(worker, *heartbeat);
+    }
+    if (auto* accepting = std::get_if<control::Accepting>(&message)) {
+        log::debug("worker ", pid,
+                   accepting->accepting ? ": accepting again"
+                                        : ": not accepting (its connections are busy)");
+        worker.accepting = accepting->accepting;
+        return steer_connections();
     }
     if (std::holds_alternative<control::Draining>(message)) {
         log::debug("worker ", pid, ": stopped accepting, finishing in-flight requests");
@@ -698,10 +728,12 @@ WorkerProcess* Supervisor::pick_adopter(pid_t from) {
     auto load = [](const WorkerProcess& w) {
         return w.counters.active_connections + w.adoptions_since_heartbeat;
     };
+    auto now = Clock::now();
     for (auto& [pid, worker] : workers_) {
-        if (pid == from || worker.state != WorkerProcess::State::ready || worker.retiring ||
-            worker.reaped || worker.generation != generation_ || !worker.control->is_open() ||
-            worker.hang_report) {  // hung: killed once its report is read
+        // Not one that hangs or is held up (its heartbeats late), nor one whose connections
+        // are all busy (it would close one more).
+        if (pid == from || worker.retiring || worker.generation != generation_ ||
+            !accepts_now(worker, now)) {
             continue;
         }
         if (best == nullptr || load(worker) < load(*best)) best = &worker;
@@ -780,6 +812,7 @@ void Supervisor::on_worker_exit(pid_t pid, int wait_status) {
     }
     manage_workers();
     drain_replaced_workers();  // fewer workers wanted than are ready (a reload lowered it)
+    steer_connections();
     finish_reload_if_done();
     finish_if_stopped();
 }
@@ -836,6 +869,44 @@ void Supervisor::announce_ready_if_all_are() {
 void Supervisor::set_state(WorkerProcess& worker, WorkerProcess::State state) {
     log::debug("worker ", worker.pid, ": ", state_name(worker.state), " -> ", state_name(state));
     worker.state = state;
+    steer_connections();
+}
+
+// It takes connections from its slot's queue: ready, its heartbeats on time (a loop held up
+// for a few seconds by a handler takes none meanwhile), not being reported as hung.
+bool Supervisor::accepts_now(const WorkerProcess& worker, Clock::time_point now) const {
+    return worker.state == WorkerProcess::State::ready && worker.accepting && !worker.reaped &&
+           !worker.hang_report && worker.control->is_open() &&
+           now - worker.last_heard <= std::min<Clock::duration>(kLateHeartbeat, options_.timeout);
+}
+
+// With per-slot queues: new connections go to the slots whose worker accepts, and those
+// that wait in the other slots' queues go to the workers that do.
+void Supervisor::steer_connections() {
+    if (!listeners_.reuseport()) return;
+    std::vector<int> accepting;
+    auto now = Clock::now();
+    if (serving()) {
+        for (const auto& [pid, worker] : workers_) {
+            if (accepts_now(worker, now)) accepting.push_back(worker.slot);
+        }
+    }
+    listeners_.steer(accepting);
+    strays_.watch(accepting.empty() ? std::vector<int>{} : listeners_.stray_fds(accepting));
+}
+
+void Supervisor::take_stray_connection(UniqueFd connection) {
+    WorkerProcess* adopter = pick_adopter(0);
+    if (adopter == nullptr) return;  // asked just before: cannot happen
+    ++adopter->adoptions_since_heartbeat;
+    std::vector<UniqueFd> fds;
+    fds.push_back(std::move(connection));
+    adopter->control->send_in_order(control::Adopt{}, std::move(fds));
+}
+
+void Supervisor::close_listeners() {
+    strays_.watch({});  // its duplicates would keep the sockets open
+    listeners_.close_all();
 }
 
 std::uint64_t Supervisor::pick_max_requests() {

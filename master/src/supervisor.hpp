@@ -4,6 +4,7 @@
 #include "crash_loop_guard.hpp"
 #include "listener_set.hpp"
 #include "options.hpp"
+#include "stray_connections.hpp"
 #include "supervision_record.hpp"
 #include "systemd.hpp"
 #include "worker_process.hpp"
@@ -91,6 +92,10 @@ class Supervisor : public AdminActions {
     void note_launch_failure(const std::string& error);
 
     void set_state(WorkerProcess& worker, WorkerProcess::State state);
+    bool accepts_now(const WorkerProcess& worker, Clock::time_point now) const;
+    void steer_connections();
+    void take_stray_connection(UniqueFd connection);
+    void close_listeners();
     void announce_ready_if_all_are();
     bool serving() const { return phase_ == Phase::running || phase_ == Phase::delaying_shutdown; }
     int active_workers() const;
@@ -108,6 +113,7 @@ class Supervisor : public AdminActions {
     Settings command_line_;
     Options options_;
     ListenerSet listeners_;
+    StrayConnections strays_;  // per-slot queues: what waits where no worker accepts
     std::map<pid_t, WorkerProcess> workers_;
     int target_workers_;
     int generation_ = 1;

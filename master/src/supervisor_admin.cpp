@@ -42,6 +42,8 @@ StatusReport Supervisor::status() const {
         report.slots[worker.slot].requests += worker.counters.requests;
     }
     report.totals.handoff_fallbacks += handoff_fallbacks_;
+    report.listen_queues = listeners_.reuseport() ? "per-slot" : "shared";
+    report.connections_rescued = strays_.rescued();
     return report;
 }
 

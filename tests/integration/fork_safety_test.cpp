@@ -153,10 +153,11 @@ TEST(ForkSafety, AuditOfEveryProcessFindsOnlyAllowedDescriptors) {
                 << who << " " << pid << " holds " << count << " x " << kind;
         }
     };
-    // master: 2 control sockets (one per worker), the listener, the admin listener
+    // master: 2 control sockets (one per worker), the listener's 2 sockets (one per worker
+    // slot), the admin listener
     audit(server.pid(),
           {{"standard", 3},
-           {"socket", 4},
+           {"socket", 5},
            {"epoll", 1},
            {"eventfd", 1},
            {"timerfd", 1},

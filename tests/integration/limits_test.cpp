@@ -118,7 +118,8 @@ TEST(Limits, ClientThatStopsReadingIsDisconnected) {
 }
 
 // Busy connections (a request in progress each) fill both workers: a new client waits in
-// the shared queue until a place is free.
+// a queue until a place is free (with per-slot queues, the master passes it to the worker
+// that has one, whichever slot's queue it waited in).
 TEST(Limits, WorkerWithOnlyBusyConnectionsAtItsLimitStopsAcceptingAndOthersTakeOver) {
     PreforkServer server(
         Loopback{2, {"--env", "PREFORK_MAX_CONNECTIONS=1", "--admin", "127.0.0.1:0"}});

@@ -21,6 +21,7 @@ namespace {
 // one here fails EveryOptionHasASampleValue.
 const std::map<std::string, std::string> kSamples = {
     {"bind", "127.0.0.1:9001"},
+    {"reuseport", "off"},
     {"workers", "3"},
     {"timeout", "7"},
     {"graceful_timeout", "8"},

@@ -65,6 +65,9 @@ void ControlClient::on_listeners(const control::Listeners& listeners, std::vecto
     // Tell the master at once, not at the next heartbeat: under load a second is many
     // requests, and a worker that dies serving its first one did not fail to start.
     server_.set_request_limit(listeners.max_requests, [this] { send_heartbeat(); });
+    server_.on_accepting_changed([this](bool accepting) {
+        channel_.send_in_order(control::Accepting{accepting}, {});
+    });
     for (std::size_t i = 0; i < fds.size(); ++i)
         server_.listen(std::move(fds[i]), listeners.names[i]);
     channel_.send(

@@ -239,17 +239,25 @@ void Server::pause_if_full() {
     if (connections_.size() < limits_.max_connections || !idle_.empty() || accepting_paused_) {
         return;
     }
+    log::debug("at ", limits_.max_connections, " busy connections: not accepting");
+    pause_accepting();
+}
+
+void Server::pause_accepting() {
     accepting_paused_ = true;
     for (auto& acceptor : acceptors_) acceptor->pause();
-    log::debug("at ", limits_.max_connections, " busy connections: not accepting");
+    if (tell_accepting_) tell_accepting_(false);
+}
+
+void Server::resume_accepting() {
+    accepting_paused_ = false;
+    for (auto& acceptor : acceptors_) acceptor->resume();
+    if (tell_accepting_) tell_accepting_(true);
 }
 
 void Server::mark_idle(Connection& connection) {
     if (!connection.idle_entry().is_linked()) idle_.push_back(connection.idle_entry());
-    if (accepting_paused_ && !draining_) {  // one to close for the next client
-        accepting_paused_ = false;
-        for (auto& acceptor : acceptors_) acceptor->resume();
-    }
+    if (accepting_paused_ && !draining_) resume_accepting();  // one to close for the next client
 }
 
 void Server::mark_busy(Connection& connection) {
@@ -315,8 +323,7 @@ control::WorkerCounters Server::counters() const {
 void Server::remove(Connection* connection) {
     connections_.erase(connection);
     if (accepting_paused_ && connections_.size() < limits_.max_connections && !draining_) {
-        accepting_paused_ = false;
-        for (auto& acceptor : acceptors_) acceptor->resume();
+        resume_accepting();
     }
     stop_if_drained();
 }

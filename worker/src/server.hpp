@@ -67,6 +67,11 @@ class Server {
     // Once draining, a connection between requests is not closed but given to `hand_off`
     // (its socket, and the bytes of its next request read so far) for another worker; a
     // busy one stays keep-alive and goes when its response is written. Set before drain().
+    // Told when the worker stops taking new connections (false: every connection it has is
+    // busy, at its connection limit) and when it takes them again.
+    void on_accepting_changed(std::function<void(bool accepting)> tell) {
+        tell_accepting_ = std::move(tell);
+    }
     using HandOff = std::function<void(UniqueFd socket, std::string bytes)>;
     void hand_off_connections(HandOff hand_off) { hand_off_ = std::move(hand_off); }
     // Nobody will take them any more (the master is gone, or prefork stops): the
@@ -144,6 +149,9 @@ class Server {
     std::uint64_t body_bytes_ = 0;  // request bodies held now
     bool draining_ = false;
     bool accepting_paused_ = false;
+    std::function<void(bool)> tell_accepting_;
+    void pause_accepting();
+    void resume_accepting();
     boost::asio::steady_timer drain_deadline_;
     std::function<void()> on_stopped_;
     std::uint64_t request_limit_ = 0;

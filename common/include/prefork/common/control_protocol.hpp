@@ -93,6 +93,14 @@ struct Heartbeat : WorkerCounters {};
 // worker -> master: the worker closed its listeners and finishes what is in flight.
 struct Draining {};
 
+// worker -> master: the worker stopped taking new connections (accepting = false: all of its
+// connections are busy, at its connection limit), or takes them again. With per-slot queues
+// the master sends new connections to the other slots meanwhile, and passes on what waits
+// in this one's queue.
+struct Accepting {
+    bool accepting = true;
+};
+
 // master -> worker: reopen the log files (the access log), after USR1.
 struct ReopenLogs {};
 
@@ -103,7 +111,7 @@ struct HeartbeatInterval {
 };
 
 using Message = std::variant<Listeners, Drain, Ready, Heartbeat, Draining, ReopenLogs, HandOff,
-                             Adopt, HeartbeatInterval>;
+                             Adopt, HeartbeatInterval, Accepting>;
 
 class ProtocolError : public std::runtime_error {
   public:

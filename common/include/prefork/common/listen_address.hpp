@@ -35,11 +35,16 @@ ListenAddress parse_listen_address(std::string_view text);
 // The accept queue length asked of the kernel (it caps it at net.core.somaxconn).
 inline constexpr int kListenBacklog = 4096;
 
-// Creates a listening socket: SOCK_CLOEXEC from birth, SO_REUSEADDR for TCP, IPV6_V6ONLY
-// for IPv6. For unix:PATH a stale socket file (nothing accepting on it) is replaced; a file
+// Creates a listening socket: SOCK_CLOEXEC from birth, SO_REUSEADDR for TCP (and
+// SO_REUSEPORT with `reuseport`, so that bind_sibling can add sockets), IPV6_V6ONLY for IPv6. For unix:PATH a stale socket file (nothing accepting on it) is replaced; a file
 // that is not a socket, or a socket in use, is an error. Throws AddressError naming the
 // address and the system's reason.
-UniqueFd bind_listener(const ListenAddress& address);
+UniqueFd bind_listener(const ListenAddress& address, bool reuseport = false);
+
+// Another SO_REUSEPORT listening socket on the address `listener` (bound with `reuseport`)
+// is bound to: the kernel spreads new connections over the group, each socket with an
+// accept queue of its own. Throws AddressError naming `address`.
+UniqueFd bind_sibling(const ListenAddress& address, int listener);
 
 // The address a listening socket is bound to (shows the port the kernel chose for port 0).
 std::string local_address(int socket);

@@ -1,0 +1,182 @@
+// Per-slot accept queues (--reuseport, the default): each worker slot has a listening
+// socket of its own, kept by the master. New connections spread evenly over the slots whose
+// worker accepts; what waits in the queue of a slot whose worker does not (it hangs, or the
+// slot is no longer wanted) is taken by the master and served by another worker.
+
+#include "eventually.hpp"
+#include "http_client.hpp"
+#include "prefork_server.hpp"
+#include "proc_files.hpp"
+
+#include <gtest/gtest.h>
+#include <boost/json.hpp>
+
+#include <signal.h>
+
+#include <future>
+#include <map>
+#include <sstream>
+#include <thread>
+
+namespace prefork::testing {
+namespace {
+
+namespace json = boost::json;
+using Clock = std::chrono::steady_clock;
+
+json::object status(const PreforkServer& server) {
+    return json::parse(HttpConnection(server.admin_port()).get("/status.json").body()).as_object();
+}
+
+// Connections each worker slot has taken from its listeners, as the master reports them.
+std::map<int, std::uint64_t> slot_connections(const PreforkServer& server) {
+    std::map<int, std::uint64_t> slots;
+    json::object report = status(server);  // kept: the loop reads into it
+    for (const auto& slot : report.at("slots").as_array()) {
+        slots[static_cast<int>(slot.at("slot").as_int64())] =
+            slot.at("connections_accepted").to_number<std::uint64_t>();
+    }
+    return slots;
+}
+
+std::uint64_t total(const std::map<int, std::uint64_t>& slots) {
+    std::uint64_t sum = 0;
+    for (const auto& [slot, count] : slots) sum += count;
+    return sum;
+}
+
+std::string describe(const std::map<int, std::uint64_t>& slots) {
+    std::ostringstream text;
+    for (const auto& [slot, count] : slots) text << "slot " << slot << ": " << count << "; ";
+    return text.str();
+}
+
+std::uint64_t rescued(const PreforkServer& server) {
+    return status(server).at("connections_rescued").to_number<std::uint64_t>();
+}
+
+// The client a shared queue serves worst: one connection at a time, a request on each. With
+// one queue, the worker that is awake takes them all; with a queue per slot, each slot
+// takes its share.
+TEST(Balance, ASequentialClientIsSpreadOverEveryWorker) {
+    PreforkServer server(Loopback{4, {"--admin", "127.0.0.1:0"}});
+    EXPECT_EQ(status(server).at("listen_queues").as_string(), "per-slot");
+    constexpr int kConnections = 200;
+    for (int i = 0; i < kConnections; ++i)
+        ASSERT_EQ(http_get(server.port(), "/").result_int(), 200);
+    std::map<int, std::uint64_t> slots;
+    ASSERT_TRUE(eventually(
+        [&] {
+            slots = slot_connections(server);
+            return total(slots) >= kConnections;
+        },
+        5s))
+        << describe(slots);
+    ASSERT_EQ(slots.size(), 4u) << describe(slots);
+    for (const auto& [slot, count] : slots) {
+        EXPECT_GE(count, 20u) << "each slot takes about a quarter: " << describe(slots);
+    }
+    EXPECT_EQ(rescued(server), 0u) << "every slot's worker accepts: the master takes nothing";
+}
+
+TEST(Balance, WithReuseportOffTheWorkersShareOneQueue) {
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0", "--reuseport", "off"}});
+    EXPECT_EQ(status(server).at("listen_queues").as_string(), "shared");
+    for (int i = 0; i < 20; ++i) ASSERT_EQ(http_get(server.port(), "/").result_int(), 200);
+    std::map<int, std::uint64_t> slots;
+    EXPECT_TRUE(eventually(
+        [&] {
+            slots = slot_connections(server);
+            return total(slots) >= 20;
+        },
+        5s))
+        << describe(slots);
+}
+
+// A handler that blocks its worker's loop (here for 15 s, under --timeout 30, so the worker
+// is not killed): its slot's queue is not served meanwhile. Within a few seconds its late
+// heartbeat steers new connections to the other slot, and the master passes what had queued
+// for it to the other worker: every new client is answered long before the block ends.
+TEST(Balance, ConnectionsQueuedForABlockedWorkerAreServedByTheOthers) {
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0", "--timeout", "30"}});
+    auto workers = server.children();
+    ASSERT_EQ(workers.size(), 2u);
+    HttpConnection blocker(server.port(), 30s);
+    blocker.send_raw("GET /block?ms=15000 HTTP/1.1\r\nHost: t\r\n\r\n");
+    pid_t blocked = 0;
+    ASSERT_TRUE(eventually(
+        [&] {
+            for (pid_t pid : workers) {
+                if (threads_in_nanosleep(pid) > 0) blocked = pid;
+            }
+            return blocked != 0;
+        },
+        5s));
+
+    auto started = Clock::now();
+    constexpr int kClients = 20;
+    std::vector<std::future<int>> answers;
+    for (int i = 0; i < kClients; ++i) {
+        answers.push_back(std::async(std::launch::async, [&] {
+            return static_cast<int>(HttpConnection(server.port(), 12s).get("/").result_int());
+        }));
+    }
+    for (auto& answer : answers) {
+        try {
+            EXPECT_EQ(answer.get(), 200);
+        } catch (const std::exception& error) {
+            ADD_FAILURE() << "a client got no answer: " << error.what();
+        }
+    }
+    auto waited = Clock::now() - started;
+    EXPECT_LT(waited, 12s) << "answered before the block ended";
+    EXPECT_TRUE(eventually([&] { return rescued(server) > 0; }, 2s))
+        << "about half of the clients queued for the blocked worker; the master passed them on";
+    EXPECT_EQ(server.children(), workers) << "the blocked worker was not killed";
+    EXPECT_EQ(blocker.read_response().result_int(), 200);
+
+    // Back on time, the worker takes its share of new connections again.
+    auto before = slot_connections(server);
+    for (int i = 0; i < 100; ++i) ASSERT_EQ(http_get(server.port(), "/").result_int(), 200);
+    std::map<int, std::uint64_t> after;
+    ASSERT_TRUE(eventually(
+        [&] {
+            after = slot_connections(server);
+            return total(after) >= total(before) + 100;
+        },
+        5s));
+    for (const auto& [slot, count] : after) {
+        EXPECT_GE(count - before[slot], 10u) << describe(before) << " then " << describe(after);
+    }
+}
+
+// After scaling from 4 workers to 1, new connections go to the one slot left: none waits in
+// the queue of a slot that has no worker any more (the master would have to pass it on).
+TEST(Balance, AfterScalingDownNewConnectionsGoOnlyToTheSlotsLeft) {
+    PreforkServer server(Loopback{4, {"--admin", "127.0.0.1:0"}});
+    ASSERT_EQ(HttpConnection(server.admin_port())
+                  .request(http::verb::post, "/scale?workers=1")
+                  .result_int(),
+              200);
+    ASSERT_TRUE(server.wait_for_children(1));
+    auto before = slot_connections(server);
+    auto rescued_before = rescued(server);
+    for (int i = 0; i < 100; ++i) {
+        ASSERT_EQ(HttpConnection(server.port(), 3s).get("/").result_int(), 200) << "request " << i;
+    }
+    std::map<int, std::uint64_t> after;
+    ASSERT_TRUE(eventually(
+        [&] {
+            after = slot_connections(server);
+            return total(after) >= total(before) + 100;
+        },
+        5s))
+        << describe(after);
+    int grew = 0;
+    for (const auto& [slot, count] : after) grew += count > before[slot];
+    EXPECT_EQ(grew, 1) << describe(before) << " then " << describe(after);
+    EXPECT_EQ(rescued(server), rescued_before);
+}
+
+}  // namespace
+}  // namespace prefork::testing
