@@ -94,6 +94,9 @@ struct Encoder {
                 {"handoff_fallbacks", m.handoff_fallbacks}};
     }
     json::object operator()(const Draining&) const { return {{"type", "draining"}}; }
+    json::object operator()(const Shed& m) const {
+        return {{"type", "shed"}, {"connections", m.connections}};
+    }
     json::object operator()(const Accepting& m) const {
         return {{"type", "accepting"}, {"accepting", m.accepting}};
     }
@@ -239,6 +242,7 @@ Message decode(std::string_view datagram) {
     }
     if (type == "heartbeat") return decode_heartbeat(object);
     if (type == "draining") return Draining{};
+    if (type == "shed") return Shed{number<std::uint64_t>(object, "connections")};
     if (type == "accepting") {
         const json::value& accepting = field(object, "accepting");
         if (!accepting.is_bool()) throw ProtocolError("field \"accepting\" is not a boolean");

@@ -252,6 +252,7 @@ void Supervisor::tick() {
     reap_workers();  // a SIGCHLD merged with another is never lost
     murder_workers();
     manage_workers();
+    even_out_connections();
     tick_timer_.expires_after(1s);
     tick_timer_.async_wait([this](boost::system::error_code ec) {
         if (!ec) tick();
@@ -459,6 +460,46 @@ void Supervisor::kill_hung_worker(pid_t pid, Clock::duration silent,
     worker.exit_cause = "hang";
     set_state(worker, WorkerProcess::State::stopping);
     worker.last_heard = Clock::now();  // starts the grace before SIGKILL
+}
+
+// Keep-alive connections stay where they were accepted, so a few clients that connect at
+// once (a pool opening) can leave one worker with many and another with none, for as long
+// as they live. Once a second, a worker with more than its share (2 or more above another's,
+// by the heartbeats' counts) is asked to shed the rest to the master, which passes each to
+// the worker with the fewest, as in a reload's handoff.
+void Supervisor::even_out_connections() {
+    if (phase_ != Phase::running || reloading_) return;
+    auto now = Clock::now();
+    std::vector<WorkerProcess*> sharing;
+    std::uint64_t total = 0, fewest = UINT64_MAX, most = 0;
+    auto load = [](const WorkerProcess& w) {
+        return w.counters.active_connections + w.adoptions_since_heartbeat;
+    };
+    for (auto& [pid, worker] : workers_) {
+        if (worker.retiring || worker.generation != generation_ || !accepts_now(worker, now)) {
+            continue;
+        }
+        sharing.push_back(&worker);
+        total += load(worker);
+        fewest = std::min(fewest, load(worker));
+        most = std::max(most, load(worker));
+    }
+    if (sharing.size() < 2 || most < fewest + 2) return;
+    // Shares as even as can be: the busiest `rest` keep one more than the others.
+    std::sort(sharing.begin(), sharing.end(),
+              [&](const WorkerProcess* a, const WorkerProcess* b) { return load(*a) > load(*b); });
+    std::uint64_t each = total / sharing.size(), rest = total % sharing.size();
+    for (std::size_t i = 0; i < sharing.size(); ++i) {
+        WorkerProcess* worker = sharing[i];
+        std::uint64_t share = each + (i < rest ? 1 : 0);
+        // Asked already, and not heard from since: its count does not show it yet.
+        if (worker->last_heard <= worker->shed_asked_at || load(*worker) <= share) continue;
+        std::uint64_t extra = load(*worker) - share;
+        log::debug("worker ", worker->pid, " has ", load(*worker), " connections, ", share,
+                   " is its share: it sheds ", extra);
+        worker->shed_asked_at = now;
+        worker->control->send_in_order(control::Shed{extra}, {});
+    }
 }
 
 // A worker that has served its --max-requests keeps serving until its replacement is

@@ -65,6 +65,7 @@ class Supervisor : public AdminActions {
     void start_worker();
     void reap_workers();
     void murder_workers();
+    void even_out_connections();
     void kill_hung_worker(pid_t pid, Clock::duration silent, std::vector<std::string> report);
     int free_slot() const;
     void retire_worker(WorkerProcess& worker);

@@ -15,6 +15,8 @@
 
 #include <future>
 #include <map>
+#include <memory>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -176,6 +178,56 @@ TEST(Balance, AfterScalingDownNewConnectionsGoOnlyToTheSlotsLeft) {
     for (const auto& [slot, count] : after) grew += count > before[slot];
     EXPECT_EQ(grew, 1) << describe(before) << " then " << describe(after);
     EXPECT_EQ(rescued(server), rescued_before);
+}
+
+// The connections each worker has open now, by pid.
+std::map<std::int64_t, std::uint64_t> open_connections(const PreforkServer& server) {
+    std::map<std::int64_t, std::uint64_t> open;
+    json::object report = status(server);
+    for (const auto& worker : report.at("workers").as_array()) {
+        open[worker.at("pid").as_int64()] =
+            worker.at("active_connections").to_number<std::uint64_t>();
+    }
+    return open;
+}
+
+// A pool of keep-alive connections that opens at once lands on the workers as chance has
+// it (and stays there for as long as it lives); the master evens them out: the workers with
+// more than their share hand the rest over, between requests, to those with fewer. Every
+// connection serves on, none is closed.
+TEST(Balance, KeepAliveConnectionsAreEvenedOutAcrossTheWorkers) {
+    PreforkServer server(Loopback{4, {"--admin", "127.0.0.1:0"}});
+    constexpr int kConnections = 12;
+    std::vector<std::unique_ptr<HttpConnection>> pool;
+    for (int i = 0; i < kConnections; ++i) {
+        pool.push_back(std::make_unique<HttpConnection>(server.port()));
+        ASSERT_EQ(pool.back()->get("/").result_int(), 200);
+    }
+    std::map<std::int64_t, std::uint64_t> open;
+    EXPECT_TRUE(eventually(
+        [&] {
+            open = open_connections(server);
+            if (open.size() != 4) return false;
+            for (const auto& [pid, count] : open) {
+                if (count != kConnections / 4) return false;
+            }
+            return true;
+        },
+        10s))
+        << [&] {
+               std::ostringstream text;
+               for (const auto& [pid, count] : open) text << pid << ": " << count << "; ";
+               return text.str();
+           }();
+    std::set<std::string> pids;
+    for (auto& connection : pool) {
+        auto response = connection->get("/pid");
+        EXPECT_EQ(response.result_int(), 200);
+        pids.insert(response.body());
+    }
+    EXPECT_EQ(pids.size(), 4u) << "the pool's requests reach every worker";
+    auto handoffs = status(server).at("connection_handoffs");
+    EXPECT_EQ(handoffs.at("fallbacks").to_number<int>(), 0);
 }
 
 }  // namespace

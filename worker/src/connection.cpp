@@ -181,12 +181,26 @@ void Connection::do_read() {
 // the socket again: released, not closed (the master holds it in flight; no FIN is sent).
 // Handing off, and its input fits the message (a header limit above 44 KiB could make it
 // not): otherwise it is served here to the end of its next request, as in a stop.
+// Shed for a worker with fewer connections (Server::shed): only one that has finished a
+// request, and with nothing of the next one read (so nothing to flush or to carry).
 bool Connection::goes_to_another_worker() {
-    if (!server_.hands_off_connections() || stays_) return false;
+    if (stays_) return false;
+    if (!server_.hands_off_connections()) {
+        return (request_id_ > 0 || handed_over_) && input_.empty() && batch_.empty() &&
+               server_.takes_one_to_shed();
+    }
     if (Server::fits_a_hand_off(input_.size())) return true;
     stays_ = true;
     ++server_.totals().handoff_fallbacks;
     return false;
+}
+
+bool Connection::shed_now() {
+    if (!is_idle() || !input_.empty() || !batch_.empty() || !server_.takes_one_to_shed()) {
+        return false;
+    }
+    hand_off();  // unlinks it from the idle list
+    return true;
 }
 
 // No more requests after the current one here: the worker stops, or this connection could

@@ -69,6 +69,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // The worker is draining. Handing off connections: one between requests goes at once,
     // a busy one when its response is written. Otherwise an idle connection closes after a
     // short grace, and a busy one answers its current request with Connection: close.
+    // Goes to another worker now, if it is idle between requests (Server::shed); false if not.
+    bool shed_now();
     void drain();
     // Closes the socket now and leaves the server.
     void close();

@@ -41,6 +41,9 @@ void ControlClient::on_message(control::Message message, std::vector<UniqueFd> f
         }
         return server_.adopt(std::move(fds[0]), std::move(adopt->bytes));
     }
+    if (auto* shed = std::get_if<control::Shed>(&message)) {
+        return server_.shed(static_cast<std::size_t>(shed->connections));
+    }
     if (auto* interval = std::get_if<control::HeartbeatInterval>(&message)) {
         heartbeat_interval_ = std::chrono::milliseconds(interval->interval_ms);
         if (!stopping_) schedule_heartbeat();  // once stopping, that timer is the deadline
@@ -65,8 +68,12 @@ void ControlClient::on_listeners(const control::Listeners& listeners, std::vecto
     // Tell the master at once, not at the next heartbeat: under load a second is many
     // requests, and a worker that dies serving its first one did not fail to start.
     server_.set_request_limit(listeners.max_requests, [this] { send_heartbeat(); });
-    server_.on_accepting_changed([this](bool accepting) {
-        channel_.send_in_order(control::Accepting{accepting}, {});
+    server_.on_accepting_changed(
+        [this](bool accepting) { channel_.send_in_order(control::Accepting{accepting}, {}); });
+    server_.shed_connections_to([this](UniqueFd connection, std::string bytes) {
+        std::vector<UniqueFd> fds;
+        fds.push_back(std::move(connection));
+        channel_.send_in_order(control::HandOff{std::move(bytes)}, std::move(fds));
     });
     for (std::size_t i = 0; i < fds.size(); ++i)
         server_.listen(std::move(fds[i]), listeners.names[i]);
@@ -137,6 +144,7 @@ void ControlClient::schedule_heartbeat() {
 
 // Behind handed-off connections still waiting, in order: the socket is full anyway.
 void ControlClient::send_heartbeat() {
+    server_.shed(0);  // the master asks again, from these counts, if it still wants to
     control::Heartbeat heartbeat{server_.counters()};
     heartbeat.handoff_fallbacks += channel_.dropped();
     if (channel_.waiting() > 0) return channel_.send_in_order(heartbeat, {});

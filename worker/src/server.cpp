@@ -183,9 +183,24 @@ void Server::stop_handing_off() {
 }
 
 bool Server::hand_off(UniqueFd socket, std::string bytes) {
-    if (!hands_off_connections() || !fits_a_hand_off(bytes.size())) return false;
+    if (!fits_a_hand_off(bytes.size())) return false;
+    HandOff& to = hands_off_connections() ? hand_off_ : shed_to_;
+    if (!to || (draining_ && !hands_off_connections())) return false;
     ++counters_.connections_handed_off;
-    hand_off_(std::move(socket), std::move(bytes));
+    to(std::move(socket), std::move(bytes));
+    return true;
+}
+
+void Server::shed(std::size_t count) {
+    shed_left_ = draining_ || !shed_to_ ? 0 : count;
+    while (shed_left_ > 0 && !idle_.empty()) {
+        if (!idle_.front().connection->shed_now()) break;
+    }
+}
+
+bool Server::takes_one_to_shed() {
+    if (shed_left_ == 0 || draining_ || !shed_to_) return false;
+    --shed_left_;
     return true;
 }
 

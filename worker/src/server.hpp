@@ -73,6 +73,14 @@ class Server {
         tell_accepting_ = std::move(tell);
     }
     using HandOff = std::function<void(UniqueFd socket, std::string bytes)>;
+    // Where connections shed for other workers go (shed()); set once the worker serves.
+    void shed_connections_to(HandOff to) { shed_to_ = std::move(to); }
+    // Hands `count` keep-alive connections to shed_connections_to: idle ones now, the
+    // longest idle first, busy ones when they are next between requests. A new count
+    // replaces the last (0: none any more).
+    void shed(std::size_t count);
+    // A connection between requests asks: goes it to another worker? (counts it if so)
+    bool takes_one_to_shed();
     void hand_off_connections(HandOff hand_off) { hand_off_ = std::move(hand_off); }
     // Nobody will take them any more (the master is gone, or prefork stops): the
     // connections left end here, as in a stop.
@@ -150,6 +158,8 @@ class Server {
     bool draining_ = false;
     bool accepting_paused_ = false;
     std::function<void(bool)> tell_accepting_;
+    HandOff shed_to_;
+    std::size_t shed_left_ = 0;
     void pause_accepting();
     void resume_accepting();
     boost::asio::steady_timer drain_deadline_;

@@ -101,6 +101,13 @@ struct Accepting {
     bool accepting = true;
 };
 
+// master -> worker: hand `connections` keep-alive connections to the master for the
+// workers with fewer (HandOff, as in a drain): idle ones now, busy ones after their current
+// response. What is not done by the worker's next heartbeat is forgotten.
+struct Shed {
+    std::uint64_t connections = 0;
+};
+
 // master -> worker: reopen the log files (the access log), after USR1.
 struct ReopenLogs {};
 
@@ -111,7 +118,7 @@ struct HeartbeatInterval {
 };
 
 using Message = std::variant<Listeners, Drain, Ready, Heartbeat, Draining, ReopenLogs, HandOff,
-                             Adopt, HeartbeatInterval, Accepting>;
+                             Adopt, HeartbeatInterval, Accepting, Shed>;
 
 class ProtocolError : public std::runtime_error {
   public:
