@@ -742,9 +742,10 @@ void Supervisor::on_worker_message(pid_t pid, control::Message message, std::vec
     }
 }
 
-// A draining worker's connection, between requests, goes to the ready worker of the current
-// generation with the fewest connections; with none (they all died), it is closed, as it
-// would have been without handoff.
+// A connection handed off between requests (by a draining worker, or shed by a busy one)
+// goes to the ready worker of the current generation with the fewest connections; with none
+// (they all died), it is closed, as it would have been without handoff (a shed one goes
+// back to its worker).
 void Supervisor::forward_connection(WorkerProcess& from, std::string bytes,
                                     std::vector<UniqueFd> fds) {
     if (fds.size() != 1) {
@@ -754,6 +755,10 @@ void Supervisor::forward_connection(WorkerProcess& from, std::string bytes,
         return;
     }
     WorkerProcess* adopter = pick_adopter(from.pid);
+    if (adopter == nullptr && from.state == WorkerProcess::State::ready && !from.retiring &&
+        !from.reaped && from.control->is_open()) {
+        adopter = &from;  // shed, and nobody has room now: back where it came from
+    }
     if (adopter == nullptr) {
         ++handoff_fallbacks_;
         log::debug("no worker to take a connection from worker ", from.pid, ": closing it");

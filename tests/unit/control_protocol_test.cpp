@@ -32,6 +32,9 @@ TEST(ControlProtocol, EveryMessageRoundTrips) {
     EXPECT_EQ(got.bytes_out, 4000u);
     EXPECT_TRUE(std::holds_alternative<Draining>(decode(encode(Draining{}))));
     EXPECT_EQ(std::get<HeartbeatInterval>(decode(encode(HeartbeatInterval{100}))).interval_ms, 100);
+    EXPECT_FALSE(std::get<Accepting>(decode(encode(Accepting{false}))).accepting);
+    EXPECT_TRUE(std::get<Accepting>(decode(encode(Accepting{true}))).accepting);
+    EXPECT_EQ(std::get<Shed>(decode(encode(Shed{14}))).connections, 14u);
     Heartbeat accepted;
     accepted.connections_accepted = 9;
     EXPECT_EQ(std::get<Heartbeat>(decode(encode(accepted))).connections_accepted, 9u);
@@ -89,6 +92,10 @@ TEST(ControlProtocol, RejectsGarbage) {
                                 R"({"type":"adopt","bytes":"a==="})",
                                 R"({"type":"adopt","bytes":"ab!c"})",
                                 R"({"type":"heartbeat_interval"})",
+                                R"({"type":"accepting"})",
+                                R"({"type":"accepting","accepting":0})",
+                                R"({"type":"shed"})",
+                                R"({"type":"shed","connections":-2})",
                                 R"({"type":"heartbeat_interval","interval_ms":0})",
                                 "{\"type\":\"ready\""}) {
         EXPECT_THROW(decode(garbage), ProtocolError) << garbage;
