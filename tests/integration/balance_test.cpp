@@ -3,6 +3,7 @@
 // worker accepts; what waits in the queue of a slot whose worker does not (it hangs, or the
 // slot is no longer wanted) is taken by the master and served by another worker.
 
+#include "client_load.hpp"
 #include "eventually.hpp"
 #include "http_client.hpp"
 #include "prefork_server.hpp"
@@ -228,6 +229,47 @@ TEST(Balance, KeepAliveConnectionsAreEvenedOutAcrossTheWorkers) {
     EXPECT_EQ(pids.size(), 4u) << "the pool's requests reach every worker";
     auto handoffs = status(server).at("connection_handoffs");
     EXPECT_EQ(handoffs.at("fallbacks").to_number<int>(), 0);
+}
+
+std::string first_error(const ClientLoad::Result& result) {
+    return result.errors.empty() ? "" : result.errors[0];
+}
+
+// Clients that open a new connection for each request (and others on keep-alive) while the
+// workers go from 4 to 1 and back, again and again: a connection queued for a slot whose
+// worker is going is served by another, none is refused or reset.
+TEST(Balance, ClientsConnectingInALoopLoseNothingWhileWorkersScaleDownAndUp) {
+    PreforkServer server(Loopback{4, {"--admin", "127.0.0.1:0"}});
+    ClientLoad load(server.port(), "/", "Hello, World!", 4, 8, 60s);
+    for (int workers : {1, 4, 2, 4, 1, 3}) {
+        std::this_thread::sleep_for(400ms);
+        ASSERT_EQ(HttpConnection(server.admin_port())
+                      .request(http::verb::post, "/scale?workers=" + std::to_string(workers))
+                      .result_int(),
+                  200);
+    }
+    EXPECT_TRUE(server.wait_for_children(3));
+    std::this_thread::sleep_for(400ms);
+    auto result = load.stop();
+    EXPECT_GT(result.ok, 100u);
+    EXPECT_EQ(result.failed, 0u) << first_error(result);
+}
+
+// The same clients while every worker is recycled every 500 requests (20 times): each replacement
+// takes its slot's queue over.
+TEST(Balance, ClientsConnectingInALoopLoseNothingWhileWorkersAreRecycled) {
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0", "--max-requests", "500"}});
+    ClientLoad load(server.port(), "/", "Hello, World!", 2, 8, 60s);
+    ASSERT_TRUE(eventually(
+        [&] {
+            json::object report = status(server);
+            const json::value* recycled =
+                report.at("worker_exits").as_object().if_contains("recycle");
+            return recycled != nullptr && recycled->to_number<int>() >= 20;
+        },
+        30s));
+    auto result = load.stop();
+    EXPECT_EQ(result.failed, 0u) << first_error(result);
 }
 
 }  // namespace
