@@ -71,7 +71,9 @@ struct Encoder {
         return {{"type", "hand_off"}, {"bytes", to_base64(m.bytes)}};
     }
     json::object operator()(const Adopt& m) const {
-        return {{"type", "adopt"}, {"bytes", to_base64(m.bytes)}};
+        json::object object{{"type", "adopt"}, {"bytes", to_base64(m.bytes)}};
+        if (m.fresh) object["fresh"] = true;
+        return object;
     }
     json::object operator()(const Ready& m) const {
         return {{"type", "ready"}, {"pid", m.pid}, {"requests_in_flight", m.requests_in_flight}};
@@ -235,7 +237,7 @@ Message decode(std::string_view datagram) {
         return Drain{number<std::int64_t>(object, "timeout_ms"), optional_bool(object, "hand_off")};
     }
     if (type == "hand_off") return HandOff{bytes_field(object)};
-    if (type == "adopt") return Adopt{bytes_field(object)};
+    if (type == "adopt") return Adopt{bytes_field(object), optional_bool(object, "fresh")};
     if (type == "ready") {
         return Ready{optional_number<std::int64_t>(object, "pid"),
                      optional_number<std::uint64_t>(object, "requests_in_flight")};

@@ -139,12 +139,15 @@ std::vector<int> ListenerSet::fds_for_slot(int slot) {
     for (Listener& listener : listeners_) {
         if (listener.fds.empty()) continue;
         std::size_t wanted = static_cast<std::size_t>(slot);
-        while (listener.per_slot && listener.fds.size() <= wanted) {
+        // Never a socket made for a later slot after one failed: a slot's socket must be the
+        // group's socket of that index.
+        while (listener.per_slot && !listener.slots_failed && listener.fds.size() <= wanted) {
             try {
                 listener.fds.push_back(bind_sibling(listener.address, listener.fds[0].get()));
             } catch (const AddressError& error) {
-                log::error(error.what(), "; worker slot ", slot, " shares slot 0's queue");
-                break;
+                log::error(error.what(), "; worker slots from ", listener.fds.size(),
+                           " on share slot 0's queue");
+                listener.slots_failed = true;
             }
         }
         fds.push_back(

@@ -74,6 +74,7 @@ class ListenerSet {
         bool per_slot = false;         // SO_REUSEPORT sockets, one per slot
         std::vector<int> steered_to;   // the slots steer() last sent new connections to
         bool steering_failed = false;  // said once; the kernel's own spread from then on
+        bool slots_failed = false;     // a slot's socket could not be made: slot 0's from then on
     };
     Listener bind_one(const ListenAddress& address) const;
     static void close(Listener& listener);

@@ -55,7 +55,7 @@ struct StatusReport {
     // Connections the master took from the queue of a slot no worker accepted on, and
     // passed to a worker that did.
     std::uint64_t connections_rescued = 0;
-    std::vector<Event> events;            // the most recent last
+    std::vector<Event> events;  // the most recent last
 };
 
 // The causes a worker exit is counted under.

@@ -67,15 +67,27 @@ void StrayConnections::take_from(int fd, Watch& watch) {
                                    SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (connection < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
-            if (errno != EAGAIN) {
-                log::error("accepting from a worker slot's queue: ", std::strerror(errno));
-            }
-            break;
+            if (errno == EAGAIN) break;
+            log::error("accepting from a worker slot's queue: ", std::strerror(errno));
+            watch.paused = true;  // still readable: waiting again now would spin
+            return retry_later();
         }
         take_(UniqueFd(connection));
         ++rescued_;
     }
     wait(fd, watch);
+}
+
+void StrayConnections::retry_later() {
+    retry_timer_.expires_after(std::chrono::milliseconds(100));
+    retry_timer_.async_wait([this](boost::system::error_code ec) {
+        if (ec) return;
+        for (auto& [fd, watch] : watches_) {
+            if (!watch->paused) continue;
+            watch->paused = false;
+            wait(fd, *watch);
+        }
+    });
 }
 
 }  // namespace prefork::master

@@ -4,6 +4,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <functional>
 #include <map>
@@ -24,7 +25,7 @@ class StrayConnections {
     using Take = std::function<void(UniqueFd connection)>;
 
     StrayConnections(boost::asio::io_context& io, CanTake can_take, Take take)
-        : io_(io), can_take_(std::move(can_take)), take_(std::move(take)) {}
+        : io_(io), retry_timer_(io), can_take_(std::move(can_take)), take_(std::move(take)) {}
 
     // Watches exactly these listening sockets from now on (the others are let go), and
     // takes again from those it had paused on because no worker could take a connection.
@@ -39,8 +40,10 @@ class StrayConnections {
     };
     void wait(int fd, Watch& watch);
     void take_from(int fd, Watch& watch);
+    void retry_later();
 
     boost::asio::io_context& io_;
+    boost::asio::steady_timer retry_timer_;  // out of descriptors: the paused ones, later
     CanTake can_take_;
     Take take_;
     std::map<int, std::unique_ptr<Watch>> watches_;  // by the master's descriptor

@@ -493,7 +493,9 @@ void Supervisor::even_out_connections() {
         WorkerProcess* worker = sharing[i];
         std::uint64_t share = each + (i < rest ? 1 : 0);
         // Asked already, and not heard from since: its count does not show it yet.
-        if (worker->last_heard <= worker->shed_asked_at || load(*worker) <= share) continue;
+        if (worker->last_heartbeat_at <= worker->shed_asked_at || load(*worker) <= share) {
+            continue;
+        }
         std::uint64_t extra = load(*worker) - share;
         log::debug("worker ", worker->pid, " has ", load(*worker), " connections, ", share,
                    " is its share: it sheds ", extra);
@@ -569,8 +571,10 @@ void Supervisor::reload_configuration() {
     try {
         next = resolve_options(command_line_);
         admin_listener = bind_changed_admin(next);
+        strays_.watch({});  // before a removed listener closes: its number may come back
         listeners_.update(next.binds);
     } catch (const std::exception& error) {
+        steer_connections();  // watching again
         log::error("reload failed, the running configuration stays: ", error.what());
         record_.reload_failed();
         notifier_.ready(std::string("reload failed: ") + error.what());
@@ -755,8 +759,7 @@ void Supervisor::forward_connection(WorkerProcess& from, std::string bytes,
         return;
     }
     WorkerProcess* adopter = pick_adopter(from.pid);
-    if (adopter == nullptr && from.state == WorkerProcess::State::ready && !from.retiring &&
-        !from.reaped && from.control->is_open()) {
+    if (adopter == nullptr && accepts_now(from, Clock::now())) {
         adopter = &from;  // shed, and nobody has room now: back where it came from
     }
     if (adopter == nullptr) {
@@ -805,6 +808,7 @@ void Supervisor::on_worker_heartbeat(WorkerProcess& worker, const control::Heart
         last_traffic_at_ = Clock::now();
     }
     worker.counters = heartbeat;
+    worker.last_heartbeat_at = Clock::now();
     worker.adoptions_since_heartbeat = worker.control->waiting();
     if (heartbeat.requests > 0 || heartbeat.active_connections > 0) worker.had_traffic = true;
     if (worker.state != WorkerProcess::State::ready) return;
@@ -947,7 +951,7 @@ void Supervisor::take_stray_connection(UniqueFd connection) {
     ++adopter->adoptions_since_heartbeat;
     std::vector<UniqueFd> fds;
     fds.push_back(std::move(connection));
-    adopter->control->send_in_order(control::Adopt{}, std::move(fds));
+    adopter->control->send_in_order(control::Adopt{{}, true}, std::move(fds));
 }
 
 void Supervisor::close_listeners() {

@@ -36,8 +36,9 @@ struct WorkerProcess {
     bool reaped = false;             // it has exited: only its last counters still count
     std::string exit_cause;          // why it was told to go: recycle, reload, scale, stop, hang
     std::uint64_t adoptions_since_heartbeat = 0;  // connections sent its way, not yet counted
-    bool accepting = true;       // false: it said it takes no new connections for now
-    Clock::time_point shed_asked_at{};  // when it was last asked to shed connections
+    bool accepting = true;                  // false: it said it takes no new connections for now
+    Clock::time_point shed_asked_at{};      // when it was last asked to shed connections
+    Clock::time_point last_heartbeat_at{};  // its counts are as of then
     bool memory_warned = false;  // above --worker-memory-limit before any traffic: said once
     std::uint64_t requests_in_flight = 0;     // the address of its table (its Ready message)
     std::unique_ptr<HangReport> hang_report;  // being read: it hung, and is killed after

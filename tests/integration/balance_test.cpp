@@ -192,12 +192,13 @@ std::map<std::int64_t, std::uint64_t> open_connections(const PreforkServer& serv
     return open;
 }
 
-// A pool of keep-alive connections that opens at once lands on the workers as chance has
-// it (and stays there for as long as it lives); the master evens them out: the workers with
-// more than their share hand the rest over, between requests, to those with fewer. Every
-// connection serves on, none is closed.
+// A pool of keep-alive connections that opens one after the other lands on the workers as
+// chance has it, and stays there for as long as it lives (with a shared queue, as here,
+// mostly on one worker); the master evens them out: the workers with more than their share
+// hand the rest over, between requests, to those with fewer. Every connection serves on,
+// none is closed.
 TEST(Balance, KeepAliveConnectionsAreEvenedOutAcrossTheWorkers) {
-    PreforkServer server(Loopback{4, {"--admin", "127.0.0.1:0"}});
+    PreforkServer server(Loopback{4, {"--admin", "127.0.0.1:0", "--reuseport", "off"}});
     constexpr int kConnections = 12;
     std::vector<std::unique_ptr<HttpConnection>> pool;
     for (int i = 0; i < kConnections; ++i) {
@@ -228,6 +229,7 @@ TEST(Balance, KeepAliveConnectionsAreEvenedOutAcrossTheWorkers) {
     }
     EXPECT_EQ(pids.size(), 4u) << "the pool's requests reach every worker";
     auto handoffs = status(server).at("connection_handoffs");
+    EXPECT_GT(handoffs.at("handed_off").to_number<int>(), 0);
     EXPECT_EQ(handoffs.at("fallbacks").to_number<int>(), 0);
 }
 

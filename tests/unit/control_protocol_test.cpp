@@ -35,6 +35,8 @@ TEST(ControlProtocol, EveryMessageRoundTrips) {
     EXPECT_FALSE(std::get<Accepting>(decode(encode(Accepting{false}))).accepting);
     EXPECT_TRUE(std::get<Accepting>(decode(encode(Accepting{true}))).accepting);
     EXPECT_EQ(std::get<Shed>(decode(encode(Shed{14}))).connections, 14u);
+    EXPECT_TRUE(std::get<Adopt>(decode(encode(Adopt{"", true}))).fresh);
+    EXPECT_FALSE(std::get<Adopt>(decode(encode(Adopt{"GET", false}))).fresh);
     Heartbeat accepted;
     accepted.connections_accepted = 9;
     EXPECT_EQ(std::get<Heartbeat>(decode(encode(accepted))).connections_accepted, 9u);

@@ -39,6 +39,7 @@ void ControlClient::on_message(control::Message message, std::vector<UniqueFd> f
                        " descriptors; ignoring it");
             return;
         }
+        if (adopt->fresh) return server_.adopt_new_client(std::move(fds[0]));
         return server_.adopt(std::move(fds[0]), std::move(adopt->bytes));
     }
     if (auto* shed = std::get_if<control::Shed>(&message)) {

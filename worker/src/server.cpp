@@ -237,6 +237,35 @@ void Server::adopt(UniqueFd socket, std::string bytes) {
     connection->start(bytes, true);
 }
 
+void Server::adopt_new_client(UniqueFd socket) {
+    if (draining_) {
+        if (hands_off_connections()) return hand_off_(std::move(socket), "");
+        ++counters_.handoff_fallbacks;
+        return;  // stopping with nobody to take it: closed
+    }
+    make_room();
+    if (connections_.size() >= limits_.max_connections) {
+        // Busy to the limit (the master hears of it): back to the master, for another worker.
+        if (shed_to_) {
+            ++counters_.connections_handed_off;
+            return shed_to_(std::move(socket), "");
+        }
+        ++counters_.handoff_fallbacks;
+        return;
+    }
+    int family = 0;
+    socklen_t length = sizeof family;
+    if (::getsockopt(socket.get(), SOL_SOCKET, SO_DOMAIN, &family, &length) != 0) family = 0;
+    auto connection = take_connection(std::move(socket), family);
+    if (!connection) {
+        ++counters_.handoff_fallbacks;
+        return;
+    }
+    ++counters_.connections_adopted;
+    pause_if_full();
+    connection->start();
+}
+
 // At the connection limit, the keep-alive connection idle the longest is closed to admit
 // the new client, so idle sockets cannot lock new clients out. A connection that has not
 // sent its first request yet is not taken for an idle one: it is bounded by the idle

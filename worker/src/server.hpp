@@ -97,6 +97,9 @@ class Server {
     // already read. At the connection limit, while draining without handing off, or when
     // the bytes do not fit a connection's buffer, it is closed (and counted).
     void adopt(UniqueFd socket, std::string bytes);
+    // A new client the master took from the queue of a slot nobody accepted on: served as
+    // if accepted here; at the connection limit with nothing idle to close, handed back.
+    void adopt_new_client(UniqueFd socket);
 
     // Calls `report` when the first request arrives (the master then knows this worker
     // has been serving, should it die) and once the request count reaches `limit` (0:

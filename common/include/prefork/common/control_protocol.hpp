@@ -45,8 +45,11 @@ struct HandOff {
 
 // master -> worker, with one descriptor: a client connection to serve as if accepted,
 // whose first `bytes` were read by the worker that handed it off.
+// fresh: a new client the master took from the queue of a slot nobody accepted on (no
+// bytes; served as if this worker had accepted it).
 struct Adopt {
     std::string bytes;
+    bool fresh = false;
 };
 
 // worker -> master: the worker accepts on every listener it was given.
