@@ -38,6 +38,14 @@ std::string peer_address(int socket, int family) {
     return std::string(host) + ":" + std::to_string(ntohs(in->sin_port));
 }
 
+// AF_INET, AF_INET6, AF_UNIX, or 0 when it cannot be told.
+int socket_family(int socket) {
+    int family = 0;
+    socklen_t length = sizeof family;
+    if (::getsockopt(socket, SOL_SOCKET, SO_DOMAIN, &family, &length) != 0) return 0;
+    return family;
+}
+
 }  // namespace
 
 namespace {
@@ -209,9 +217,7 @@ void Server::adopt(UniqueFd socket, std::string bytes) {
         hand_off_(std::move(socket), std::move(bytes));  // draining meanwhile: passed on
         return;
     }
-    int family = 0;
-    socklen_t length = sizeof family;
-    if (::getsockopt(socket.get(), SOL_SOCKET, SO_DOMAIN, &family, &length) != 0) family = 0;
+    int family = socket_family(socket.get());
     const char* refused = nullptr;
     if (draining_) {
         refused = "this worker is stopping";
@@ -227,14 +233,7 @@ void Server::adopt(UniqueFd socket, std::string bytes) {
         log::warning("a connection handed off by another worker is closed: ", refused);
         return;  // `socket` closes it
     }
-    auto connection = take_connection(std::move(socket), family);
-    if (!connection) {
-        ++counters_.handoff_fallbacks;
-        return;
-    }
-    ++counters_.connections_adopted;
-    pause_if_full();
-    connection->start(bytes, true);
+    if (auto connection = take_adopted(std::move(socket), family)) connection->start(bytes, true);
 }
 
 void Server::adopt_new_client(UniqueFd socket) {
@@ -253,17 +252,21 @@ void Server::adopt_new_client(UniqueFd socket) {
         ++counters_.handoff_fallbacks;
         return;
     }
-    int family = 0;
-    socklen_t length = sizeof family;
-    if (::getsockopt(socket.get(), SOL_SOCKET, SO_DOMAIN, &family, &length) != 0) family = 0;
+    int family = socket_family(socket.get());
+    if (auto connection = take_adopted(std::move(socket), family)) connection->start();
+}
+
+// A connection from another worker or the master, ours from now on, counted; null (counted
+// as a fallback, and closed) when it cannot be taken.
+std::shared_ptr<Connection> Server::take_adopted(UniqueFd socket, int family) {
     auto connection = take_connection(std::move(socket), family);
     if (!connection) {
         ++counters_.handoff_fallbacks;
-        return;
+        return nullptr;
     }
     ++counters_.connections_adopted;
     pause_if_full();
-    connection->start();
+    return connection;
 }
 
 // At the connection limit, the keep-alive connection idle the longest is closed to admit

@@ -36,9 +36,9 @@ ListenAddress parse_listen_address(std::string_view text);
 inline constexpr int kListenBacklog = 4096;
 
 // Creates a listening socket: SOCK_CLOEXEC from birth, SO_REUSEADDR for TCP (and
-// SO_REUSEPORT with `reuseport`, so that bind_sibling can add sockets), IPV6_V6ONLY for IPv6. For unix:PATH a stale socket file (nothing accepting on it) is replaced; a file
-// that is not a socket, or a socket in use, is an error. Throws AddressError naming the
-// address and the system's reason.
+// SO_REUSEPORT with `reuseport`, so that bind_sibling can add sockets), IPV6_V6ONLY for IPv6. For
+// unix:PATH a stale socket file (nothing accepting on it) is replaced; a file that is not a socket,
+// or a socket in use, is an error. Throws AddressError naming the address and the system's reason.
 UniqueFd bind_listener(const ListenAddress& address, bool reuseport = false);
 
 // Another SO_REUSEPORT listening socket on the address `listener` (bound with `reuseport`)
