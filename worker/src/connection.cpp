@@ -244,11 +244,18 @@ void Connection::wait_readable() {
     if (!batch_.empty()) return flush_batch(&Connection::wait_readable);
     if (read_waiting_) return;
     read_waiting_ = true;
-    socket_.async_wait(Socket::wait_read, bound(&Connection::on_readable));
+    if (!drained_) return socket_.async_wait(Socket::wait_read, bound(&Connection::on_readable));
+    input_wait_.start(
+        socket_, shared_from_this(),
+        [](void* connection, const error_code& ec) {
+            static_cast<Connection*>(connection)->on_readable(ec);
+        },
+        this);
 }
 
 void Connection::on_readable(error_code ec) {
     read_waiting_ = false;
+    drained_ = false;
     if (state_ != State::reading) return;  // answered (a timeout, a refusal) or closed
     if (ec) return close();
     read_input();
@@ -262,13 +269,17 @@ void Connection::read_input() {
     std::size_t bytes = phase_ == ReadPhase::idle
                             ? read_first_bytes(space, room, ec)
                             : read_now(socket_.native_handle(), space, room, ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) return wait_readable();
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        drained_ = true;
+        return wait_readable();
+    }
     if (ec) {
         // The client closed: normal between requests; in the middle of one, it may still
         // read an answer. A reset: nobody to answer.
         if (ec == asio::error::eof && phase_ != ReadPhase::idle) return send_error(400);
         return close();
     }
+    drained_ = bytes < room;  // a stream socket's read is short only when it emptied it
     input_.commit(bytes);
     server_.totals().bytes_in += bytes;
     if (phase_ == ReadPhase::idle) {  // the request's first byte: its header timeout starts
@@ -315,7 +326,8 @@ void Connection::parse_input() {
 bool Connection::on_head() {
     request_ = Request(parser_.take_message());
     begin_request();
-    keep_alive_ = parser_.keep_alive() && !ends_here();
+    client_closes_ = !parser_.keep_alive();
+    keep_alive_ = !client_closes_ && !ends_here();
     head_request_ = request_.method() == http::verb::head;
     request_version_ = request_.message().version();
     range_.clear();
@@ -1016,9 +1028,13 @@ void Connection::end_stream() {
 
 // --- closing -------------------------------------------------------------------------------
 
+// A client that asked for the end sends nothing after its request (RFC 9112, 9.6): only
+// what it sent with it can be unread. Otherwise the kernel is asked (FIONREAD).
 bool Connection::has_unread_input() {
+    if (input_left_unread_ || !input_.empty()) return true;
+    if (client_closes_ && drained_) return false;
     error_code ec;
-    return input_left_unread_ || !input_.empty() || socket_.available(ec) > 0;
+    return socket_.available(ec) > 0;
 }
 
 // Closes our side first and reads what the client still sends until it closes too, so

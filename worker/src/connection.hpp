@@ -3,6 +3,7 @@
 #include <prefork/request.hpp>
 #include <prefork/response.hpp>
 
+#include "connection_socket.hpp"
 #include "idle_entry.hpp"
 #include "lazy_deadline.hpp"
 #include "read_buffer.hpp"
@@ -48,8 +49,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   public:
     // On the worker's io_context's own executor type: no type-erased executor on the hot path.
     using Executor = boost::asio::io_context::executor_type;
-    using Socket =
-        boost::asio::basic_stream_socket<boost::asio::generic::stream_protocol, Executor>;
+    using Socket = ConnectionSocket;
 
     // Room in a connection's input beyond the header limit: a read may bring the start of
     // the next request along with the end of a head.
@@ -187,7 +187,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     RequestParser parser_;
     ReadPhase phase_ = ReadPhase::idle;
     bool head_done_ = false;
-    bool read_waiting_ = false;                    // a wait for input is outstanding
+    bool read_waiting_ = false;  // a wait for input is outstanding
+    // A read found the socket empty since the last wait for input completed: the next wait
+    // needs no system call (ConnectionSocket::InputWait).
+    bool drained_ = false;
+    Socket::InputWait input_wait_;
     Request request_;                              // being received
     const Router::RouteHandler* route_ = nullptr;  // its handler
     std::uint64_t body_reserved_ = 0;              // of the worker's body budget, by this request
@@ -225,8 +229,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     ReadDeadline read_deadline_ = ReadDeadline::idle;
     bool keep_alive_ = true;
     bool input_left_unread_ = false;
-    bool handed_over_ = false;  // served by another worker before
-    bool stays_ = false;        // could not be handed off: served here to its end
+    bool client_closes_ = false;  // the request asked for the connection's end
+    bool handed_over_ = false;    // served by another worker before
+    bool stays_ = false;          // could not be handed off: served here to its end
     boost::asio::cancellation_signal cancel_handler_;   // ends a coroutine handler's awaits
     std::shared_ptr<HandlerCancel> responding_cancel_;  // of a coroutine with a Responder
 

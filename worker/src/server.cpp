@@ -151,14 +151,15 @@ void Server::listen(UniqueFd listener, std::string name) {
 void Server::on_accepted(UniqueFd socket, int family) {
     ++counters_.connections_accepted;
     make_room();
-    auto connection = take_connection(std::move(socket), family);
+    auto connection = take_connection(std::move(socket), family, true);
     if (!connection) return;
     pause_if_full();
     connection->start();
 }
 
-// A connection of ours from now on: one Connection owns the socket.
-std::shared_ptr<Connection> Server::take_connection(UniqueFd socket, int family) {
+// A connection of ours from now on: one Connection owns the socket. `accepted` here, it has no
+// other descriptor (one handed over may still have one in the process that sent it).
+std::shared_ptr<Connection> Server::take_connection(UniqueFd socket, int family, bool accepted) {
     fork_guard::add(socket.get());
     int protocol = family == AF_INET || family == AF_INET6 ? IPPROTO_TCP : 0;
     boost::system::error_code ec;
@@ -170,6 +171,7 @@ std::shared_ptr<Connection> Server::take_connection(UniqueFd socket, int family)
         return nullptr;  // `socket` closes it
     }
     (void)socket.release();  // now owned by `stream`
+    if (accepted) stream.is_sole_descriptor();
     std::string client;
     if (access_log_.enabled()) client = peer_address(stream.native_handle(), family);
     auto connection = std::make_shared<Connection>(std::move(stream), *this, std::move(client));
@@ -259,7 +261,7 @@ void Server::adopt_new_client(UniqueFd socket) {
 // A connection from another worker or the master, ours from now on, counted; null (counted
 // as a fallback, and closed) when it cannot be taken.
 std::shared_ptr<Connection> Server::take_adopted(UniqueFd socket, int family) {
-    auto connection = take_connection(std::move(socket), family);
+    auto connection = take_connection(std::move(socket), family, false);
     if (!connection) {
         ++counters_.handoff_fallbacks;
         return nullptr;

@@ -142,7 +142,7 @@ class Server {
 
   private:
     void on_accepted(UniqueFd socket, int family);
-    std::shared_ptr<Connection> take_connection(UniqueFd socket, int family);
+    std::shared_ptr<Connection> take_connection(UniqueFd socket, int family, bool accepted);
     std::shared_ptr<Connection> take_adopted(UniqueFd socket, int family);
     void make_room();
     void pause_if_full();

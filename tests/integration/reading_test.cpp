@@ -1,0 +1,124 @@
+// Reading requests on keep-alive connections: a connection between requests waits for input
+// without a system call once a read has found its socket empty (ConnectionSocket::InputWait).
+// These are the clients that would hang on such a wait if it missed input: one whose next
+// request arrives while the loop is busy with its current one, one whose request is bigger
+// than a read takes, one that sends byte by byte, and many at once.
+
+#include "http_client.hpp"
+#include "prefork_server.hpp"
+#include "raw_client.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace prefork::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string get(const std::string& target, const std::string& extra_headers = "") {
+    return "GET " + target + " HTTP/1.1\r\nHost: x\r\n" + extra_headers + "\r\n";
+}
+
+std::size_t count_of(const std::string& text, const std::string& part) {
+    std::size_t count = 0;
+    for (auto at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) {
+        ++count;
+    }
+    return count;
+}
+
+std::string read_until_count(RawClient& client, const std::string& part, std::size_t count,
+                             std::chrono::milliseconds timeout) {
+    std::string seen;
+    auto end = std::chrono::steady_clock::now() + timeout;
+    while (count_of(seen, part) < count && std::chrono::steady_clock::now() < end) {
+        bool eof = false;
+        seen += client.read_some(100ms, &eof);
+        if (eof) break;
+    }
+    return seen;
+}
+
+// The next request comes in its own write while the worker's loop spins in the handler of
+// the current one: its input is there before the connection waits for it again.
+TEST(Reading, ARequestSentWhileTheLoopIsBusyWithTheOneBeforeIsAnswered) {
+    PreforkServer server(Loopback{1});
+    RawClient client(server.port());
+    ASSERT_TRUE(client.send(get("/")));
+    ASSERT_EQ(count_of(read_until_count(client, "Hello, World!", 1, 10s), "Hello, World!"), 1u);
+    for (int round = 0; round < 5; ++round) {
+        ASSERT_TRUE(client.send(get("/spin?ms=300")));
+        std::this_thread::sleep_for(100ms);  // the client's pace: the worker reads the first
+        ASSERT_TRUE(client.send(get("/")));
+        std::string seen = read_until_count(client, "Hello, World!", 1, 10s);
+        EXPECT_EQ(count_of(seen, "HTTP/1.1 200 OK"), 2u) << "round " << round << ":\n" << seen;
+        EXPECT_EQ(count_of(seen, "Hello, World!"), 1u) << "round " << round << ":\n" << seen;
+    }
+}
+
+// 60 KB arrive in one segment, three times what one read takes: every read but the last
+// fills its buffer, and no new input will come to say that the rest is there.
+TEST(Reading, ABodyBiggerThanOneReadSentInOneWriteIsReadWhole) {
+    PreforkServer server(Loopback{1});
+    RawClient client(server.port());
+    for (int round = 0; round < 3; ++round) {
+        ASSERT_TRUE(client.send(get("/")));
+        ASSERT_EQ(count_of(read_until_count(client, "Hello, World!", 1, 10s), "Hello, World!"), 1u);
+        std::string body(60000, static_cast<char>('a' + round));
+        body.back() = '!';
+        ASSERT_TRUE(
+            client.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                        "Content-Length: " +
+                        std::to_string(body.size()) + "\r\n\r\n" + body));
+        std::string seen = client.read_until(body, 10s);
+        ASSERT_NE(seen.find(body), std::string::npos)
+            << "round " << round << ": " << seen.size() << " bytes arrived";
+    }
+}
+
+// One byte per write: each read finds the socket empty after its byte.
+TEST(Reading, ARequestSentByteByByteIsAnswered) {
+    PreforkServer server(Loopback{1});
+    RawClient client(server.port());
+    for (int round = 0; round < 2; ++round) {
+        for (char byte : get("/")) {
+            ASSERT_TRUE(client.send(std::string(1, byte)));
+            std::this_thread::sleep_for(2ms);
+        }
+        std::string seen = read_until_count(client, "Hello, World!", 1, 10s);
+        EXPECT_EQ(count_of(seen, "Hello, World!"), 1u) << "round " << round << ":\n" << seen;
+    }
+}
+
+// Many keep-alive clients, each sending its next request as soon as it has an answer, some
+// pipelining two: every request is answered, none waits for input that has come.
+TEST(Reading, ManyKeepAliveClientsSendingBackToBackAreAllAnswered) {
+    PreforkServer server(Loopback{1});
+    constexpr int kClients = 32, kRequests = 200;
+    std::vector<int> answered(kClients, 0);
+    std::vector<std::thread> threads;
+    for (int c = 0; c < kClients; ++c) {
+        threads.emplace_back([&, c] {
+            RawClient client(server.port());
+            for (int i = 0; i < kRequests;) {
+                int burst = (c % 4 == 0 && i + 1 < kRequests) ? 2 : 1;
+                std::string requests;
+                for (int b = 0; b < burst; ++b) requests += get("/");
+                if (!client.send(requests)) return;
+                std::string seen = read_until_count(client, "Hello, World!", burst, 10s);
+                if (count_of(seen, "Hello, World!") != static_cast<std::size_t>(burst)) return;
+                i += burst;
+                answered[c] = i;
+            }
+        });
+    }
+    for (auto& thread : threads) thread.join();
+    for (int c = 0; c < kClients; ++c) EXPECT_EQ(answered[c], kRequests) << "client " << c;
+}
+
+}  // namespace
+}  // namespace prefork::testing
