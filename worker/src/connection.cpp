@@ -212,10 +212,8 @@ bool Connection::ends_here() const {
 void Connection::hand_off() {
     cancel_handler();  // a coroutine that went on after its answer
     fork_guard::remove(socket_.native_handle());
-    error_code ec;
-    int fd = socket_.release(ec);  // ends the waits in progress (operation_aborted)
-    if (ec) {
-        log::error("cannot hand off a connection: ", ec.message());
+    int fd = socket_.release();  // ends the waits in progress (operation_aborted)
+    if (fd < 0) {
         fork_guard::add(socket_.native_handle());
         return close();
     }
@@ -1033,16 +1031,14 @@ void Connection::end_stream() {
 bool Connection::has_unread_input() {
     if (input_left_unread_ || !input_.empty()) return true;
     if (client_closes_ && drained_) return false;
-    error_code ec;
-    return socket_.available(ec) > 0;
+    return socket_.available() > 0;
 }
 
 // Closes our side first and reads what the client still sends until it closes too, so
 // that unread input never turns our close into a reset that could destroy the response.
 void Connection::do_linger() {
     state_ = State::lingering;
-    error_code ignored;
-    socket_.shutdown(Socket::shutdown_send, ignored);
+    socket_.shutdown_send();
     arm_timer(server_.limits().linger_timeout);
     input_.clear();
     on_linger_read({}, 0);
@@ -1084,10 +1080,9 @@ void Connection::close() {
     idle_entry_.unlink();
     in_flight_.end();
     release_body();
-    error_code ignored;
     deadline_.cancel();
     fork_guard::remove(socket_.native_handle());
-    socket_.close(ignored);
+    socket_.close();
     server_.remove(this);
 }
 

@@ -152,7 +152,6 @@ void Server::on_accepted(UniqueFd socket, int family) {
     ++counters_.connections_accepted;
     make_room();
     auto connection = take_connection(std::move(socket), family, true);
-    if (!connection) return;
     pause_if_full();
     connection->start();
 }
@@ -162,16 +161,8 @@ void Server::on_accepted(UniqueFd socket, int family) {
 std::shared_ptr<Connection> Server::take_connection(UniqueFd socket, int family, bool accepted) {
     fork_guard::add(socket.get());
     int protocol = family == AF_INET || family == AF_INET6 ? IPPROTO_TCP : 0;
-    boost::system::error_code ec;
-    Connection::Socket stream(io_);
-    stream.assign(boost::asio::generic::stream_protocol(family, protocol), socket.get(), ec);
-    if (ec) {
-        fork_guard::remove(socket.get());
-        log::error("cannot take a connection: ", ec.message());
-        return nullptr;  // `socket` closes it
-    }
-    (void)socket.release();  // now owned by `stream`
-    if (accepted) stream.is_sole_descriptor();
+    Connection::Socket stream(io_, boost::asio::generic::stream_protocol(family, protocol),
+                              socket.release(), accepted);
     std::string client;
     if (access_log_.enabled()) client = peer_address(stream.native_handle(), family);
     auto connection = std::make_shared<Connection>(std::move(stream), *this, std::move(client));
@@ -235,7 +226,7 @@ void Server::adopt(UniqueFd socket, std::string bytes) {
         log::warning("a connection handed off by another worker is closed: ", refused);
         return;  // `socket` closes it
     }
-    if (auto connection = take_adopted(std::move(socket), family)) connection->start(bytes, true);
+    take_adopted(std::move(socket), family)->start(bytes, true);
 }
 
 void Server::adopt_new_client(UniqueFd socket) {
@@ -255,17 +246,12 @@ void Server::adopt_new_client(UniqueFd socket) {
         return;
     }
     int family = socket_family(socket.get());
-    if (auto connection = take_adopted(std::move(socket), family)) connection->start();
+    take_adopted(std::move(socket), family)->start();
 }
 
-// A connection from another worker or the master, ours from now on, counted; null (counted
-// as a fallback, and closed) when it cannot be taken.
+// A connection from another worker or the master, ours from now on, counted.
 std::shared_ptr<Connection> Server::take_adopted(UniqueFd socket, int family) {
     auto connection = take_connection(std::move(socket), family, false);
-    if (!connection) {
-        ++counters_.handoff_fallbacks;
-        return nullptr;
-    }
     ++counters_.connections_adopted;
     pause_if_full();
     return connection;
