@@ -2,6 +2,7 @@
 
 #include <prefork/common/log.hpp>
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -32,7 +33,8 @@ Acceptor::Acceptor(boost::asio::io_context& io, UniqueFd listener, std::string n
       name_(std::move(name)),
       family_(socket_family(listener.get())),
       on_accept_(std::move(on_accept)) {
-    listener_.assign(listener.release());
+    int protocol = family_ == AF_INET || family_ == AF_INET6 ? IPPROTO_TCP : 0;
+    listener_.assign(boost::asio::generic::stream_protocol(family_, protocol), listener.release());
     listener_.non_blocking(true);
 }
 
@@ -60,15 +62,27 @@ void Acceptor::resume() {
 }
 
 void Acceptor::do_wait() {
-    listener_.async_wait(boost::asio::posix::descriptor_base::wait_read,
-                         [this](boost::system::error_code ec) {
-                             if (ec == boost::asio::error::operation_aborted) return;
-                             if (ec) {
-                                 log::error("waiting on listener ", name_, ": ", ec.message());
-                                 return;
-                             }
-                             on_readable();
-                         });
+    if (!drained_ || edge_wait_->outstanding()) {  // outstanding: cancelled by a pause
+        return listener_.async_wait(listener_.wait_read,
+                                    [this](boost::system::error_code ec) { on_wait_done(ec); });
+    }
+    drained_ = false;
+    edge_wait_->start(
+        listener_.get_executor().context(), listener_.descriptor(), listener_.reactor_data(), false,
+        edge_wait_,
+        [](void* acceptor, const boost::system::error_code& ec) {
+            static_cast<Acceptor*>(acceptor)->on_wait_done(ec);
+        },
+        this);
+}
+
+void Acceptor::on_wait_done(const boost::system::error_code& ec) {
+    if (ec == boost::asio::error::operation_aborted) return;  // closed (maybe gone) or paused
+    if (ec) {
+        log::error("waiting on listener ", name_, ": ", ec.message());
+        return;
+    }
+    on_readable();
 }
 
 void Acceptor::on_readable() {
@@ -81,6 +95,7 @@ void Acceptor::on_readable() {
         }
         switch (errno) {
             case EAGAIN:
+                drained_ = true;
                 break;  // another worker took it, or the queue is empty
             case EINTR:
             case ECONNABORTED:

@@ -7,9 +7,16 @@
 #include "http_client.hpp"
 #include "prefork_server.hpp"
 #include "raw_client.hpp"
+#include "temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -118,6 +125,71 @@ TEST(Reading, ManyKeepAliveClientsSendingBackToBackAreAllAnswered) {
     }
     for (auto& thread : threads) thread.join();
     for (int c = 0; c < kClients; ++c) EXPECT_EQ(answered[c], kRequests) << "client " << c;
+}
+
+// Its next request and its FIN come together, in one edge: the read that takes the request
+// is short, yet the end of the stream is still to be read. The worker closes at once, not
+// after the idle timeout.
+TEST(Reading, AKeepAliveClientThatHalfClosesAfterItsNextRequestIsClosedAtOnce) {
+    PreforkServer server(Loopback{1, {}, {"PREFORK_IDLE_TIMEOUT=60"}});
+    for (int round = 0; round < 3; ++round) {
+        RawClient client(server.port());
+        ASSERT_TRUE(client.send(get("/")));
+        ASSERT_EQ(count_of(read_until_count(client, "Hello, World!", 1, 10s), "Hello, World!"), 1u);
+        ASSERT_TRUE(client.send(get("/")));
+        ::shutdown(client.fd(), SHUT_WR);
+        bool closed = false;
+        std::string seen = client.read_to_end(10s, &closed);
+        EXPECT_TRUE(closed) << "round " << round << ": the worker waited for the idle timeout";
+        EXPECT_EQ(count_of(seen, "Hello, World!"), 1u) << "round " << round << ":\n" << seen;
+    }
+}
+
+// A client on a Unix socket may pass descriptors along with its request; the worker keeps
+// none (the passed end of a pipe is closed: its reader sees the end).
+TEST(Reading, DescriptorsPassedByAUnixSocketClientAreNotKept) {
+    TempDir dir;
+    std::string path = dir.path("app.sock");
+    PreforkServer server({"--bind", "unix:" + path, "--workers", "1"}, 1);
+    int pipe_ends[2];
+    ASSERT_EQ(::pipe(pipe_ends), 0);
+    int client = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(client, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
+    ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    std::string request = get("/");
+    iovec iov{request.data(), request.size()};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr message{};
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = sizeof control;
+    cmsghdr* passed = CMSG_FIRSTHDR(&message);
+    passed->cmsg_level = SOL_SOCKET;
+    passed->cmsg_type = SCM_RIGHTS;
+    passed->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(passed), &pipe_ends[1], sizeof(int));
+    ASSERT_EQ(::sendmsg(client, &message, MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
+    ::close(pipe_ends[1]);
+    std::string seen;
+    for (int turns = 0; turns < 100 && seen.find("Hello, World!") == std::string::npos; ++turns) {
+        pollfd ready{client, POLLIN, 0};
+        if (::poll(&ready, 1, 100) <= 0) continue;
+        char buffer[4096];
+        ssize_t n = ::recv(client, buffer, sizeof buffer, 0);
+        if (n <= 0) break;
+        seen.append(buffer, static_cast<std::size_t>(n));
+    }
+    EXPECT_NE(seen.find("Hello, World!"), std::string::npos) << seen;
+    pollfd end{pipe_ends[0], POLLIN, 0};
+    ASSERT_EQ(::poll(&end, 1, 10000), 1) << "the worker still holds the pipe's write end";
+    char byte;
+    EXPECT_EQ(::read(pipe_ends[0], &byte, 1), 0);
+    ::close(pipe_ends[0]);
+    ::close(client);
 }
 
 }  // namespace

@@ -166,15 +166,20 @@ void Connection::do_read() {
     // A keep-alive connection between requests (one handed over by another worker, too).
     if (request_id_ > 0 || handed_over_) server_.mark_idle(*this);
     arm_read_deadline(ReadDeadline::idle);
-    // A new client's first request has mostly arrived with its connection, or just after:
-    // read at once, not after a wait that would tell so (one epoll_ctl and a turn saved).
-    if (request_id_ == 0 && !handed_over_) return read_input();
-    wait_readable();
+    // A new client's first request has often arrived with its connection: read at once, not
+    // after a wait that would tell so (an epoll_ctl and a turn of the loop saved). When such
+    // reads have mostly found nothing lately, wait (the socket's first wait needs no read).
+    if (request_id_ == 0 && !handed_over_) {
+        if (!server_.reads_new_client_at_once()) return wait_readable();
+        reading_at_once_ = true;
+    }
+    // Between requests, read at once too. It mostly finds nothing (EAGAIN), which costs what
+    // re-arming a wait would (Asio's async_wait makes an epoll_ctl), and proves the socket
+    // empty, so that the wait costs nothing (EdgeWait); and it finds a FIN, or a request that
+    // came during the last one, without a wait.
+    read_input();
 }
 
-// After a response: a pipelined request already in the buffer is read at once. Otherwise
-// the read waits until the loop has served the other connections that are ready: the client
-// needs a moment to send its next request, and a read now would mostly find nothing.
 // Between requests, with nothing of the next one parsed: what was read of it (nothing, part
 // of a head, whole pipelined requests) leaves with the socket, and the rest is still in the
 // kernel, so the next worker serves every byte once and in order. This worker never touches
@@ -227,6 +232,9 @@ void Connection::hand_off() {
     server_.remove(this);  // may destroy this connection
 }
 
+// After a response: a pipelined request already in the buffer is parsed at once. Otherwise
+// the next read comes after the loop has served the other connections that are ready: the
+// client needs a moment to send its next request.
 void Connection::read_next_request() {
     if (!input_.empty() || !batch_.empty()) return do_read();
     asio::post(socket_.get_executor(), bound(&Connection::do_read_unless_closed));
@@ -242,9 +250,11 @@ void Connection::wait_readable() {
     if (!batch_.empty()) return flush_batch(&Connection::wait_readable);
     if (read_waiting_) return;
     read_waiting_ = true;
-    if (!drained_) return socket_.async_wait(Socket::wait_read, bound(&Connection::on_readable));
-    input_wait_.start(
-        socket_, shared_from_this(),
+    if (!drained_ && socket_.in_epoll()) {
+        return socket_.async_wait(Socket::wait_read, bound(&Connection::on_readable));
+    }
+    socket_.async_wait_input(
+        input_wait_, shared_from_this(),
         [](void* connection, const error_code& ec) {
             static_cast<Connection*>(connection)->on_readable(ec);
         },
@@ -254,6 +264,9 @@ void Connection::wait_readable() {
 void Connection::on_readable(error_code ec) {
     read_waiting_ = false;
     drained_ = false;
+    // Lingering since a timeout: this wait took the edge that the linger's read queued
+    // behind it was waiting for.
+    if (state_ == State::lingering && !ec) return read_while_lingering();
     if (state_ != State::reading) return;  // answered (a timeout, a refusal) or closed
     if (ec) return close();
     read_input();
@@ -267,8 +280,11 @@ void Connection::read_input() {
     std::size_t bytes = phase_ == ReadPhase::idle
                             ? read_first_bytes(space, room, ec)
                             : read_now(socket_.native_handle(), space, room, ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
-        drained_ = true;
+    bool found_nothing = ec == asio::error::would_block || ec == asio::error::try_again;
+    if (std::exchange(reading_at_once_, false)) server_.count_read_at_once(!found_nothing);
+    if (found_nothing) {
+        drained_ = read_short_ = true;
+        if (phase_ == ReadPhase::idle) input_.release();  // an idle connection holds no buffer
         return wait_readable();
     }
     if (ec) {
@@ -277,7 +293,10 @@ void Connection::read_input() {
         if (ec == asio::error::eof && phase_ != ReadPhase::idle) return send_error(400);
         return close();
     }
-    drained_ = bytes < room;  // a stream socket's read is short only when it emptied it
+    // Short: the socket was emptied, but for what may end a read early (a FIN, urgent data,
+    // a Unix socket's passed descriptors): only EAGAIN proves that no edge is still owed.
+    drained_ = false;
+    read_short_ = bytes < room;
     input_.commit(bytes);
     server_.totals().bytes_in += bytes;
     if (phase_ == ReadPhase::idle) {  // the request's first byte: its header timeout starts
@@ -370,7 +389,7 @@ std::size_t Connection::read_first_bytes(char* space, std::size_t room, error_co
     msg.msg_controllen = sizeof control;
     ssize_t n;
     do {
-        n = ::recvmsg(socket_.native_handle(), &msg, MSG_DONTWAIT);
+        n = ::recvmsg(socket_.native_handle(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
         ec = error_code(errno, boost::system::system_category());
@@ -380,15 +399,24 @@ std::size_t Connection::read_first_bytes(char* space, std::size_t room, error_co
         ec = asio::error::eof;
         return 0;
     }
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    if (c != nullptr && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
-        timespec stamp;
-        std::memcpy(&stamp, CMSG_DATA(c), sizeof stamp);
-        input_arrived_ = std::chrono::system_clock::time_point(
-            std::chrono::duration_cast<std::chrono::system_clock::duration>(
-                std::chrono::seconds(stamp.tv_sec) + std::chrono::nanoseconds(stamp.tv_nsec)));
-    } else {
-        input_arrived_ = std::chrono::system_clock::now();
+    input_arrived_ = std::chrono::system_clock::now();
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET) continue;
+        if (c->cmsg_type == SCM_TIMESTAMPNS) {
+            timespec stamp;
+            std::memcpy(&stamp, CMSG_DATA(c), sizeof stamp);
+            input_arrived_ = std::chrono::system_clock::time_point(
+                std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                    std::chrono::seconds(stamp.tv_sec) + std::chrono::nanoseconds(stamp.tv_nsec)));
+        } else if (c->cmsg_type == SCM_RIGHTS) {
+            // Descriptors a client on a Unix socket passed along: none is kept.
+            std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (std::size_t i = 0; i < count; ++i) {
+                int fd;
+                std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+                ::close(fd);
+            }
+        }
     }
     return static_cast<std::size_t>(n);
 }
@@ -1030,7 +1058,7 @@ void Connection::end_stream() {
 // what it sent with it can be unread. Otherwise the kernel is asked (FIONREAD).
 bool Connection::has_unread_input() {
     if (input_left_unread_ || !input_.empty()) return true;
-    if (client_closes_ && drained_) return false;
+    if (client_closes_ && read_short_) return false;
     return socket_.available() > 0;
 }
 
@@ -1050,6 +1078,17 @@ void Connection::on_linger_read(error_code ec, std::size_t) {
     input_.clear();
     auto [space, room] = input_.prepare();
     socket_.async_read_some(asio::buffer(space, room), bound(&Connection::on_linger_read));
+}
+
+void Connection::read_while_lingering() {
+    for (;;) {
+        input_.clear();
+        auto [space, room] = input_.prepare();
+        error_code ec;
+        read_now(socket_.native_handle(), space, room, ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) return;
+        if (ec) return close();  // the client closed (or reset): the linger is over
+    }
 }
 
 void Connection::drain() {

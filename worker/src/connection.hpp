@@ -165,6 +165,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     void response_done();
     bool has_unread_input();
     void do_linger();
+    void read_while_lingering();
     void on_linger_read(boost::system::error_code ec, std::size_t bytes);
 
     void arm_read_deadline(ReadDeadline kind);
@@ -189,9 +190,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool head_done_ = false;
     bool read_waiting_ = false;  // a wait for input is outstanding
     // A read found the socket empty since the last wait for input completed: the next wait
-    // needs no system call (ConnectionSocket::InputWait).
+    // needs no system call (EdgeWait).
     bool drained_ = false;
-    Socket::InputWait input_wait_;
+    bool reading_at_once_ = false;  // a new client's first read, before any wait
+    bool read_short_ = false;       // the last read returned less than it asked for
+    EdgeWait input_wait_;
     Request request_;                              // being received
     const Router::RouteHandler* route_ = nullptr;  // its handler
     std::uint64_t body_reserved_ = 0;              // of the worker's body budget, by this request

@@ -2,7 +2,6 @@
 
 #include <prefork/common/log.hpp>
 
-#include <boost/asio/detail/fenced_block.hpp>
 #include <boost/asio/detail/socket_ops.hpp>
 
 #include <sys/ioctl.h>
@@ -28,14 +27,15 @@ ConnectionSocket::~ConnectionSocket() {
 }
 
 ConnectionSocket::Registered& ConnectionSocket::registered() {
-    if (fd_ < 0 || stream_.is_open()) return stream_;
+    if (fd_ < 0 || stream_.is_open() || epoll_failed_) return stream_;
     boost::system::error_code ec;
     stream_.assign(protocol_, fd_, ec);
     if (ec) {
         log::error("cannot wait on a connection: epoll_ctl: ", ec.message());
+        epoll_failed_ = true;  // its waits fail from now on (bad_descriptor)
         return stream_;
     }
-    if (sole_) stream_.implementation().state_ &= ~asio::detail::socket_ops::possible_dup;
+    if (sole_) stream_.state() &= ~asio::detail::socket_ops::possible_dup;
     return stream_;
 }
 
@@ -73,36 +73,14 @@ int ConnectionSocket::release() {
     return std::exchange(fd_, -1);
 }
 
-ConnectionSocket::InputWait::InputWait()
-    : reactor_op(boost::system::error_code(), &InputWait::perform, &InputWait::complete) {}
-
-void ConnectionSocket::InputWait::start(ConnectionSocket& socket, std::shared_ptr<void> keep,
-                                        Resume resume, void* target) {
-    keep_ = std::move(keep);
-    resume_ = resume;
-    target_ = target;
-    ec_ = {};
-    auto& stream = socket.registered();
-    auto& reactor = asio::use_service<asio::detail::reactor>(stream.get_executor().context());
-    auto& impl = stream.implementation();
-    // Speculative: performed at once if an edge came since the flag was last cleared.
-    reactor.start_op(asio::detail::reactor::read_op, impl.socket_, impl.reactor_data_, this, false,
-                     true);
-}
-
-// Called at once (an edge came since the last wait) or on the next edge. "Exhausted" clears
-// the reactor's flag, so that the wait after this one is queued until another edge.
-asio::detail::reactor_op::status ConnectionSocket::InputWait::perform(reactor_op*) {
-    return done_and_exhausted;
-}
-
-void ConnectionSocket::InputWait::complete(void* owner, asio::detail::operation* base,
-                                           const boost::system::error_code&, std::size_t) {
-    auto* wait = static_cast<InputWait*>(base);
-    auto keep = std::move(wait->keep_);  // `wait` is a member of what it keeps
-    if (!owner) return;                  // the loop is being destroyed
-    asio::detail::fenced_block fence(asio::detail::fenced_block::half);
-    wait->resume_(wait->target_, wait->ec_);
+void ConnectionSocket::async_wait_input(EdgeWait& wait, std::shared_ptr<void> keep,
+                                        EdgeWait::Resume resume, void* target) {
+    bool fresh = fd_ >= 0 && !stream_.is_open();
+    auto& stream = registered();
+    asio::detail::reactor::per_descriptor_data none = nullptr;  // the wait fails at once
+    wait.start(stream.get_executor().context(), stream.descriptor(),
+               stream.is_open() ? stream.reactor_data() : none, fresh, std::move(keep), resume,
+               target);
 }
 
 }  // namespace prefork

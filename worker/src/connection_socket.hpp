@@ -1,8 +1,8 @@
 #pragma once
 
+#include <prefork/common/edge_wait.hpp>
+
 #include <boost/asio/basic_stream_socket.hpp>
-#include <boost/asio/detail/reactor.hpp>
-#include <boost/asio/detail/reactor_op.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
 
@@ -15,18 +15,7 @@ namespace prefork {
 // connection first waits for something. A client whose request came with its connection and
 // that is answered at once (reads and writes tried at once are our own system calls) is
 // served without the socket ever entering epoll: no epoll_ctl ADD, nothing to remove at its
-// close.
-//
-// Waiting for input costs no system call either on a socket that was read until empty.
-// Asio's epoll reactor registers every socket once, edge-triggered for input, and keeps per
-// socket whether an edge has come since an operation last found the input exhausted (the
-// reactor's "speculative" flag). Its async_wait ignores that flag and re-arms the edge with
-// an epoll_ctl on every wait (Boost 1.81, epoll_reactor::start_op): one system call per
-// keep-alive request. InputWait uses the flag instead: a wait completes at once when an edge
-// came since the last wait completed, and is queued without a system call otherwise. So the
-// caller must have read the socket until it was empty (a read that returned less than it
-// asked for, or EAGAIN) since the last wait completed: input that arrives after that brings
-// a new edge. Without such a read, use async_wait.
+// close. Its waits for input can cost no system call either (EdgeWait).
 class ConnectionSocket {
   public:
     using Stream = boost::asio::basic_stream_socket<boost::asio::generic::stream_protocol,
@@ -73,15 +62,15 @@ class ConnectionSocket {
     // epoll; -1 when it cannot be taken out.
     int release();
 
-    class InputWait;
+    // Waits until input may have come (`wait`, see EdgeWait): for a socket read until empty
+    // since its last wait for input, or one that has not waited before.
+    void async_wait_input(EdgeWait& wait, std::shared_ptr<void> keep, EdgeWait::Resume resume,
+                          void* target);
+    // Whether it has waited for something: in epoll.
+    bool in_epoll() const { return stream_.is_open(); }
 
   private:
-    // Asio's socket, with what InputWait needs of it: its reactor's data.
-    class Registered : public Stream {
-      public:
-        using Stream::Stream;
-        auto& implementation() { return impl_.get_implementation(); }
-    };
+    using Registered = EdgeWait::Exposing<Stream>;
 
     // The stream socket, in epoll. When the descriptor cannot enter epoll, the stream stays
     // closed and its operations complete with bad_descriptor.
@@ -91,30 +80,7 @@ class ConnectionSocket {
     boost::asio::generic::stream_protocol protocol_;
     int fd_;
     bool sole_;
-};
-
-// One wait for input at a time, owned by the connection it wakes (no allocation per wait).
-// `resume(target, error)` runs on the loop like any completion handler: with no error when
-// the socket may be readable, with operation_aborted when it was closed, released or
-// cancelled first. `keep` (the connection) lives until `resume` has returned.
-class ConnectionSocket::InputWait : boost::asio::detail::reactor_op {
-  public:
-    using Resume = void (*)(void* target, const boost::system::error_code& error);
-
-    InputWait();
-    InputWait(const InputWait&) = delete;
-    InputWait& operator=(const InputWait&) = delete;
-
-    void start(ConnectionSocket& socket, std::shared_ptr<void> keep, Resume resume, void* target);
-
-  private:
-    static status perform(reactor_op* base);
-    static void complete(void* owner, boost::asio::detail::operation* base,
-                         const boost::system::error_code& ignored, std::size_t);
-
-    std::shared_ptr<void> keep_;
-    Resume resume_ = nullptr;
-    void* target_ = nullptr;
+    bool epoll_failed_ = false;
 };
 
 }  // namespace prefork

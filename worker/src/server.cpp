@@ -327,6 +327,14 @@ void Server::count_request() {
     }
 }
 
+bool Server::reads_new_client_at_once() {
+    return read_at_once_score_ >= 0 || ++new_clients_waited_for_ % 8 == 0;
+}
+
+void Server::count_read_at_once(bool found_input) {
+    read_at_once_score_ = std::clamp(read_at_once_score_ + (found_input ? 1 : -1), -8, 8);
+}
+
 void Server::count_queue_time(std::chrono::system_clock::duration waited) {
     double seconds = std::max(0.0, std::chrono::duration<double>(waited).count());
     const auto& bounds = control::kDurationBuckets;

@@ -1,19 +1,23 @@
 #pragma once
 
+#include <prefork/common/edge_wait.hpp>
 #include <prefork/common/unique_fd.hpp>
 
+#include <boost/asio/basic_stream_socket.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <functional>
+#include <memory>
 #include <string>
 
 namespace prefork {
 
 // Accepts connections on one listening socket that this worker shares with the others:
 // waits until the socket is readable, then takes a few connections with
-// accept4(SOCK_CLOEXEC | SOCK_NONBLOCK), so that no descriptor is ever inheritable.
+// accept4(SOCK_CLOEXEC | SOCK_NONBLOCK), so that no descriptor is ever inheritable. After a
+// wake-up that took every connection queued, the next wait costs no system call (EdgeWait).
 class Acceptor {
   public:
     // Called with each accepted connection and the listener's address family.
@@ -33,10 +37,16 @@ class Acceptor {
 
   private:
     void do_wait();
+    void on_wait_done(const boost::system::error_code& ec);
     void on_readable();
     void back_off();
 
-    boost::asio::posix::stream_descriptor listener_;
+    // Asio's socket over the listening socket, for its waits (it is never read or written).
+    EdgeWait::Exposing<boost::asio::basic_stream_socket<boost::asio::generic::stream_protocol>>
+        listener_;
+    // Kept alive by itself while it waits: it may complete after this acceptor is gone.
+    std::shared_ptr<EdgeWait> edge_wait_ = std::make_shared<EdgeWait>();
+    bool drained_ = false;  // the last accept4 found the queue empty
     boost::asio::steady_timer pause_timer_;
     std::string name_;
     int family_;
