@@ -38,6 +38,10 @@ Acceptor::Acceptor(boost::asio::io_context& io, UniqueFd listener, std::string n
     listener_.non_blocking(true);
 }
 
+Acceptor::~Acceptor() {
+    edge_wait_->detach();
+}
+
 void Acceptor::start() {
     do_wait();
 }
@@ -53,6 +57,7 @@ void Acceptor::pause() {
     boost::system::error_code ignored;
     pause_timer_.cancel();  // a back-off in progress: resume() starts the one wait again
     listener_.cancel(ignored);
+    edge_wait_->detach();
 }
 
 void Acceptor::resume() {
@@ -62,22 +67,25 @@ void Acceptor::resume() {
 }
 
 void Acceptor::do_wait() {
+    std::uint64_t wait = ++wait_;
     if (!drained_ || edge_wait_->outstanding()) {  // outstanding: cancelled by a pause
-        return listener_.async_wait(listener_.wait_read,
-                                    [this](boost::system::error_code ec) { on_wait_done(ec); });
+        return listener_.async_wait(listener_.wait_read, [self = std::weak_ptr<Acceptor*>(self_),
+                                                          wait](boost::system::error_code ec) {
+            if (auto acceptor = self.lock()) (*acceptor)->on_wait_done(wait, ec);
+        });
     }
-    drained_ = false;
     edge_wait_->start(
         listener_.get_executor().context(), listener_.descriptor(), listener_.reactor_data(), false,
         edge_wait_,
         [](void* acceptor, const boost::system::error_code& ec) {
-            static_cast<Acceptor*>(acceptor)->on_wait_done(ec);
+            auto* self = static_cast<Acceptor*>(acceptor);
+            self->on_wait_done(self->wait_, ec);
         },
         this);
 }
 
-void Acceptor::on_wait_done(const boost::system::error_code& ec) {
-    if (ec == boost::asio::error::operation_aborted) return;  // closed (maybe gone) or paused
+void Acceptor::on_wait_done(std::uint64_t wait, const boost::system::error_code& ec) {
+    if (wait != wait_ || ec == boost::asio::error::operation_aborted) return;  // paused, closed
     if (ec) {
         log::error("waiting on listener ", name_, ": ", ec.message());
         return;
@@ -86,6 +94,7 @@ void Acceptor::on_wait_done(const boost::system::error_code& ec) {
 }
 
 void Acceptor::on_readable() {
+    drained_ = false;
     for (int taken = 0; taken < kAcceptBatch && listener_.is_open() && !paused_; ++taken) {
         int fd =
             ::accept4(listener_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);

@@ -39,7 +39,7 @@ void EdgeWait::complete(void* owner, asio::detail::operation* base,
     auto* wait = static_cast<EdgeWait*>(base);
     auto keep = std::move(wait->keep_);  // `wait` may be a member of what it keeps
     wait->outstanding_ = false;
-    if (!owner) return;  // the loop is being destroyed
+    if (!owner || wait->resume_ == nullptr) return;  // the loop is being destroyed, or detached
     asio::detail::fenced_block fence(asio::detail::fenced_block::half);
     wait->resume_(wait->target_, wait->ec_);
 }

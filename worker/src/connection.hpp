@@ -166,7 +166,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool has_unread_input();
     void do_linger();
     void read_while_lingering();
-    void on_linger_read(boost::system::error_code ec, std::size_t bytes);
 
     void arm_read_deadline(ReadDeadline kind);
     void arm_timer(std::chrono::milliseconds after);

@@ -20,7 +20,8 @@ ConnectionSocket::ConnectionSocket(ConnectionSocket&& other) noexcept
     : stream_(std::move(other.stream_)),
       protocol_(other.protocol_),
       fd_(std::exchange(other.fd_, -1)),
-      sole_(other.sole_) {}
+      sole_(other.sole_),
+      epoll_failed_(other.epoll_failed_) {}
 
 ConnectionSocket::~ConnectionSocket() {
     if (fd_ >= 0 && !stream_.is_open()) ::close(fd_);  // otherwise the stream closes it

@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -25,6 +26,9 @@ class Acceptor {
 
     Acceptor(boost::asio::io_context& io, UniqueFd listener, std::string name,
              AcceptHandler on_accept);
+    ~Acceptor();
+    Acceptor(const Acceptor&) = delete;
+    Acceptor& operator=(const Acceptor&) = delete;
 
     void start();
     // Closes this worker's copy of the listening socket.
@@ -37,7 +41,7 @@ class Acceptor {
 
   private:
     void do_wait();
-    void on_wait_done(const boost::system::error_code& ec);
+    void on_wait_done(std::uint64_t wait, const boost::system::error_code& ec);
     void on_readable();
     void back_off();
 
@@ -47,6 +51,10 @@ class Acceptor {
     // Kept alive by itself while it waits: it may complete after this acceptor is gone.
     std::shared_ptr<EdgeWait> edge_wait_ = std::make_shared<EdgeWait>();
     bool drained_ = false;  // the last accept4 found the queue empty
+    // A wait's completion may run after a pause or after this acceptor is gone: only the
+    // latest wait of a living acceptor acts.
+    std::uint64_t wait_ = 0;
+    std::shared_ptr<Acceptor*> self_ = std::make_shared<Acceptor*>(this);
     boost::asio::steady_timer pause_timer_;
     std::string name_;
     int family_;

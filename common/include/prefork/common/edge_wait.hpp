@@ -42,6 +42,13 @@ class EdgeWait : boost::asio::detail::reactor_op {
                boost::asio::detail::reactor::per_descriptor_data& reactor_data, bool fresh,
                std::shared_ptr<void> keep, Resume resume, void* target);
 
+    // The outstanding wait, if any, completes without calling its `resume` (its target is
+    // gone, or no longer waits).
+    void detach() {
+        resume_ = nullptr;
+        target_ = nullptr;
+    }
+
     // Started and not completed yet (a cancelled wait is outstanding until its completion
     // with operation_aborted has run).
     bool outstanding() const { return outstanding_; }
