@@ -6,6 +6,7 @@
 #include "pid_file.hpp"
 #include "supervisor.hpp"
 #include "systemd.hpp"
+#include "worker_process.hpp"
 
 #include <prefork/common/descriptor_limit.hpp>
 #include <prefork/common/inherited_fds.hpp>
@@ -92,6 +93,15 @@ int main(int argc, char** argv) {
         options = resolve_options(parsed.settings);
     } catch (const UsageError& error) {
         return fail(kExitUsage, error.what());
+    }
+    if (parsed.action == Action::check) {
+        try {
+            check_worker_command(options.command);
+        } catch (const std::exception& error) {
+            return fail(kExitUsage, error.what());
+        }
+        std::cout << "prefork " << PREFORK_VERSION << ": the configuration is valid\n";
+        return 0;
     }
     prefork::log::set_role("master");
     prefork::log::set_format(options.log_format);

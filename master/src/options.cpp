@@ -115,6 +115,10 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
         }
         if (arg == "-h" || arg == "--help") return {Action::help, {}};
         if (arg == "-V" || arg == "--version") return {Action::version, {}};
+        if (arg == "--check") {
+            parsed.action = Action::check;
+            continue;
+        }
         if (!arg.starts_with("-")) {  // the worker command starts here
             cli.command = std::vector<std::string>(argv + i, argv + argc);
             break;
@@ -179,7 +183,11 @@ file, which wins over the environment):
         }
         text += wrapped(help, kHelpColumn, kWidth) + "\n";
     }
-    text += R"(  -h, --help                print this help
+    text +=
+        R"(  --check                   check the options, the environment, the configuration file and
+                            the worker command as a start would, bind nothing, and exit
+                            (0: valid; 2 and one line on stderr: why not)
+  -h, --help                print this help
   -V, --version             print the version
 
 signals: TERM/INT stop gracefully (a second one stops at once), QUIT stops at once,

@@ -40,8 +40,9 @@ struct Options {
     std::vector<std::string> command;    // the worker command and its arguments
 };
 
-// What the command line asked for besides running.
-enum class Action { run, help, version };
+// What the command line asked for besides running. check: read and check everything a run
+// would use (options, environment, configuration file, worker command), then exit.
+enum class Action { run, help, version, check };
 
 struct ParsedCommandLine {
     Action action = Action::run;

@@ -15,9 +15,11 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <stdexcept>
 #include <system_error>
@@ -62,6 +64,18 @@ boost::filesystem::path resolve_program(const std::string& program) {
 }
 
 }  // namespace
+
+void check_worker_command(const std::vector<std::string>& command) {
+    if (command.empty()) throw std::runtime_error("no worker command");
+    std::string program = resolve_program(command.front()).string();
+    struct stat status {};
+    if (::stat(program.c_str(), &status) != 0) {
+        throw std::runtime_error("the worker command " + program + ": " + std::strerror(errno));
+    }
+    if (!S_ISREG(status.st_mode) || ::access(program.c_str(), X_OK) != 0) {
+        throw std::runtime_error("the worker command " + program + " is not an executable file");
+    }
+}
 
 std::uint64_t resident_bytes(pid_t pid) {
     std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");

@@ -52,6 +52,10 @@ struct WorkerProcess {
 
 const char* state_name(WorkerProcess::State state);
 
+// Throws std::runtime_error (one line: why) unless the worker command's program exists (on
+// PATH when it has no '/') and may be executed.
+void check_worker_command(const std::vector<std::string>& command);
+
 // A process's resident memory in bytes (/proc/PID/statm), 0 when it cannot be read.
 std::uint64_t resident_bytes(pid_t pid);
 

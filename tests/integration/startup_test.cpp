@@ -81,6 +81,57 @@ TEST(Startup, HelpAndVersion) {
     EXPECT_TRUE(version.output().starts_with("prefork "));
 }
 
+// --check reads everything a start would use and binds nothing: an address another
+// socket holds passes (a start would find it busy), and the verdict is the exit status.
+TEST(Startup, CheckAcceptsAValidConfigurationAndBindsNothing) {
+    int busy = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(busy, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    ASSERT_EQ(::listen(busy, 1), 0);
+    socklen_t length = sizeof(address);
+    ::getsockname(busy, reinterpret_cast<sockaddr*>(&address), &length);
+    std::string bind = "127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+
+    ChildProcess check(
+        {prefork_binary(), "--check", "--bind", bind, "--workers", "3", "--", demo_binary()});
+    EXPECT_EQ(check.wait_exit_status(5s), 0) << check.output();
+    EXPECT_TRUE(check.output().starts_with("prefork ")) << check.output();
+    EXPECT_NE(check.output().find("the configuration is valid"), std::string::npos)
+        << check.output();
+    ::close(busy);
+}
+
+TEST(Startup, CheckRefusesWhatAStartWouldRefuseWithOneLine) {
+    TempDir dir;
+    std::ofstream(dir.path("broken.toml")) << "workers = \n";
+    std::ofstream(dir.path("not-executable")) << "#!/bin/sh\n";
+    struct Case {
+        std::vector<std::string> argv;
+        std::vector<std::string> env;
+        std::string named;  // in the line that says why
+    };
+    std::vector<Case> cases = {
+        {{"--bind", "localhost", "--", demo_binary()}, {}, "localhost"},
+        {{"--config", dir.path("broken.toml")}, {}, "broken.toml"},
+        {{"--config", dir.path("missing.toml")}, {}, "missing.toml"},
+        {{"--", "/nonexistent/app"}, {}, "/nonexistent/app"},
+        {{"--", "no-such-program-on-path"}, {}, "no-such-program-on-path"},
+        {{"--", dir.path("not-executable")}, {}, "not-executable"},
+        {{"--", demo_binary()}, {"PREFORK_WORKERS=many"}, "many"},
+    };
+    for (const auto& c : cases) {
+        std::vector<std::string> argv = {prefork_binary(), "--check"};
+        argv.insert(argv.end(), c.argv.begin(), c.argv.end());
+        ChildProcess check(argv, c.env);
+        EXPECT_EQ(check.wait_exit_status(5s), 2) << c.named << ": " << check.output();
+        auto lines = lines_of(check.output());
+        ASSERT_EQ(lines.size(), 1u) << c.named << ": " << check.output();
+        EXPECT_NE(lines[0].find(c.named), std::string::npos) << lines[0];
+    }
+}
+
 TEST(Startup, StaleUnixSocketFileIsReplaced) {
     TempDir dir;
     std::string path = dir.path("app.sock");

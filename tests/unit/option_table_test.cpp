@@ -213,7 +213,8 @@ TEST_F(OptionTable, TheReadmeTableSaysWhatTheDeclarationsSay) {
         rows.erase(row);
     }
     for (const auto& [name, row] : rows) {
-        EXPECT_TRUE(name.starts_with("-h") || name.starts_with("--help"))
+        // The actions (run something else than a start) have rows of their own.
+        EXPECT_TRUE(name.starts_with("-h") || name.starts_with("--help") || name == "--check")
             << "README row " << name << " is not a declared option";
     }
 }
