@@ -23,31 +23,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string get(const std::string& target, const std::string& extra_headers = "") {
-    return "GET " + target + " HTTP/1.1\r\nHost: x\r\n" + extra_headers + "\r\n";
-}
-
-std::size_t count_of(const std::string& text, const std::string& part) {
-    std::size_t count = 0;
-    for (auto at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) {
-        ++count;
-    }
-    return count;
-}
-
-// Reads until `part` has arrived `count` times, or `timeout` passes.
-std::string read_until_count(RawClient& client, const std::string& part, std::size_t count,
-                             std::chrono::milliseconds timeout) {
-    std::string seen;
-    auto end = std::chrono::steady_clock::now() + timeout;
-    while (count_of(seen, part) < count && std::chrono::steady_clock::now() < end) {
-        bool eof = false;
-        seen += client.read_some(100ms, &eof);
-        if (eof) break;
-    }
-    return seen;
-}
-
 // The next response of what `client` receives (`pending`: received, not parsed yet).
 HttpResponse next_response(RawClient& client, std::string& pending) {
     http::response_parser<http::string_body> parser;
@@ -78,7 +53,7 @@ TEST(Pipelining, ABurstOfMixedRequestsIsAnsweredInOrderEvenToASlowReader) {
     for (int i = 0; i < 200; ++i) {
         switch (i % 5) {
             case 0:
-                burst += get("/");
+                burst += get_request("/");
                 expected.push_back("Hello, World!");
                 break;
             case 1: {
@@ -89,15 +64,15 @@ TEST(Pipelining, ABurstOfMixedRequestsIsAnsweredInOrderEvenToASlowReader) {
                 break;
             }
             case 2:
-                burst += get("/bytes?n=" + std::to_string(i * 37));
+                burst += get_request("/bytes?n=" + std::to_string(i * 37));
                 expected.push_back(std::string(static_cast<std::size_t>(i * 37), 'x'));
                 break;
             case 3:  // larger than a batch holds
-                burst += get("/bytes?n=70000");
+                burst += get_request("/bytes?n=70000");
                 expected.push_back(std::string(70000, 'x'));
                 break;
             case 4:
-                burst += get("/no-such-path");
+                burst += get_request("/no-such-path");
                 expected.push_back("");
                 break;
         }
@@ -119,7 +94,7 @@ TEST(Pipelining, ABurstOfMixedRequestsIsAnsweredInOrderEvenToASlowReader) {
         ASSERT_EQ(response.result_int(), 200) << "response " << i;
         ASSERT_EQ(response.body(), expected[i]) << "response " << i;
     }
-    ASSERT_TRUE(client.send(get("/")));
+    ASSERT_TRUE(client.send(get_request("/")));
     EXPECT_EQ(next_response(client, pending).body(), "Hello, World!")
         << "the connection is still usable";
 }
@@ -128,7 +103,8 @@ TEST(Pipelining, ResponsesBeforeAHandlerThatAnswersLaterAreNotHeldBackByIt) {
     PreforkServer server(Loopback{1});
     for (const std::string later : {"/sleep?ms=20000", "/later?ms=20000"}) {
         RawClient client(server.port());
-        ASSERT_TRUE(client.send(get("/") + get("/") + get("/") + get(later) + get("/")));
+        ASSERT_TRUE(client.send(get_request("/") + get_request("/") + get_request("/") +
+                                get_request(later) + get_request("/")));
         std::string seen = read_until_count(client, "Hello, World!", 3, 15s);
         EXPECT_EQ(count_of(seen, "Hello, World!"), 3u) << later << ":\n" << seen;
         // The fourth is in its handler for 20 s: nothing after the three comes meanwhile.
@@ -139,7 +115,8 @@ TEST(Pipelining, ResponsesBeforeAHandlerThatAnswersLaterAreNotHeldBackByIt) {
 TEST(Pipelining, ABurstEndingInAPartialRequestIsAnsweredBeforeTheRestArrives) {
     PreforkServer server(Loopback{1});
     RawClient client(server.port());
-    ASSERT_TRUE(client.send(get("/") + get("/") + get("/") + "GET / HTTP/1.1\r\nHo"));
+    ASSERT_TRUE(client.send(get_request("/") + get_request("/") + get_request("/") +
+                            "GET / HTTP/1.1\r\nHo"));
     std::string seen = read_until_count(client, "Hello, World!", 3, 15s);
     EXPECT_EQ(count_of(seen, "Hello, World!"), 3u) << seen;
     ASSERT_TRUE(client.send("st: x\r\n\r\n"));
@@ -150,7 +127,8 @@ TEST(Pipelining, ABurstEndingInAPartialRequestIsAnsweredBeforeTheRestArrives) {
 TEST(Pipelining, ConnectionCloseEndsTheBurstAtItsRequest) {
     PreforkServer server(Loopback{1});
     RawClient client(server.port());
-    ASSERT_TRUE(client.send(get("/") + get("/", "Connection: close\r\n") + get("/pid")));
+    ASSERT_TRUE(client.send(get_request("/") + get_request("/", "Connection: close\r\n") +
+                            get_request("/pid")));
     bool closed = false;
     std::string seen = client.read_to_end(15s, &closed);
     EXPECT_TRUE(closed);
@@ -163,7 +141,7 @@ TEST(Pipelining, ABurstFromAClientThatHalfClosesIsAnsweredWhole) {
     PreforkServer server(Loopback{1});
     RawClient client(server.port());
     std::string burst;
-    for (int i = 0; i < 50; ++i) burst += get("/");
+    for (int i = 0; i < 50; ++i) burst += get_request("/");
     ASSERT_TRUE(client.send(burst));
     ::shutdown(client.fd(), SHUT_WR);
     bool closed = false;
@@ -175,7 +153,7 @@ TEST(Pipelining, ABurstFromAClientThatHalfClosesIsAnsweredWhole) {
 TEST(Pipelining, AnInterimContinueComesAfterTheResponsesBeforeIt) {
     PreforkServer server(Loopback{1});
     RawClient client(server.port());
-    ASSERT_TRUE(client.send(get("/") + get("/") +
+    ASSERT_TRUE(client.send(get_request("/") + get_request("/") +
                             "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
                             "Expect: 100-continue\r\n\r\n"));
     std::string seen = client.read_until("100 Continue\r\n\r\n", 15s);
@@ -193,7 +171,7 @@ TEST(Pipelining, AClientThatVanishesWhileItsBurstIsWrittenHurtsNothing) {
     for (int round = 0; round < 20; ++round) {
         RawClient client(server.port(), 4096);  // a small window: the writes wait
         std::string burst;
-        for (int i = 0; i < 40; ++i) burst += get(i % 2 ? "/" : "/bytes?n=30000");
+        for (int i = 0; i < 40; ++i) burst += get_request(i % 2 ? "/" : "/bytes?n=30000");
         ASSERT_TRUE(client.send(burst));
         client.read_some(20ms);  // some of it, then gone with a reset
         client.reset();
@@ -211,7 +189,7 @@ TEST(Pipelining, AClientThatPipelinesWithoutReadingCostsBoundedMemory) {
 
     RawClient hog(server.port(), 4096);
     std::string burst;
-    for (int i = 0; i < 200; ++i) burst += get("/bytes?n=4000");
+    for (int i = 0; i < 200; ++i) burst += get_request("/bytes?n=4000");
     std::size_t sent = 0;
     auto end = std::chrono::steady_clock::now() + 10s;
     // 40 MB of responses asked for; the server stops reading once its writes block.

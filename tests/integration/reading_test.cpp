@@ -26,41 +26,17 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string get(const std::string& target, const std::string& extra_headers = "") {
-    return "GET " + target + " HTTP/1.1\r\nHost: x\r\n" + extra_headers + "\r\n";
-}
-
-std::size_t count_of(const std::string& text, const std::string& part) {
-    std::size_t count = 0;
-    for (auto at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) {
-        ++count;
-    }
-    return count;
-}
-
-std::string read_until_count(RawClient& client, const std::string& part, std::size_t count,
-                             std::chrono::milliseconds timeout) {
-    std::string seen;
-    auto end = std::chrono::steady_clock::now() + timeout;
-    while (count_of(seen, part) < count && std::chrono::steady_clock::now() < end) {
-        bool eof = false;
-        seen += client.read_some(100ms, &eof);
-        if (eof) break;
-    }
-    return seen;
-}
-
 // The next request comes in its own write while the worker's loop spins in the handler of
 // the current one: its input is there before the connection waits for it again.
 TEST(Reading, ARequestSentWhileTheLoopIsBusyWithTheOneBeforeIsAnswered) {
     PreforkServer server(Loopback{1});
     RawClient client(server.port());
-    ASSERT_TRUE(client.send(get("/")));
+    ASSERT_TRUE(client.send(get_request("/")));
     ASSERT_EQ(count_of(read_until_count(client, "Hello, World!", 1, 10s), "Hello, World!"), 1u);
     for (int round = 0; round < 5; ++round) {
-        ASSERT_TRUE(client.send(get("/spin?ms=300")));
+        ASSERT_TRUE(client.send(get_request("/spin?ms=300")));
         std::this_thread::sleep_for(100ms);  // the client's pace: the worker reads the first
-        ASSERT_TRUE(client.send(get("/")));
+        ASSERT_TRUE(client.send(get_request("/")));
         std::string seen = read_until_count(client, "Hello, World!", 1, 10s);
         EXPECT_EQ(count_of(seen, "HTTP/1.1 200 OK"), 2u) << "round " << round << ":\n" << seen;
         EXPECT_EQ(count_of(seen, "Hello, World!"), 1u) << "round " << round << ":\n" << seen;
@@ -73,7 +49,7 @@ TEST(Reading, ABodyBiggerThanOneReadSentInOneWriteIsReadWhole) {
     PreforkServer server(Loopback{1});
     RawClient client(server.port());
     for (int round = 0; round < 3; ++round) {
-        ASSERT_TRUE(client.send(get("/")));
+        ASSERT_TRUE(client.send(get_request("/")));
         ASSERT_EQ(count_of(read_until_count(client, "Hello, World!", 1, 10s), "Hello, World!"), 1u);
         std::string body(60000, static_cast<char>('a' + round));
         body.back() = '!';
@@ -92,7 +68,7 @@ TEST(Reading, ARequestSentByteByByteIsAnswered) {
     PreforkServer server(Loopback{1});
     RawClient client(server.port());
     for (int round = 0; round < 2; ++round) {
-        for (char byte : get("/")) {
+        for (char byte : get_request("/")) {
             ASSERT_TRUE(client.send(std::string(1, byte)));
             std::this_thread::sleep_for(2ms);
         }
@@ -114,7 +90,7 @@ TEST(Reading, ManyKeepAliveClientsSendingBackToBackAreAllAnswered) {
             for (int i = 0; i < kRequests;) {
                 int burst = (c % 4 == 0 && i + 1 < kRequests) ? 2 : 1;
                 std::string requests;
-                for (int b = 0; b < burst; ++b) requests += get("/");
+                for (int b = 0; b < burst; ++b) requests += get_request("/");
                 if (!client.send(requests)) return;
                 std::string seen = read_until_count(client, "Hello, World!", burst, 10s);
                 if (count_of(seen, "Hello, World!") != static_cast<std::size_t>(burst)) return;
@@ -134,9 +110,9 @@ TEST(Reading, AKeepAliveClientThatHalfClosesAfterItsNextRequestIsClosedAtOnce) {
     PreforkServer server(Loopback{1, {}, {"PREFORK_IDLE_TIMEOUT=60"}});
     for (int round = 0; round < 3; ++round) {
         RawClient client(server.port());
-        ASSERT_TRUE(client.send(get("/")));
+        ASSERT_TRUE(client.send(get_request("/")));
         ASSERT_EQ(count_of(read_until_count(client, "Hello, World!", 1, 10s), "Hello, World!"), 1u);
-        ASSERT_TRUE(client.send(get("/")));
+        ASSERT_TRUE(client.send(get_request("/")));
         ::shutdown(client.fd(), SHUT_WR);
         bool closed = false;
         std::string seen = client.read_to_end(10s, &closed);
@@ -159,7 +135,7 @@ TEST(Reading, DescriptorsPassedByAUnixSocketClientAreNotKept) {
     address.sun_family = AF_UNIX;
     std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
     ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
-    std::string request = get("/");
+    std::string request = get_request("/");
     iovec iov{request.data(), request.size()};
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
     msghdr message{};

@@ -28,16 +28,34 @@ std::vector<std::string> lines_of(const std::string& text) {
     return lines;
 }
 
+// A port on 127.0.0.1 that a listening socket of the test holds.
+class BusyPort {
+  public:
+    BusyPort() : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+        sockaddr_in address{};
+        address.sin_family = AF_INET;
+        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+            ::listen(fd_, 1) != 0) {
+            throw std::runtime_error("cannot hold a port on 127.0.0.1");
+        }
+        socklen_t length = sizeof(address);
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length);
+        port_ = ntohs(address.sin_port);
+    }
+    ~BusyPort() { ::close(fd_); }
+    BusyPort(const BusyPort&) = delete;
+    BusyPort& operator=(const BusyPort&) = delete;
+    std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+  private:
+    int fd_;
+    std::uint16_t port_ = 0;
+};
+
 TEST(Startup, BusyPortExitsOneWithOneLineNamingTheAddress) {
-    int busy = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::bind(busy, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-    ASSERT_EQ(::listen(busy, 1), 0);
-    socklen_t length = sizeof(address);
-    ::getsockname(busy, reinterpret_cast<sockaddr*>(&address), &length);
-    std::string bind = "127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+    BusyPort busy;
+    std::string bind = busy.address();
 
     ChildProcess prefork({prefork_binary(), "--bind", bind, "--", demo_binary()});
     EXPECT_EQ(prefork.wait_exit_status(5s), 1);
@@ -45,7 +63,6 @@ TEST(Startup, BusyPortExitsOneWithOneLineNamingTheAddress) {
     ASSERT_EQ(lines.size(), 1u) << prefork.output();
     EXPECT_NE(lines[0].find(bind), std::string::npos) << lines[0];
     EXPECT_NE(lines[0].find("Address already in use"), std::string::npos) << lines[0];
-    ::close(busy);
 }
 
 TEST(Startup, BadAddressIsAUsageError) {
@@ -84,15 +101,8 @@ TEST(Startup, HelpAndVersion) {
 // --check reads everything a start would use and binds nothing: an address another
 // socket holds passes (a start would find it busy), and the verdict is the exit status.
 TEST(Startup, CheckAcceptsAValidConfigurationAndBindsNothing) {
-    int busy = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::bind(busy, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-    ASSERT_EQ(::listen(busy, 1), 0);
-    socklen_t length = sizeof(address);
-    ::getsockname(busy, reinterpret_cast<sockaddr*>(&address), &length);
-    std::string bind = "127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+    BusyPort busy;
+    std::string bind = busy.address();
 
     ChildProcess check(
         {prefork_binary(), "--check", "--bind", bind, "--workers", "3", "--", demo_binary()});
@@ -100,7 +110,6 @@ TEST(Startup, CheckAcceptsAValidConfigurationAndBindsNothing) {
     EXPECT_TRUE(check.output().starts_with("prefork ")) << check.output();
     EXPECT_NE(check.output().find("the configuration is valid"), std::string::npos)
         << check.output();
-    ::close(busy);
 }
 
 TEST(Startup, CheckRefusesWhatAStartWouldRefuseWithOneLine) {

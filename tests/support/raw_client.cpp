@@ -125,4 +125,28 @@ std::string dechunk(const std::string& raw, bool* complete) {
     return body;
 }
 
+std::string get_request(const std::string& target, const std::string& extra_fields) {
+    return "GET " + target + " HTTP/1.1\r\nHost: x\r\n" + extra_fields + "\r\n";
+}
+
+std::size_t count_of(const std::string& text, const std::string& part) {
+    std::size_t count = 0;
+    for (auto at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) {
+        ++count;
+    }
+    return count;
+}
+
+std::string read_until_count(RawClient& client, const std::string& part, std::size_t count,
+                             std::chrono::milliseconds timeout) {
+    std::string seen;
+    auto end = std::chrono::steady_clock::now() + timeout;
+    while (count_of(seen, part) < count && std::chrono::steady_clock::now() < end) {
+        bool eof = false;
+        seen += client.read_some(std::chrono::milliseconds(100), &eof);
+        if (eof) break;
+    }
+    return seen;
+}
+
 }  // namespace prefork::testing

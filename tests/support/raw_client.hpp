@@ -53,6 +53,16 @@ class RawClient {
     bool send_failed_ = false;
 };
 
+// "GET target HTTP/1.1" with a Host field and `extra_fields` (each ending in CRLF).
+std::string get_request(const std::string& target, const std::string& extra_fields = "");
+
+// How many times `part` occurs in `text`.
+std::size_t count_of(const std::string& text, const std::string& part);
+
+// What `client` receives until `part` has arrived `count` times, it closes, or `timeout`.
+std::string read_until_count(RawClient& client, const std::string& part, std::size_t count,
+                             std::chrono::milliseconds timeout);
+
 // The body of a chunked message (after its head), decoded, a chunk cut short with what
 // arrived of it; `complete` says whether the last chunk was there.
 std::string dechunk(const std::string& raw, bool* complete);

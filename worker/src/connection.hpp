@@ -188,8 +188,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     ReadPhase phase_ = ReadPhase::idle;
     bool head_done_ = false;
     bool read_waiting_ = false;  // a wait for input is outstanding
-    // A read found the socket empty since the last wait for input completed: the next wait
-    // needs no system call (EdgeWait).
+    // A read found EAGAIN since the last wait for input completed: the next wait needs no
+    // system call (EdgeWait). A short read is not enough (it may have taken a FIN too).
     bool drained_ = false;
     bool reading_at_once_ = false;  // a new client's first read, before any wait
     bool read_short_ = false;       // the last read returned less than it asked for
