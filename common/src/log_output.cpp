@@ -73,12 +73,16 @@ LogOutput::~LogOutput() {
     g_output.store(nullptr, std::memory_order_release);
     stopping_ = true;
     // The last lines (why the process stops) are worth a moment's wait, not more.
-    auto give_up_at = std::chrono::steady_clock::now() + kExitWait;
+    write_pending(kExitWait);
+    if (mode_ == Mode::non_blocking) ::close(fd_);
+}
+
+void LogOutput::write_pending(std::chrono::milliseconds limit) {
+    auto give_up_at = std::chrono::steady_clock::now() + limit;
     for (flush(); !pending_.empty() && std::chrono::steady_clock::now() < give_up_at; flush()) {
         pollfd writable{mode_ == Mode::non_blocking ? fd_ : STDERR_FILENO, POLLOUT, 0};
         ::poll(&writable, 1, 50);
     }
-    if (mode_ == Mode::non_blocking) ::close(fd_);
 }
 
 void LogOutput::write(std::string line) {

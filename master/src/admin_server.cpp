@@ -170,6 +170,10 @@ void AdminServer::stop_listening() {
     acceptor_.reset();
 }
 
+int AdminServer::listener_fd() const {
+    return acceptor_ ? acceptor_->native_handle() : -1;
+}
+
 void AdminServer::on_accepted(UniqueFd socket, int family) {
     if (!make_room()) {
         log::warning("admin endpoint: ", connections_.size(),
@@ -254,6 +258,17 @@ AdminServer::HttpResponse AdminServer::answer(const HttpRequest& request) {
         log::info("admin: stop requested");
         actions_.stop();
         return text(202, "stopping\n");
+    }
+    if (path == "/upgrade") {
+        if (!post) return wrong_method("POST");
+        std::string_view workers = query_value(target, "workers");
+        if (!workers.empty() && workers != "keep" && workers != "replace") {
+            return text(400, "expected /upgrade or /upgrade?workers=keep|replace\n");
+        }
+        log::info("admin: upgrade requested", workers == "keep" ? " (keeping the workers)" : "");
+        std::string error;
+        if (!actions_.upgrade(workers == "keep", error)) return text(409, error + "\n");
+        return text(202, "upgrading\n");
     }
     if (path == "/scale") {
         if (!post) return wrong_method("POST");

@@ -24,13 +24,17 @@ class AdminActions {
     virtual void stop() = 0;
     // Keeps `workers` workers from now on; false (and why) for a number out of range.
     virtual bool scale(int workers, std::string& error) = 0;
+    // Upgrades the master in place (USR2), replacing the workers too unless `keep_workers`;
+    // false (and why) when it cannot be asked now.
+    virtual bool upgrade(bool keep_workers, std::string& error) = 0;
 };
 
 class AdminConnection;
 
 // The admin endpoint (--admin), served by the master's own event loop, never by a
 // worker, so it answers while workers crash, hang or reload:
-//   GET /healthz, /readyz, /metrics, /status, /status.json; POST /reload, /stop, /scale?workers=N
+//   GET /healthz, /readyz, /metrics, /status, /status.json; POST /reload, /stop,
+//   /scale?workers=N, /upgrade[?workers=keep]
 // Bounded, so that no client of it can take from the master what supervising needs: at
 // most kMaxConnections at once, each with a few seconds to send its request, and never so
 // many that fewer than kDescriptorReserve descriptors are left for starting workers.
@@ -54,6 +58,8 @@ class AdminServer {
     // Stops accepting (a reload turned the endpoint off).
     void stop_listening();
     const std::string& name() const { return name_; }
+    // The listening socket (-1: none), for an upgrade's exec to keep open.
+    int listener_fd() const;
 
     // Closes up to `count` connections that have not sent a whole request yet, the oldest
     // first; returns how many it closed.

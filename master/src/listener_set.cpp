@@ -1,5 +1,7 @@
 #include "listener_set.hpp"
 
+#include "upgrade_state.hpp"
+
 #include <prefork/common/log.hpp>
 
 #include <linux/filter.h>
@@ -195,6 +197,64 @@ std::vector<int> ListenerSet::stray_fds(const std::vector<int>& slots) const {
         }
     }
     return fds;
+}
+
+std::vector<int> ListenerSet::all_fds() const {
+    std::vector<int> fds;
+    for (const Listener& listener : listeners_) {
+        for (const UniqueFd& fd : listener.fds) fds.push_back(fd.get());
+    }
+    return fds;
+}
+
+boost::json::array ListenerSet::save() const {
+    boost::json::array saved;
+    for (const Listener& listener : listeners_) {
+        boost::json::array fds;
+        for (const UniqueFd& fd : listener.fds) fds.emplace_back(fd.get());
+        saved.push_back(
+            boost::json::object{{"address", listener.address.to_string()},
+                                {"unix_path", listener.address.path},
+                                {"unix", listener.address.kind == ListenAddress::Kind::unix_socket},
+                                {"fds", std::move(fds)},
+                                {"owned", listener.owned},
+                                {"per_slot", listener.per_slot},
+                                {"steering_failed", listener.steering_failed},
+                                {"slots_failed", listener.slots_failed}});
+    }
+    return saved;
+}
+
+ListenerSet ListenerSet::restore(const boost::json::array& saved, bool reuseport, bool adopted) {
+    using namespace upgrade;
+    ListenerSet set;
+    set.reuseport_ = reuseport;
+    set.adopted_ = adopted;
+    for (const boost::json::value& entry : saved) {
+        if (!entry.is_object()) throw StateError("a listener is not an object");
+        const boost::json::object& object = entry.get_object();
+        Listener listener;
+        if (bool_at(object, "unix")) {
+            // A socket from systemd may be named by what systemd called it.
+            listener.address.kind = ListenAddress::Kind::unix_socket;
+            listener.address.path = string_at(object, "unix_path");
+        } else {
+            try {
+                listener.address = parse_listen_address(string_at(object, "address"));
+            } catch (const AddressError& error) {
+                throw StateError(std::string("a listener's address: ") + error.what());
+            }
+        }
+        for (const boost::json::value& fd : array_at(object, "fds")) {
+            listener.fds.push_back(take_descriptor(fd, "a listening socket"));
+        }
+        listener.owned = bool_at(object, "owned");
+        listener.per_slot = bool_at(object, "per_slot");
+        listener.steering_failed = bool_at(object, "steering_failed");
+        listener.slots_failed = bool_at(object, "slots_failed");
+        set.listeners_.push_back(std::move(listener));
+    }
+    return set;
 }
 
 }  // namespace prefork::master

@@ -3,6 +3,8 @@
 #include <prefork/common/listen_address.hpp>
 #include <prefork/common/unique_fd.hpp>
 
+#include <boost/json/array.hpp>
+
 #include <string>
 #include <vector>
 
@@ -60,6 +62,13 @@ class ListenerSet {
     // evenly at random. With none, it stays as it was (the queues keep what comes until a
     // worker is back).
     void steer(const std::vector<int>& slots);
+
+    // Every socket, for an upgrade's exec to keep open.
+    std::vector<int> all_fds() const;
+    // The set as it crosses an upgrade's exec (its sockets by number), and the set made
+    // again from that in the new image; restore throws upgrade::StateError.
+    boost::json::array save() const;
+    static ListenerSet restore(const boost::json::array& saved, bool reuseport, bool adopted);
 
     // The per-slot sockets of the slots not in `slots`: connections may still wait there
     // (queued before the slot's worker went), with no worker to accept them.

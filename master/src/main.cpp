@@ -6,19 +6,25 @@
 #include "pid_file.hpp"
 #include "supervisor.hpp"
 #include "systemd.hpp"
+#include "upgrade_state.hpp"
 #include "worker_process.hpp"
 
 #include <prefork/common/descriptor_limit.hpp>
 #include <prefork/common/inherited_fds.hpp>
 #include <prefork/common/log.hpp>
 
+#include <boost/json.hpp>
+#include <boost/process/search_path.hpp>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 namespace {
 
@@ -52,6 +58,24 @@ void raise_descriptor_limit(const prefork::master::Options& options) {
     }
 }
 
+// The binary an upgrade runs: the path prefork was started from (a relative one made
+// absolute; a bare name found on PATH as the shell found it), not where a symlink led, so
+// that pointing the link at a new release upgrades to it.
+std::string started_from(const char* argv0) {
+    std::string name = argv0 != nullptr ? argv0 : "";
+    if (name.find('/') != std::string::npos) {
+        if (name.front() == '/') return name;
+        char cwd[PATH_MAX];
+        if (::getcwd(cwd, sizeof(cwd)) != nullptr) return std::string(cwd) + "/" + name;
+    } else if (!name.empty()) {
+        auto found = boost::process::search_path(name);
+        if (!found.empty()) return found.string();
+    }
+    char self[PATH_MAX];
+    ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
+    return n > 0 ? std::string(self, static_cast<std::size_t>(n)) : name;
+}
+
 int fail(int status, const std::string& message) {
     std::string line = "prefork: " + message + "\n";
     ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());
@@ -65,9 +89,20 @@ int main(int argc, char** argv) {
     using namespace prefork::master;
     open_standard_descriptors();
     // Nothing prefork did not open itself reaches a worker (systemd's sockets are taken,
-    // and made close-on-exec, below).
+    // and made close-on-exec, below; after an upgrade's exec, what crossed it is
+    // close-on-exec again from here).
     prefork::mark_close_on_exec_from(3);
     ::signal(SIGPIPE, SIG_IGN);  // a closed peer is an error code, never a dead master
+
+    // An upgrade's exec started this image: the master before it left its state.
+    std::optional<boost::json::object> state;
+    try {
+        state = upgrade::take_state_from_environment();
+    } catch (const upgrade::StateError& error) {
+        return fail(
+            kExitRuntimeError,
+            std::string("cannot take over from the master before the upgrade: ") + error.what());
+    }
 
     // systemd's variables are ours alone: taken (and the sockets made close-on-exec) before
     // anything can start a process.
@@ -88,9 +123,23 @@ int main(int argc, char** argv) {
         std::cout << "prefork " << PREFORK_VERSION << "\n";
         return 0;
     }
+    Settings settings;
     Options options;
     try {
-        options = resolve_options(parsed.settings);
+        if (state) {
+            // The running configuration, as the old image ran by it; the upgrade's reload
+            // then reads the configuration anew.
+            try {
+                settings = upgrade::settings_from_json(state->at("settings"));
+                options = check_settings(settings);
+            } catch (const std::exception&) {
+                settings = gather_settings(parsed.settings);
+                options = check_settings(settings);
+            }
+        } else {
+            settings = gather_settings(parsed.settings);
+            options = check_settings(settings);
+        }
     } catch (const UsageError& error) {
         return fail(kExitUsage, error.what());
     }
@@ -112,36 +161,63 @@ int main(int argc, char** argv) {
     // become ours to reap.
     ::prctl(PR_SET_CHILD_SUBREAPER, 1);
 
+    MasterIdentity identity{PREFORK_VERSION, started_from(argv[0]),
+                            std::vector<std::string>(argv, argv + argc)};
     ListenerSet listeners;
-    listeners.set_reuseport(options.reuseport);
-    try {
-        if (activated.empty()) {
-            listeners.bind_all(options.binds);
-        } else {
-            std::vector<std::pair<std::string, prefork::UniqueFd>> sockets;
-            for (auto& socket : activated) sockets.emplace_back(socket.name, std::move(socket.fd));
-            listeners.adopt(std::move(sockets));
-        }
-    } catch (const prefork::AddressError& error) {
-        return fail(kExitRuntimeError, error.what());
-    }
     prefork::UniqueFd admin;
-    if (options.admin) {
+    if (state) {
         try {
-            admin = prefork::bind_listener(*options.admin);
+            using namespace upgrade;
+            notifier = SystemdNotifier::from_path(string_at(*state, "notify_socket"));
+            listeners =
+                ListenerSet::restore(array_at(*state, "listeners"), bool_at(*state, "reuseport"),
+                                     bool_at(*state, "adopted"));
+            if (int_at(*state, "admin_fd") >= 0) {
+                admin = take_descriptor(state->at("admin_fd"), "the admin endpoint");
+            }
+        } catch (const upgrade::StateError& error) {
+            return fail(kExitRuntimeError,
+                        std::string("cannot take over from the master before the upgrade: ") +
+                            error.what());
+        }
+    } else {
+        listeners.set_reuseport(options.reuseport);
+        try {
+            if (activated.empty()) {
+                listeners.bind_all(options.binds);
+            } else {
+                std::vector<std::pair<std::string, prefork::UniqueFd>> sockets;
+                for (auto& socket : activated)
+                    sockets.emplace_back(socket.name, std::move(socket.fd));
+                listeners.adopt(std::move(sockets));
+            }
         } catch (const prefork::AddressError& error) {
-            return fail(kExitRuntimeError, std::string("admin endpoint: ") + error.what());
+            return fail(kExitRuntimeError, error.what());
+        }
+        if (options.admin) {
+            try {
+                admin = prefork::bind_listener(*options.admin);
+            } catch (const prefork::AddressError& error) {
+                return fail(kExitRuntimeError, std::string("admin endpoint: ") + error.what());
+            }
         }
     }
-    PidFile pid_file;
+    PidFile pid_file;  // the same pid after an upgrade: written again
     try {
         pid_file = PidFile::create(options.pid_file);
     } catch (const std::exception& error) {
         return fail(kExitRuntimeError, error.what());
     }
     try {
-        return Supervisor(std::move(parsed.settings), std::move(options), std::move(listeners),
-                          std::move(admin), std::move(notifier))
+        if (state) {
+            return Supervisor(std::move(identity), std::move(parsed.settings), std::move(settings),
+                              std::move(options), std::move(listeners), std::move(admin),
+                              std::move(notifier), *state)
+                .run();
+        }
+        return Supervisor(std::move(identity), std::move(parsed.settings), std::move(settings),
+                          std::move(options), std::move(listeners), std::move(admin),
+                          std::move(notifier))
             .run();
     } catch (const std::exception& error) {
         return fail(kExitRuntimeError, error.what());

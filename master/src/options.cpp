@@ -40,8 +40,10 @@ Settings read_environment() {
     return env;
 }
 
+}  // namespace
+
 // Turns what was said into checked options, with the defaults for what was not.
-Options check(const Settings& said) {
+Options check_settings(const Settings& said) {
     Options options;
     options.binds.push_back(parse_listen_address("127.0.0.1:8080"));
     WorkerCount count = default_worker_count();
@@ -59,6 +61,8 @@ Options check(const Settings& said) {
     options.command = *said.command;
     return options;
 }
+
+namespace {
 
 // "--graceful-timeout" -> its declaration, or null.
 const OptionSpec* find_long_option(std::string_view name) {
@@ -144,6 +148,10 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
 }
 
 Options resolve_options(const Settings& command_line) {
+    return check_settings(gather_settings(command_line));
+}
+
+Settings gather_settings(const Settings& command_line) {
     Settings said = command_line;
     Settings environment = read_environment();
     const std::vector<Setting>* config = said.find("config");
@@ -156,7 +164,7 @@ Options resolve_options(const Settings& command_line) {
         }
     }
     said.fill_from(environment);
-    return check(said);
+    return said;
 }
 
 std::string usage_text() {

@@ -64,6 +64,12 @@ ParsedCommandLine parse_command_line(int argc, char** argv);
 // and again on each reload. Throws UsageError.
 Options resolve_options(const Settings& command_line);
 
+// The two halves of resolve_options. gather_settings: the command line filled from the
+// configuration file and the environment (what the options are made of, kept so that an
+// upgraded master runs by the very same); check_settings: those values checked.
+Settings gather_settings(const Settings& command_line);
+Options check_settings(const Settings& said);
+
 std::string usage_text();
 
 }  // namespace prefork::master

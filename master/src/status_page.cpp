@@ -90,6 +90,15 @@ std::string to_html(const StatusReport& r) {
         << r.generation << " &middot; <span class=\""
         << (r.ready ? "ok\">ready" : "bad\">not ready") << "</span> &middot; " << escape(r.phase)
         << "</div>\n";
+    out << "<div class=\"sub\">binary " << escape(r.binary_path) << " &middot; ";
+    if (r.last_upgrade.empty()) {
+        out << "never upgraded";
+    } else {
+        out << "upgraded " << escape(r.last_upgrade) << " from " << escape(r.upgraded_from) << " ("
+            << r.upgrades << " upgrade" << (r.upgrades == 1 ? "" : "s") << ")";
+    }
+    if (r.upgrade_failures > 0) out << " &middot; " << r.upgrade_failures << " refused";
+    out << "</div>\n";
 
     out << "<div class=\"cards\">";
     auto card = [&](const std::string& value, const char* label) {

@@ -55,7 +55,15 @@ std::string to_json(const StatusReport& r) {
     for (const auto& [cause, count] : r.worker_exits) exits[cause] = count;
     json::array events;
     for (const auto& e : r.events) events.push_back({{"time", e.time}, {"text", e.text}});
+    json::object upgrade{
+        {"binary_path", r.binary_path},
+        {"upgrades", r.upgrades},
+        {"failures", r.upgrade_failures},
+        {"last", r.last_upgrade.empty() ? json::value(nullptr) : json::value(r.last_upgrade)},
+        {"from_version",
+         r.upgraded_from.empty() ? json::value(nullptr) : json::value(r.upgraded_from)}};
     json::object root{{"version", r.version},
+                      {"upgrade", std::move(upgrade)},
                       {"master_pid", r.master_pid},
                       {"phase", r.phase},
                       {"ready", r.ready},
@@ -139,7 +147,8 @@ std::string to_prometheus(const StatusReport& r) {
     family("prefork_worker_starts_total", "counter", "Worker processes started.");
     out << "prefork_worker_starts_total " << r.worker_starts << "\n";
     family("prefork_worker_exits_total", "counter",
-           "Worker processes that ended, by cause (crash, hang, recycle, reload, scale, stop).");
+           "Worker processes that ended, by cause (crash, hang, memory, recycle, reload, scale, "
+           "stop, signal, upgrade).");
     for (const auto& cause : kExitCauses) {
         auto found = r.worker_exits.find(cause);
         out << "prefork_worker_exits_total{cause=\"" << cause << "\"} "
@@ -150,6 +159,13 @@ std::string to_prometheus(const StatusReport& r) {
     family("prefork_reload_failures_total", "counter",
            "Reloads refused because the configuration did not parse or bind.");
     out << "prefork_reload_failures_total " << r.reload_failures << "\n";
+    family("prefork_upgrades_total", "counter",
+           "Upgrades of the master in place (USR2 or POST /upgrade) since prefork started.");
+    out << "prefork_upgrades_total " << r.upgrades << "\n";
+    family("prefork_upgrade_failures_total", "counter",
+           "Upgrades refused (the new binary missing, failing its check, or not starting): the "
+           "running master stayed.");
+    out << "prefork_upgrade_failures_total " << r.upgrade_failures << "\n";
     family("prefork_log_lines_dropped_total", "counter",
            "Log lines dropped because stderr was not taking them, by process.");
     out << "prefork_log_lines_dropped_total{process=\"master\"} " << r.log_lines_dropped << "\n";

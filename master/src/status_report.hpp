@@ -35,6 +35,11 @@ struct StatusReport {
     };
 
     std::string version;
+    std::string binary_path;             // what an upgrade (USR2) runs
+    std::uint64_t upgrades = 0;          // in place, since prefork started
+    std::uint64_t upgrade_failures = 0;  // refused: the running master stayed
+    std::string last_upgrade;            // UTC, as in the log; empty: never
+    std::string upgraded_from;           // the version before the last upgrade
     long master_pid = 0;
     std::string phase;   // running, stopping
     bool ready = false;  // what /readyz says
@@ -61,8 +66,9 @@ struct StatusReport {
 // The causes a worker exit is counted under.
 // signal: a worker told to stop by someone else than the master (kill -TERM to it).
 // memory: above --worker-memory-limit (replaced), or above twice it (killed).
-inline const std::vector<std::string> kExitCauses = {"crash",  "hang",  "memory", "recycle",
-                                                     "reload", "scale", "stop",   "signal"};
+// upgrade: replaced by the workers of an upgraded master.
+inline const std::vector<std::string> kExitCauses = {"crash", "hang", "memory", "recycle", "reload",
+                                                     "scale", "stop", "signal", "upgrade"};
 
 std::string to_json(const StatusReport& report);
 std::string to_prometheus(const StatusReport& report);

@@ -31,6 +31,8 @@ class StrayConnections {
     // takes again from those it had paused on because no worker could take a connection.
     void watch(const std::vector<int>& listeners);
     std::uint64_t rescued() const { return rescued_; }
+    // The count an upgraded master continues from.
+    void continue_count(std::uint64_t rescued) { rescued_ = rescued; }
 
   private:
     struct Watch {

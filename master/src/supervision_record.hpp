@@ -4,6 +4,8 @@
 
 #include <prefork/common/control_protocol.hpp>
 
+#include <boost/json/object.hpp>
+
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -26,6 +28,10 @@ class SupervisionRecord {
 
     // Fills the report's counters and events (its workers are the supervisor's to add).
     void fill(StatusReport& report) const;
+
+    // Everything, as it crosses an upgrade's exec; restore throws upgrade::StateError.
+    boost::json::object save() const;
+    void restore(const boost::json::object& saved);
 
   private:
     static constexpr std::size_t kRecentEvents = 20;

@@ -49,8 +49,9 @@ std::chrono::milliseconds as_millis(Clock::duration d) {
 
 }  // namespace
 
-Supervisor::Supervisor(Settings command_line, Options options, ListenerSet listeners,
-                       UniqueFd admin, SystemdNotifier notifier)
+Supervisor::Supervisor(MasterIdentity identity, Settings command_line, Settings settings,
+                       Options options, ListenerSet listeners, UniqueFd admin,
+                       SystemdNotifier notifier)
     : log_output_(io_, log::LogOutput::buffer_limit_from_environment()),
       signals_(io_),
       tick_timer_(io_),
@@ -58,7 +59,9 @@ Supervisor::Supervisor(Settings command_line, Options options, ListenerSet liste
       quiet_timer_(io_),
       respawn_timer_(io_),
       stop_timer_(io_),
+      identity_(std::move(identity)),
       command_line_(std::move(command_line)),
+      settings_(std::move(settings)),
       options_(std::move(options)),
       listeners_(std::move(listeners)),
       strays_(
@@ -67,23 +70,31 @@ Supervisor::Supervisor(Settings command_line, Options options, ListenerSet liste
       target_workers_(options_.workers),
       random_(static_cast<unsigned>(::getpid())),
       descriptor_limit_(open_file_limit()),
-      notifier_(std::move(notifier)) {
+      notifier_(std::move(notifier)),
+      upgrade_timer_(io_) {
     // Every signal prefork documents has a handler, so each works when prefork is PID 1
     // (where the kernel drops signals that have none).
-    for (int signal : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1, SIGCHLD}) {
-        signals_.add(signal);
-    }
+    for (int signal : handled_signals()) signals_.add(signal);
     if (admin) {
-        std::string name = options_.admin->to_string();
+        std::string name = options_.admin ? options_.admin->to_string() : "admin";
         log::info("admin endpoint on ", local_address(admin.get()), " (", name, ")");
         admin_ = std::make_unique<AdminServer>(io_, std::move(admin), name, *this);
     }
 }
 
 int Supervisor::run() {
-    log::info("starting ", target_workers_, " worker", target_workers_ == 1 ? "" : "s", " (",
-              options_.workers_source, "): ", options_.command.front());
+    if (upgrade_ != Upgrade::restored) {
+        log::info("starting ", target_workers_, " worker", target_workers_ == 1 ? "" : "s", " (",
+                  options_.workers_source, "): ", options_.command.front());
+    }
     wait_for_signal();
+    // An upgrade's exec left them blocked (pending, not lost) until this image could take
+    // them; a parent may have blocked them too.
+    sigset_t handled;
+    sigemptyset(&handled);
+    for (int signal : handled_signals()) sigaddset(&handled, signal);
+    ::sigprocmask(SIG_UNBLOCK, &handled, nullptr);
+    if (upgrade_ == Upgrade::restored) finish_restoring();
     manage_workers();
     tick();
     check_memory();
@@ -98,6 +109,12 @@ int Supervisor::run() {
 }
 
 // --- signals ---------------------------------------------------------------------------
+
+const std::vector<int>& Supervisor::handled_signals() {
+    static const std::vector<int> signals = {SIGTERM, SIGINT,  SIGQUIT, SIGHUP, SIGTTIN,
+                                             SIGTTOU, SIGUSR1, SIGUSR2, SIGCHLD};
+    return signals;
+}
 
 void Supervisor::wait_for_signal() {
     signals_.async_wait([this](boost::system::error_code ec, int signal) {
@@ -125,6 +142,8 @@ void Supervisor::handle_signal(int signal) {
             return handle_hup();
         case SIGUSR1:
             return handle_usr1();
+        case SIGUSR2:
+            return request_upgrade(false, "USR2");
     }
 }
 
@@ -236,6 +255,11 @@ void Supervisor::handle_usr1() {
 
 void Supervisor::handle_hup() {
     if (phase_ != Phase::running) return;
+    if (upgrade_ == Upgrade::checking || upgrade_ == Upgrade::sending) {
+        log::info("received HUP during an upgrade: a reload follows it");
+        reload_queued_ = true;
+        return;
+    }
     if (reloading_ && crash_loop_.failures_in_a_row() == 0) {
         log::info("received HUP during a reload: one more reload follows it");
         reload_queued_ = true;
@@ -355,11 +379,7 @@ void Supervisor::start_worker() {
     pid_t pid = worker.pid;
     worker.max_requests = pick_max_requests();
     worker.slot = free_slot();
-    worker.control->start(
-        [this, pid](control::Message message, std::vector<UniqueFd> fds) {
-            on_worker_message(pid, std::move(message), std::move(fds));
-        },
-        [pid] { log::debug("worker ", pid, ": control socket closed"); });
+    listen_to(worker);
     bool sent = worker.control->send(
         control::Listeners{listeners_.names(), generation_,
                            as_millis(options_.graceful_timeout).count(), worker.max_requests},
@@ -372,6 +392,15 @@ void Supervisor::start_worker() {
     log::info("worker ", pid, " started (generation ", generation_, ")");
     record_.worker_started();
     workers_.emplace(pid, std::move(worker));
+}
+
+void Supervisor::listen_to(WorkerProcess& worker) {
+    pid_t pid = worker.pid;
+    worker.control->start(
+        [this, pid](control::Message message, std::vector<UniqueFd> fds) {
+            on_worker_message(pid, std::move(message), std::move(fds));
+        },
+        [pid] { log::debug("worker ", pid, ": control socket closed"); });
 }
 
 // The lowest slot no active worker holds: that of a worker being replaced (retiring,
@@ -564,26 +593,33 @@ void Supervisor::drain_replaced_workers() {
 // Re-reads the configuration (command line, file, environment), moves the listeners to it,
 // and starts a new generation of workers; the old one drains as the new one becomes ready.
 // A configuration that does not parse or bind changes nothing.
-void Supervisor::reload_configuration() {
-    notifier_.reloading();
+void Supervisor::reload_configuration(bool upgrade) {
+    if (!upgrade) notifier_.reloading();  // an upgrade's was sent before the exec
+    Settings said;
     Options next;
     std::optional<UniqueFd> admin_listener;  // set: the admin endpoint moves (invalid: off)
     try {
-        next = resolve_options(command_line_);
+        said = gather_settings(command_line_);
+        next = check_settings(said);
         admin_listener = bind_changed_admin(next);
         strays_.watch({});  // before a removed listener closes: its number may come back
         listeners_.update(next.binds);
     } catch (const std::exception& error) {
         steer_connections();  // watching again
-        log::error("reload failed, the running configuration stays: ", error.what());
+        log::error(upgrade ? "upgraded, but the new configuration cannot be loaded; the running "
+                             "configuration and workers stay: "
+                           : "reload failed, the running configuration stays: ",
+                   error.what());
         record_.reload_failed();
         notifier_.ready(std::string("reload failed: ") + error.what());
         record_.event(std::string("reload failed: ") + error.what());
+        if (upgrade) upgrade_done();
         return;
     }
     std::string changes = describe_changes(options_, next);
     keep_what_a_reload_cannot_change(next, options_);  // the pid file, written once at start
     options_ = std::move(next);
+    settings_ = std::move(said);
     if (admin_listener) move_admin_endpoint(std::move(*admin_listener));
     log::set_format(options_.log_format);
     log::set_level(options_.log_level);
@@ -592,16 +628,17 @@ void Supervisor::reload_configuration() {
     reloading_ = true;
     connections_moved_in_reload_ = 0;
     crash_loop_.reset();
-    log::info("reload: starting generation ", generation_, " (", changes, ")");
-    record_.reload_started();
-    record_.event("reload: generation " + std::to_string(generation_) + " (" + changes + ")");
+    const char* verb = upgrade ? "upgrade" : "reload";
+    log::info(verb, ": starting generation ", generation_, " (", changes, ")");
+    if (!upgrade) record_.reload_started();
+    record_.event(verb + (": generation " + std::to_string(generation_) + " (" + changes + ")"));
 
     for (auto& [pid, worker] : workers_) {
         if (worker.state == WorkerProcess::State::starting) {
-            drain_worker(worker, "reload");  // no capacity to keep: replace it at once
+            drain_worker(worker, verb);  // no capacity to keep: replace it at once
         } else if (worker.state == WorkerProcess::State::ready) {
             worker.retiring = true;  // serves until a worker of the new generation is ready
-            worker.exit_cause = "reload";
+            worker.exit_cause = verb;
         }
     }
     manage_workers();
@@ -650,16 +687,29 @@ void Supervisor::finish_reload_if_done() {
               connections_moved_in_reload_ == 1 ? "" : "s", " handed over to the new one");
     announced_ready_ = false;
     announce_ready_if_all_are();
-    if (reload_queued_ && phase_ == Phase::running) {
+    if (upgrade_ == Upgrade::restored) upgrade_done();
+    run_what_waited();
+}
+
+// A reload or an upgrade asked for while another ran, once none runs.
+void Supervisor::run_what_waited() {
+    if (phase_ != Phase::running || upgrade_ != Upgrade::none || reloading_) return;
+    if (reload_queued_) {
         reload_queued_ = false;
-        log::info("reloading again, as asked during the last reload");
-        reload_configuration();
+        log::info("reloading again, as asked during the last reload or upgrade");
+        return reload_configuration();  // a queued upgrade follows it in turn
+    }
+    if (upgrade_queued_) {
+        upgrade_queued_ = false;
+        log::info("upgrading again, as asked during the last reload or upgrade");
+        start_upgrade(queued_upgrade_keeps_workers_);
     }
 }
 
 void Supervisor::stop_gracefully() {
     phase_ = Phase::stopping_gracefully;
     respawn_timer_.cancel();
+    abandon_upgrade();
     close_listeners();
     for (auto& [pid, worker] : workers_) {
         if (worker.state != WorkerProcess::State::stopping) drain_worker(worker, "stop");
@@ -679,6 +729,7 @@ void Supervisor::stop_now(int exit_status, std::string reason) {
     exit_status_ = exit_status;
     stop_reason_ = std::move(reason);
     respawn_timer_.cancel();
+    abandon_upgrade();
     close_listeners();
     for (auto& [pid, worker] : workers_) {
         ::kill(pid, SIGKILL);
@@ -822,6 +873,7 @@ void Supervisor::on_worker_heartbeat(WorkerProcess& worker, const control::Heart
 }
 
 void Supervisor::on_worker_exit(pid_t pid, int wait_status) {
+    if (check_ && pid == check_->pid()) return check_->exited(wait_status);
     auto found = workers_.find(pid);
     if (found == workers_.end()) {
         log::debug("reaped process ", pid, " (", describe_wait_status(wait_status), ")");

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "admin_server.hpp"
+#include "binary_check.hpp"
 #include "crash_loop_guard.hpp"
 #include "listener_set.hpp"
 #include "options.hpp"
@@ -14,6 +15,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/json/object.hpp>
 
 #include <map>
 #include <memory>
@@ -23,14 +25,28 @@
 
 namespace prefork::master {
 
+// What this master is: its version, and what an upgrade (USR2) runs: the binary at the path
+// it was first started from, with the arguments it was started with.
+struct MasterIdentity {
+    std::string version;
+    std::string binary_path;
+    std::vector<std::string> argv;  // argv[0] first
+};
+
 // The master's whole job, on one thread and one event loop: take the next signal or
 // worker message, act on it, then keep the set of workers what it should be.
 class Supervisor : public AdminActions {
   public:
-    // `command_line` is kept to resolve the options again on each reload; `admin` is the
-    // admin endpoint's listening socket (invalid: none).
-    Supervisor(Settings command_line, Options options, ListenerSet listeners, UniqueFd admin,
-               SystemdNotifier notifier);
+    // `command_line` is kept to resolve the options again on each reload; `settings` is what
+    // `options` were made of; `admin` is the admin endpoint's listening socket (invalid:
+    // none).
+    Supervisor(MasterIdentity identity, Settings command_line, Settings settings, Options options,
+               ListenerSet listeners, UniqueFd admin, SystemdNotifier notifier);
+    // The master an upgrade's exec started: it takes over the workers, counters and the rest
+    // of `state` (the old image's save_state()); throws upgrade::StateError.
+    Supervisor(MasterIdentity identity, Settings command_line, Settings settings, Options options,
+               ListenerSet listeners, UniqueFd admin, SystemdNotifier notifier,
+               const boost::json::object& state);
 
     // Starts the workers and supervises them until prefork stops; returns the exit status.
     int run();
@@ -40,12 +56,14 @@ class Supervisor : public AdminActions {
     void reload() override;
     void stop() override;
     bool scale(int workers, std::string& error) override;
+    bool upgrade(bool keep_workers, std::string& error) override;
 
   private:
     // delaying_shutdown: TERM came with --shutdown-delay; not ready, still serving.
     enum class Phase { running, delaying_shutdown, stopping_gracefully, stopping_now };
 
     // Signals.
+    static const std::vector<int>& handled_signals();
     void wait_for_signal();
     void handle_signal(int signal);
     void handle_term(const char* name);
@@ -59,10 +77,25 @@ class Supervisor : public AdminActions {
     void handle_hup();
     void handle_usr1();
 
+    // Upgrades in place (supervisor_upgrade.cpp).
+    void request_upgrade(bool keep_workers, const std::string& source);
+    void start_upgrade(bool keep_workers);
+    void on_upgrade_checked(BinaryCheck::Result result);
+    void exec_when_sent(Clock::time_point give_up_at);
+    void exec_new_image();
+    void upgrade_failed(const std::string& reason);
+    void upgrade_done();
+    void run_what_waited();
+    void abandon_upgrade();
+    boost::json::object save_state() const;
+    void restore_state(const boost::json::object& state);
+    void finish_restoring();
+
     // The verbs.
     void tick();
     void manage_workers();
     void start_worker();
+    void listen_to(WorkerProcess& worker);
     void reap_workers();
     void murder_workers();
     void even_out_connections();
@@ -72,7 +105,7 @@ class Supervisor : public AdminActions {
     void check_memory();
     void drain_worker(WorkerProcess& worker, const char* cause);
     void drain_replaced_workers();
-    void reload_configuration();
+    void reload_configuration(bool upgrade = false);
     std::optional<UniqueFd> bind_changed_admin(const Options& next) const;
     void move_admin_endpoint(UniqueFd listener);
     void make_descriptors_for_a_start();
@@ -111,7 +144,9 @@ class Supervisor : public AdminActions {
     Clock::time_point last_traffic_at_{};    // a worker last reported a new connection or request
     boost::asio::steady_timer respawn_timer_;
     boost::asio::steady_timer stop_timer_;
+    MasterIdentity identity_;
     Settings command_line_;
+    Settings settings_;  // what options_ were made of (an upgraded master runs by the same)
     Options options_;
     ListenerSet listeners_;
     StrayConnections strays_;  // per-slot queues: what waits where no worker accepts
@@ -135,6 +170,21 @@ class Supervisor : public AdminActions {
     std::unique_ptr<AdminServer> admin_;
     Clock::time_point started_at_ = Clock::now();
     SupervisionRecord record_;
+
+    // Upgrades (USR2): the check of the new binary, then the exec.
+    enum class Upgrade { none, checking, sending, restored };  // restored: its reload runs
+    Upgrade upgrade_ = Upgrade::none;
+    bool upgrade_keeps_workers_ = false;
+    bool upgrade_queued_ = false;  // asked during an upgrade or a reload: follows it
+    bool queued_upgrade_keeps_workers_ = false;
+    std::unique_ptr<BinaryCheck> check_;
+    boost::asio::steady_timer upgrade_timer_;
+    Clock::time_point upgrade_started_at_{};
+    std::uint64_t upgrades_ = 0;
+    std::uint64_t upgrade_failures_ = 0;
+    std::string last_upgrade_;                    // when, UTC, as the log writes it; empty: never
+    std::string upgraded_from_;                   // the version before the last upgrade
+    std::uint64_t log_lines_dropped_before_ = 0;  // by the images before this one
 
     CrashLoopGuard crash_loop_;
     int launch_failures_ = 0;            // in a row: the first is logged, the rest only counted

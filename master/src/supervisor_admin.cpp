@@ -23,7 +23,12 @@ double seconds(Clock::duration d) {
 StatusReport Supervisor::status() const {
     StatusReport report;
     auto now = Clock::now();
-    report.version = PREFORK_VERSION;
+    report.version = identity_.version;
+    report.binary_path = identity_.binary_path;
+    report.upgrades = upgrades_;
+    report.upgrade_failures = upgrade_failures_;
+    report.last_upgrade = last_upgrade_;
+    report.upgraded_from = upgraded_from_;
     report.master_pid = ::getpid();
     report.phase = phase_ == Phase::running ? "running" : "stopping";
     report.target_workers = target_workers_;
@@ -42,6 +47,7 @@ StatusReport Supervisor::status() const {
         report.slots[worker.slot].requests += worker.counters.requests;
     }
     report.totals.handoff_fallbacks += handoff_fallbacks_;
+    report.log_lines_dropped += log_lines_dropped_before_;
     report.listen_queues = listeners_.reuseport() ? "per-slot" : "shared";
     report.connections_rescued = strays_.rescued();
     return report;

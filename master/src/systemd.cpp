@@ -40,8 +40,12 @@ std::vector<std::string> split(const std::string& text, char separator) {
 }  // namespace
 
 SystemdNotifier SystemdNotifier::from_environment() {
+    return from_path(take_environment("NOTIFY_SOCKET"));
+}
+
+SystemdNotifier SystemdNotifier::from_path(std::string path) {
     SystemdNotifier notifier;
-    notifier.socket_path_ = take_environment("NOTIFY_SOCKET");
+    notifier.socket_path_ = std::move(path);
     if (notifier.socket_path_.empty()) return notifier;
     if (notifier.socket_path_.size() >= sizeof(sockaddr_un::sun_path) ||
         (notifier.socket_path_[0] != '/' && notifier.socket_path_[0] != '@')) {

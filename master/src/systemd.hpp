@@ -14,6 +14,9 @@ class SystemdNotifier {
   public:
     // Takes NOTIFY_SOCKET from the environment and removes it, so workers never see it.
     static SystemdNotifier from_environment();
+    // Notifies `path` (NOTIFY_SOCKET's value; empty: nothing), as an upgraded master does.
+    static SystemdNotifier from_path(std::string path);
+    const std::string& socket_path() const { return socket_path_; }
 
     // "READY=1", "RELOADING=1\nMONOTONIC_USEC=…", "STOPPING=1", "STATUS=…".
     void notify(std::string_view state) const;

@@ -37,7 +37,7 @@ class Acceptor {
     void pause();
     void resume();
     const std::string& name() const { return name_; }
-    int native_handle() { return listener_.native_handle(); }
+    int native_handle() const { return const_cast<Acceptor*>(this)->listener_.native_handle(); }
 
   private:
     void do_wait();

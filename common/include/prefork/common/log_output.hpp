@@ -30,6 +30,10 @@ class LogOutput {
     // From any thread: writes `line` (ending in '\n'), now or later, or drops it.
     static void write(std::string line);
 
+    // Writes what waits in the buffer, waiting for stderr at most `limit` (before an exec,
+    // which would lose it). On the loop's thread.
+    void write_pending(std::chrono::milliseconds limit);
+
     // PREFORK_LOG_BUFFER, in bytes (default 1 MiB, at least 16 KiB).
     static std::size_t buffer_limit_from_environment();
 
