@@ -22,6 +22,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -229,6 +230,30 @@ TEST(Systemd, NotifiesReadyReloadingAndStopping) {
     EXPECT_EQ(server.wait_exit_status(10s), 0);
 }
 
+// An upgrade in place (here to the same build) is a reload to systemd: RELOADING=1, then
+// READY=1 once the new image's workers are ready and the old ones gone; the new image
+// notifies the same socket, and no worker sees it or the upgrade's state.
+TEST(Systemd, AnUpgradeNotifiesReloadingThenReadyFromTheNewImage) {
+    NotifySocket notify;
+    PreforkServer server(Loopback{.workers = 2, .env = {"NOTIFY_SOCKET=" + notify.path()}});
+    EXPECT_NE(notify.next().find("READY=1"), std::string::npos);
+
+    server.signal(SIGUSR2);
+    std::string reloading = notify.next();
+    EXPECT_NE(reloading.find("RELOADING=1"), std::string::npos) << reloading;
+    std::string ready = notify.next();
+    EXPECT_NE(ready.find("READY=1"), std::string::npos) << ready;
+    EXPECT_EQ(server.wait_for_lines("upgrade from prefork", 1, 0ms).size(), 1u)
+        << "READY=1 came before the upgrade was complete\n"
+        << server.output();
+    EXPECT_EQ(http_get(server.port(), "/env?name=NOTIFY_SOCKET").result_int(), 404);
+    EXPECT_EQ(http_get(server.port(), "/env?name=PREFORK_UPGRADE_STATE").result_int(), 404);
+
+    server.signal(SIGTERM);
+    EXPECT_NE(notify.next().find("STOPPING=1"), std::string::npos);
+    EXPECT_EQ(server.wait_exit_status(10s), 0);
+}
+
 std::uint16_t free_port() {
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in address{};
@@ -287,6 +312,14 @@ TEST(Systemd, SocketActivationServesOnThePassedSocketAndKeepsItAcrossReloads) {
     std::set_intersection(before.begin(), before.end(), after.begin(), after.end(),
                           std::back_inserter(kept));
     EXPECT_FALSE(kept.empty()) << "the passed socket was replaced";
+
+    // An upgrade in place keeps it too (the same binary, exec'ed again).
+    activated.signal(SIGUSR2);
+    ASSERT_EQ(activated.wait_for_lines("upgrade from prefork", 1).size(), 1u) << activated.output();
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(http_get(port, "/").body(), "Hello, World!");
+    auto upgraded = socket_inodes(activated.pid());
+    EXPECT_TRUE(std::includes(upgraded.begin(), upgraded.end(), kept.begin(), kept.end()))
+        << "the passed socket did not cross the upgrade";
 
     activated.signal(SIGTERM);
     EXPECT_EQ(activated.wait_exit_status(10s), 0);

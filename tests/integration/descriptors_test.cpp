@@ -19,38 +19,9 @@
 namespace prefork::testing {
 namespace {
 
-struct Descriptor {
-    int fd;
-    std::string target;  // what /proc/PID/fd/N points to
-    bool close_on_exec;
-};
-
-std::vector<Descriptor> descriptors_of(pid_t pid) {
-    std::vector<Descriptor> found;
-    std::string dir = "/proc/" + std::to_string(pid) + "/fd";
-    DIR* listing = ::opendir(dir.c_str());
-    if (listing == nullptr) return found;
-    while (dirent* entry = ::readdir(listing)) {
-        if (entry->d_name[0] == '.') continue;
-        int fd = std::stoi(entry->d_name);
-        char target[256] = {};
-        ssize_t n = ::readlink((dir + "/" + entry->d_name).c_str(), target, sizeof(target) - 1);
-        if (n < 0) continue;
-        std::ifstream info("/proc/" + std::to_string(pid) + "/fdinfo/" + entry->d_name);
-        std::string key, flags;
-        while (info >> key && key != "flags:") {
-        }
-        info >> flags;
-        bool cloexec = (std::stoul(flags, nullptr, 8) & 02000000) != 0;  // O_CLOEXEC
-        found.push_back({fd, target, cloexec});
-    }
-    ::closedir(listing);
-    return found;
-}
-
 std::set<std::string> socket_targets(pid_t pid) {
     std::set<std::string> sockets;
-    for (const auto& d : descriptors_of(pid)) {
+    for (const auto& d : open_descriptors(pid)) {
         if (d.target.starts_with("socket:")) sockets.insert(d.target);
     }
     return sockets;
@@ -70,7 +41,7 @@ TEST(Descriptors, WorkerHoldsOnlyWhatItNeedsAndAllOfItIsCloseOnExec) {
 
     std::set<std::string> master_sockets = socket_targets(server.pid());
     std::map<std::string, int> kinds;
-    for (const Descriptor& d : descriptors_of(worker)) {
+    for (const OpenDescriptor& d : open_descriptors(worker)) {
         SCOPED_TRACE("fd " + std::to_string(d.fd) + " -> " + d.target);
         if (d.fd == 0) {
             EXPECT_EQ(d.target, "/dev/null") << "stdin: /dev/null, given by the master";
@@ -111,7 +82,7 @@ TEST(Descriptors, WorkerHoldsOnlyWhatItNeedsAndAllOfItIsCloseOnExec) {
 // master's (the listeners are shared with the master).
 std::set<std::string> client_sockets(pid_t worker, pid_t master) {
     std::set<std::string> master_sockets = socket_targets(master), found;
-    for (const Descriptor& d : descriptors_of(worker)) {
+    for (const OpenDescriptor& d : open_descriptors(worker)) {
         if (d.fd > 3 && d.target.starts_with("socket:") && !master_sockets.count(d.target)) {
             found.insert(d.target);
         }
@@ -128,7 +99,7 @@ TEST(Descriptors, AHandedOffConnectionIsHeldByTheNewWorkerAlone) {
     ASSERT_EQ(client.get("/").result_int(), 200);
     auto connection = client_sockets(old_worker, server.pid());
     ASSERT_EQ(connection.size(), 1u);
-    std::size_t master_descriptors = descriptors_of(server.pid()).size();
+    std::size_t master_descriptors = open_descriptors(server.pid()).size();
 
     server.signal(SIGHUP);
     ASSERT_EQ(server.wait_for_lines("complete: the old generation has drained", 1).size(), 1u);
@@ -137,18 +108,18 @@ TEST(Descriptors, AHandedOffConnectionIsHeldByTheNewWorkerAlone) {
     ASSERT_EQ(workers.size(), 1u);
     EXPECT_EQ(client.get("/").result_int(), 200);  // served by the new worker
     EXPECT_EQ(client_sockets(workers[0], server.pid()), connection);
-    for (const Descriptor& d : descriptors_of(workers[0])) {
+    for (const OpenDescriptor& d : open_descriptors(workers[0])) {
         if (d.fd > 2) {
             EXPECT_TRUE(d.close_on_exec) << "fd " << d.fd << " -> " << d.target;
         }
     }
     EXPECT_EQ(socket_targets(server.pid()).count(*connection.begin()), 0u);
-    EXPECT_EQ(descriptors_of(server.pid()).size(), master_descriptors);
+    EXPECT_EQ(open_descriptors(server.pid()).size(), master_descriptors);
 }
 
 TEST(Descriptors, MasterDescriptorsAreCloseOnExec) {
     PreforkServer server(Loopback{2});
-    for (const Descriptor& d : descriptors_of(server.pid())) {
+    for (const OpenDescriptor& d : open_descriptors(server.pid())) {
         if (d.fd <= 2) continue;
         EXPECT_TRUE(d.close_on_exec) << "fd " << d.fd << " -> " << d.target;
     }

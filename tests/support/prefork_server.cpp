@@ -22,14 +22,18 @@ std::string crash_worker_binary() {
 std::string preforkctl_binary() {
     return PREFORKCTL_BINARY;
 }
+std::string prefork_next_binary() {
+    return PREFORK_NEXT_BINARY;
+}
 
 namespace {
 
 // `PREFIX... prefork ARGS -- WORKER_COMMAND...`
 std::vector<std::string> prefork_command(std::vector<std::string> prefix,
                                          const std::vector<std::string>& args,
-                                         const std::vector<std::string>& worker_command) {
-    prefix.push_back(prefork_binary());
+                                         const std::vector<std::string>& worker_command,
+                                         const std::string& binary = {}) {
+    prefix.push_back(binary.empty() ? prefork_binary() : binary);
     prefix.insert(prefix.end(), args.begin(), args.end());
     prefix.push_back("--");
     prefix.insert(prefix.end(), worker_command.begin(), worker_command.end());
@@ -46,13 +50,15 @@ std::vector<std::string> loopback_args(const Loopback& server) {
 }  // namespace
 
 PreforkServer::PreforkServer(Loopback server)
-    : PreforkServer(FromArgv{}, prefork_command({}, loopback_args(server), {demo_binary()}),
+    : PreforkServer(FromArgv{},
+                    prefork_command({}, loopback_args(server), {demo_binary()}, server.binary),
                     server.workers, std::move(server.env)) {}
 
 PreforkServer::PreforkServer(std::vector<std::string> prefix, Loopback server)
-    : PreforkServer(FromArgv{},
-                    prefork_command(std::move(prefix), loopback_args(server), {demo_binary()}),
-                    server.workers, std::move(server.env)) {}
+    : PreforkServer(
+          FromArgv{},
+          prefork_command(std::move(prefix), loopback_args(server), {demo_binary()}, server.binary),
+          server.workers, std::move(server.env)) {}
 
 PreforkServer::PreforkServer(std::vector<std::string> args, int workers,
                              std::vector<std::string> extra_env)
@@ -67,9 +73,9 @@ PreforkServer::PreforkServer(FromArgv, std::vector<std::string> argv, int worker
 
 std::unique_ptr<PreforkServer> PreforkServer::with_worker(Loopback server,
                                                           std::vector<std::string> worker_command) {
-    return std::unique_ptr<PreforkServer>(
-        new PreforkServer(FromArgv{}, prefork_command({}, loopback_args(server), worker_command),
-                          server.workers, std::move(server.env)));
+    return std::unique_ptr<PreforkServer>(new PreforkServer(
+        FromArgv{}, prefork_command({}, loopback_args(server), worker_command, server.binary),
+        server.workers, std::move(server.env)));
 }
 
 PreforkServer::PreforkServer(ThroughPipe pipe, std::vector<std::string> argv, int workers,
@@ -80,8 +86,8 @@ PreforkServer::PreforkServer(ThroughPipe pipe, std::vector<std::string> argv, in
 
 std::unique_ptr<PreforkServer> PreforkServer::with_output_pipe(Loopback server) {
     return std::unique_ptr<PreforkServer>(new PreforkServer(
-        ThroughPipe{}, prefork_command({}, loopback_args(server), {demo_binary()}), server.workers,
-        std::move(server.env)));
+        ThroughPipe{}, prefork_command({}, loopback_args(server), {demo_binary()}, server.binary),
+        server.workers, std::move(server.env)));
 }
 
 std::unique_ptr<PreforkServer> PreforkServer::from_config(const std::string& config_path,

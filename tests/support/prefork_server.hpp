@@ -17,6 +17,8 @@ std::string prefork_binary();
 std::string demo_binary();
 std::string crash_worker_binary();
 std::string preforkctl_binary();
+// prefork built as another version (VERSION-next): what the upgrade tests put in its place.
+std::string prefork_next_binary();
 
 // How most tests start the master: `prefork --bind 127.0.0.1:0 --workers N ARGS...`, with
 // NAME=VALUE settings added to its environment. The port is the kernel's choice, so tests
@@ -25,6 +27,7 @@ struct Loopback {
     int workers = 2;
     std::vector<std::string> args = {};  // after --bind and --workers, so they can add binds
     std::vector<std::string> env = {};
+    std::string binary = {};  // the prefork to start; empty: the build's
 };
 
 // The prefork master with the demo as its worker command.

@@ -4,6 +4,7 @@
 #include "eventually.hpp"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -12,6 +13,7 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
 namespace prefork::testing {
@@ -29,6 +31,30 @@ std::string read_text_file(const std::string& path) {
     }
     ::close(fd);
     return text;
+}
+
+std::vector<OpenDescriptor> open_descriptors(pid_t pid) {
+    std::vector<OpenDescriptor> found;
+    std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+    DIR* listing = ::opendir(dir.c_str());
+    if (listing == nullptr) return found;
+    while (dirent* entry = ::readdir(listing)) {
+        if (entry->d_name[0] == '.') continue;
+        int fd = std::stoi(entry->d_name);
+        char target[256] = {};
+        ssize_t n = ::readlink((dir + "/" + entry->d_name).c_str(), target, sizeof(target) - 1);
+        if (n < 0) continue;
+        std::istringstream info(
+            read_text_file("/proc/" + std::to_string(pid) + "/fdinfo/" + entry->d_name));
+        std::string key, flags;
+        while (info >> key && key != "flags:") {
+        }
+        if (!(info >> flags)) continue;                                  // closed while we looked
+        bool cloexec = (std::stoul(flags, nullptr, 8) & 02000000) != 0;  // O_CLOEXEC
+        found.push_back({fd, target, cloexec});
+    }
+    ::closedir(listing);
+    return found;
 }
 
 std::vector<pid_t> child_pids(pid_t parent) {

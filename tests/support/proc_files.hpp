@@ -21,6 +21,15 @@ std::set<int> listed_descriptors(const std::string& listing);
 // with ESRCH, which libstdc++'s filebuf turns into an exception.
 std::string read_text_file(const std::string& path);
 
+// A descriptor a process holds: what /proc/PID/fd/N points to, and whether it is
+// close-on-exec (/proc/PID/fdinfo/N).
+struct OpenDescriptor {
+    int fd;
+    std::string target;
+    bool close_on_exec;
+};
+std::vector<OpenDescriptor> open_descriptors(pid_t pid);
+
 // The children of a process (/proc/PID/task/PID/children), zombies included.
 std::vector<pid_t> child_pids(pid_t parent);
 // Those of them that are zombies (ended, not reaped).

@@ -1,6 +1,6 @@
 // preforkctl: steer a running prefork through its admin endpoint (--admin).
 //
-//   preforkctl [--admin ADDR] status | reload | stop | scale N | health
+//   preforkctl [--admin ADDR] status | reload | upgrade [--keep-workers] | stop | scale N | health
 
 #include <prefork/common/listen_address.hpp>
 
@@ -40,6 +40,9 @@ Talks to a running prefork's admin endpoint (prefork --admin ADDR). ADDR is HOST
 commands:
   status     the master and one row per worker
   reload     the same as kill -HUP: new configuration, new workers, no request fails
+  upgrade    the same as kill -USR2: the master re-executes its binary in place (same pid,
+             same sockets, counters kept), then replaces the workers as a reload does;
+             --keep-workers: the master alone
   stop       the same as kill -TERM: graceful stop
   scale N    keep N workers from now on
   health     exit status 0 when prefork is ready to serve, 1 otherwise (for HEALTHCHECK)
@@ -131,6 +134,18 @@ int print_status(const std::string& body) {
         static_cast<unsigned long long>(count(r.at("reloads"))),
         static_cast<unsigned long long>(exits_of("crash")),
         static_cast<unsigned long long>(exits_of("hang")));
+    if (const json::value* upgrade = r.if_contains("upgrade"); upgrade && upgrade->is_object()) {
+        const json::object& u = upgrade->as_object();
+        std::printf("binary %s, ", u.at("binary_path").as_string().c_str());
+        if (u.at("last").is_string()) {
+            std::printf("upgraded %s from %s (%llu upgrades)", u.at("last").as_string().c_str(),
+                        u.at("from_version").as_string().c_str(),
+                        static_cast<unsigned long long>(count(u.at("upgrades"))));
+        } else {
+            std::printf("never upgraded");
+        }
+        std::printf(", %llu refused\n\n", static_cast<unsigned long long>(count(u.at("failures"))));
+    }
     std::printf("%-8s %4s  %-18s %9s %10s %6s %9s %10s\n", "PID", "GEN", "STATE", "UPTIME",
                 "REQUESTS", "CONNS", "RSS", "HEARTBEAT");
     for (const json::value& row : r.at("workers").as_array()) {
@@ -159,6 +174,7 @@ int usage_error(const std::string& message) {
 int main(int argc, char** argv) {
     std::string admin = std::getenv("PREFORK_ADMIN") ? std::getenv("PREFORK_ADMIN") : "";
     std::vector<std::string> words;
+    bool keep_workers = false;
     for (int i = 1; i < argc; ++i) {
         std::string arg = argv[i];
         if (arg == "-h" || arg == "--help") {
@@ -169,6 +185,8 @@ int main(int argc, char** argv) {
             admin = argv[++i];
         } else if (arg.starts_with("--admin=")) {
             admin = arg.substr(8);
+        } else if (arg == "--keep-workers") {
+            keep_workers = true;
         } else if (arg.starts_with("-")) {
             return usage_error("unknown option " + arg);
         } else {
@@ -186,6 +204,7 @@ int main(int argc, char** argv) {
     }
 
     const std::string& command = words[0];
+    if (keep_workers && command != "upgrade") return usage_error("--keep-workers is for upgrade");
     auto expect_words = [&](std::size_t n) { return words.size() == n; };
     try {
         if (command == "status" && expect_words(1)) {
@@ -201,6 +220,12 @@ int main(int argc, char** argv) {
         }
         if ((command == "reload" || command == "stop") && expect_words(1)) {
             Reply reply = call(address, http::verb::post, "/" + command);
+            std::cout << reply.body;
+            return reply.status == 202 ? 0 : kExitFailure;
+        }
+        if (command == "upgrade" && expect_words(1)) {
+            Reply reply = call(address, http::verb::post,
+                               keep_workers ? "/upgrade?workers=keep" : "/upgrade");
             std::cout << reply.body;
             return reply.status == 202 ? 0 : kExitFailure;
         }
