@@ -200,8 +200,9 @@ file, which wins over the environment):
 
 signals: TERM/INT stop gracefully (a second one stops at once), QUIT stops at once,
 HUP reloads (re-reads the configuration, replaces every worker, fails no request),
-TTIN/TTOU add/remove a worker, USR1 reopens the access log, CHLD reaps (prefork is a
-child subreaper).
+TTIN/TTOU add/remove a worker, USR1 reopens the access log, USR2 upgrades prefork in
+place (checks the binary at the path it was started from, re-executes it with the same
+pid and sockets, then replaces the workers), CHLD reaps (prefork is a child subreaper).
 )";
     return text;
 }
