@@ -19,6 +19,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace prefork::master {
@@ -56,9 +57,11 @@ std::string last_line(const std::string& text) {
 }  // namespace
 
 BinaryCheck::BinaryCheck(boost::asio::io_context& io, std::string path,
-                         std::vector<std::string> args, std::chrono::milliseconds limit, Done done)
+                         std::vector<std::string> args, int upgrade_state_format,
+                         std::chrono::milliseconds limit, Done done)
     : io_(io),
       path_(std::move(path)),
+      upgrade_state_format_(upgrade_state_format),
       limit_(limit),
       done_(std::move(done)),
       output_(io),
@@ -98,9 +101,11 @@ void BinaryCheck::start(const std::vector<std::string>& args) {
     read_output();
     deadline_.expires_after(limit_);
     deadline_.async_wait([this, alive = std::weak_ptr<int>(alive_)](boost::system::error_code e) {
-        if (alive.expired() || e) return;
-        ::kill(pid_, SIGKILL);
-        killed_ = true;
+        if (alive.expired() || e || !done_) return;
+        if (!exited_) {  // reaped, its pid may be another process's by now
+            ::kill(pid_, SIGKILL);
+            killed_ = true;
+        }
         char limit[32];
         std::snprintf(limit, sizeof(limit), "%gs", std::chrono::duration<double>(limit_).count());
         finish({false, {}, path_ + " --check did not answer within " + limit});
@@ -112,7 +117,8 @@ void BinaryCheck::read_output() {
         boost::asio::buffer(buffer_),
         [this, alive = std::weak_ptr<int>(alive_)](boost::system::error_code ec, std::size_t n) {
             if (alive.expired() || ec == boost::asio::error::operation_aborted) return;
-            if (said_.size() < kOutputKept) said_.append(buffer_, std::min(n, kOutputKept));
+            said_.append(buffer_, n);  // the last few KB: the verdict is at the end
+            if (said_.size() > kOutputKept) said_.erase(0, said_.size() - kOutputKept);
             if (ec) {  // end of file: every copy of the write end is closed
                 output_ended_ = true;
                 return finish_if_done();
@@ -131,15 +137,31 @@ void BinaryCheck::finish_if_done() {
     if (!exited_ || !output_ended_ || !done_) return;
     std::string line = last_line(said_);
     if (WIFEXITED(wait_status_) && WEXITSTATUS(wait_status_) == 0) {
-        // A prefork says so; anything else that exits 0 is no prefork.
+        // A prefork that can take over says so, with the state formats it reads.
         constexpr std::string_view kValid = ": the configuration is valid";
-        if (line.starts_with("prefork ") && line.ends_with(kValid)) {
-            return finish({true, line.substr(0, line.size() - kValid.size()), {}});
+        constexpr std::string_view kFormats = "upgrade state formats: 1 to ";
+        std::size_t valid = said_.rfind(kValid);
+        std::size_t start = valid == std::string::npos ? valid : said_.rfind('\n', valid);
+        start = start == std::string::npos ? 0 : start + 1;
+        if (valid == std::string::npos || said_.compare(start, 8, "prefork ") != 0) {
+            return finish({false,
+                           {},
+                           path_ + " --check exited 0 without saying that the configuration is "
+                                   "valid (not a prefork binary?)"});
         }
-        return finish({false,
-                       {},
-                       path_ + " --check exited 0 without saying that the configuration is valid " +
-                           "(not a prefork binary?)"});
+        std::string version = said_.substr(start, valid - start);
+        int newest = 0;
+        if (line.starts_with(kFormats)) newest = std::atoi(line.c_str() + kFormats.size());
+        if (newest < upgrade_state_format_) {
+            return finish({false,
+                           {},
+                           version + " at " + path_ +
+                               " cannot take over from this master (it reads no upgrade state "
+                               "of format " +
+                               std::to_string(upgrade_state_format_) +
+                               "); restart prefork instead"});
+        }
+        return finish({true, version, {}});
     }
     std::string reason = path_ + " --check " + describe_wait_status(wait_status_);
     if (!line.empty()) reason += ": " + line;

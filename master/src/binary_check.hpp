@@ -16,8 +16,10 @@ namespace prefork::master {
 
 // Runs a new prefork binary with --check (and the master's own arguments) before an
 // upgrade execs it: a child that gets /dev/null as stdin, a pipe as stdout and stderr,
-// nothing else, and `limit` to answer. The master's reaper passes the child's exit on
-// (exited()), since it reaps every child.
+// nothing else, and `limit` to answer. It passes when the binary exits 0 saying that the
+// configuration is valid and that it reads upgrade states of `upgrade_state_format` (the
+// format this master writes). The master's reaper passes the child's exit on (exited()),
+// since it reaps every child.
 class BinaryCheck {
   public:
     struct Result {
@@ -29,7 +31,7 @@ class BinaryCheck {
 
     // Calls `done` once, later (never from within the constructor).
     BinaryCheck(boost::asio::io_context& io, std::string path, std::vector<std::string> args,
-                std::chrono::milliseconds limit, Done done);
+                int upgrade_state_format, std::chrono::milliseconds limit, Done done);
     ~BinaryCheck();
     BinaryCheck(const BinaryCheck&) = delete;
     BinaryCheck& operator=(const BinaryCheck&) = delete;
@@ -46,12 +48,13 @@ class BinaryCheck {
 
     boost::asio::io_context& io_;
     std::string path_;
+    int upgrade_state_format_;
     std::chrono::milliseconds limit_;
     Done done_;
     pid_t pid_ = 0;
     boost::asio::posix::stream_descriptor output_;
     boost::asio::steady_timer deadline_;
-    std::string said_;  // its stdout and stderr, the first few KB
+    std::string said_;  // its stdout and stderr, the last few KB
     char buffer_[1024];
     bool output_ended_ = false;
     bool exited_ = false;

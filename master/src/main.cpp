@@ -149,7 +149,9 @@ int main(int argc, char** argv) {
         } catch (const std::exception& error) {
             return fail(kExitUsage, error.what());
         }
-        std::cout << "prefork " << PREFORK_VERSION << ": the configuration is valid\n";
+        // The second line tells an upgrading master that this binary can take over from it.
+        std::cout << "prefork " << PREFORK_VERSION << ": the configuration is valid\n"
+                  << "upgrade state formats: 1 to " << upgrade::kStateFormat << "\n";
         return 0;
     }
     prefork::log::set_role("master");

@@ -53,7 +53,7 @@ Supervisor::Supervisor(MasterIdentity identity, Settings command_line, Settings 
                        Options options, ListenerSet listeners, UniqueFd admin,
                        SystemdNotifier notifier)
     : log_output_(io_, log::LogOutput::buffer_limit_from_environment()),
-      signals_(io_),
+      signals_(io_, handled_signals()),
       tick_timer_(io_),
       memory_timer_(io_),
       quiet_timer_(io_),
@@ -72,9 +72,6 @@ Supervisor::Supervisor(MasterIdentity identity, Settings command_line, Settings 
       descriptor_limit_(open_file_limit()),
       notifier_(std::move(notifier)),
       upgrade_timer_(io_) {
-    // Every signal prefork documents has a handler, so each works when prefork is PID 1
-    // (where the kernel drops signals that have none).
-    for (int signal : handled_signals()) signals_.add(signal);
     if (admin) {
         std::string name = options_.admin ? options_.admin->to_string() : "admin";
         log::info("admin endpoint on ", local_address(admin.get()), " (", name, ")");
@@ -87,13 +84,9 @@ int Supervisor::run() {
         log::info("starting ", target_workers_, " worker", target_workers_ == 1 ? "" : "s", " (",
                   options_.workers_source, "): ", options_.command.front());
     }
-    wait_for_signal();
-    // An upgrade's exec left them blocked (pending, not lost) until this image could take
-    // them; a parent may have blocked them too.
-    sigset_t handled;
-    sigemptyset(&handled);
-    for (int signal : handled_signals()) sigaddset(&handled, signal);
-    ::sigprocmask(SIG_UNBLOCK, &handled, nullptr);
+    // Every signal prefork documents is read, so each works when prefork is PID 1 (where the
+    // kernel drops signals that have no handler and are not blocked).
+    signals_.start([this](int signal) { handle_signal(signal); });
     if (upgrade_ == Upgrade::restored) finish_restoring();
     manage_workers();
     tick();
@@ -114,14 +107,6 @@ const std::vector<int>& Supervisor::handled_signals() {
     static const std::vector<int> signals = {SIGTERM, SIGINT,  SIGQUIT, SIGHUP, SIGTTIN,
                                              SIGTTOU, SIGUSR1, SIGUSR2, SIGCHLD};
     return signals;
-}
-
-void Supervisor::wait_for_signal() {
-    signals_.async_wait([this](boost::system::error_code ec, int signal) {
-        if (ec) return;
-        handle_signal(signal);
-        wait_for_signal();
-    });
 }
 
 void Supervisor::handle_signal(int signal) {
@@ -614,7 +599,7 @@ void Supervisor::reload_configuration(bool upgrade) {
         notifier_.ready(std::string("reload failed: ") + error.what());
         record_.event(std::string("reload failed: ") + error.what());
         if (upgrade) upgrade_done();
-        return;
+        return run_what_waited();
     }
     std::string changes = describe_changes(options_, next);
     keep_what_a_reload_cannot_change(next, options_);  // the pid file, written once at start

@@ -5,6 +5,7 @@
 #include "crash_loop_guard.hpp"
 #include "listener_set.hpp"
 #include "options.hpp"
+#include "signal_reader.hpp"
 #include "stray_connections.hpp"
 #include "supervision_record.hpp"
 #include "systemd.hpp"
@@ -13,7 +14,6 @@
 #include <prefork/common/log_output.hpp>
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json/object.hpp>
 
@@ -64,7 +64,6 @@ class Supervisor : public AdminActions {
 
     // Signals.
     static const std::vector<int>& handled_signals();
-    void wait_for_signal();
     void handle_signal(int signal);
     void handle_term(const char* name);
     void handle_quit();
@@ -88,6 +87,7 @@ class Supervisor : public AdminActions {
     void run_what_waited();
     void abandon_upgrade();
     boost::json::object save_state() const;
+    std::uint64_t dropped_on_control_sockets() const;
     void restore_state(const boost::json::object& state);
     void finish_restoring();
 
@@ -137,7 +137,7 @@ class Supervisor : public AdminActions {
 
     boost::asio::io_context io_;
     log::LogOutput log_output_;  // stderr never blocks this loop
-    boost::asio::signal_set signals_;
+    SignalReader signals_;
     boost::asio::steady_timer tick_timer_;
     boost::asio::steady_timer memory_timer_;
     boost::asio::steady_timer quiet_timer_;  // --shutdown-delay auto: has traffic stopped?

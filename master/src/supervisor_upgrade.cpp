@@ -27,9 +27,9 @@ namespace json = boost::json;
 
 // How long the new binary's --check may take.
 constexpr std::chrono::milliseconds kCheckLimit = 5s;
-// How long messages already on their way to workers (connections handed over) may take to
-// be sent before the exec, which would lose them.
-constexpr std::chrono::milliseconds kSendLimit = 2s;
+// How long messages already on their way to workers, and hang reports, may take to end
+// before the exec, which would lose them.
+constexpr std::chrono::milliseconds kSendLimit = 4s;
 
 double seconds(Clock::duration d) {
     return std::chrono::duration<double>(d).count();
@@ -79,11 +79,13 @@ void Supervisor::start_upgrade(bool keep_workers) {
     upgrade_started_at_ = Clock::now();
     notifier_.reloading();
     std::vector<std::string> args = {"--check"};
-    args.insert(args.end(), identity_.argv.begin() + 1, identity_.argv.end());
+    if (!identity_.argv.empty()) {
+        args.insert(args.end(), identity_.argv.begin() + 1, identity_.argv.end());
+    }
     log::info("upgrade: checking ", identity_.binary_path, " --check",
               keep_workers ? " (the workers stay)" : "");
     check_ = std::make_unique<BinaryCheck>(
-        io_, identity_.binary_path, std::move(args), kCheckLimit,
+        io_, identity_.binary_path, std::move(args), upgrade::kStateFormat, kCheckLimit,
         [this](BinaryCheck::Result result) { on_upgrade_checked(std::move(result)); });
 }
 
@@ -101,29 +103,31 @@ void Supervisor::on_upgrade_checked(BinaryCheck::Result result) {
     exec_when_sent(Clock::now() + kSendLimit);
 }
 
-// Connections on their way to a worker (an Adopt waiting for room on its control socket)
-// would be lost with the old image: sent first, for a moment at most.
+// What is on its way to a worker (connections being handed over, a drain) would be lost
+// with the old image, and a hang report in progress would be cut short: the exec waits for
+// both, for a moment at most, and the upgrade is refused when they do not end (a worker
+// that does not read its control socket).
 void Supervisor::exec_when_sent(Clock::time_point give_up_at) {
     if (upgrade_ != Upgrade::sending) return;
     if (phase_ != Phase::running) {
         upgrade_ = Upgrade::none;
         return;
     }
-    std::size_t waiting = 0;
-    for (const auto& [pid, worker] : workers_) waiting += worker.control->waiting();
-    if (waiting > 0 && Clock::now() < give_up_at) {
-        upgrade_timer_.expires_after(10ms);
-        upgrade_timer_.async_wait([this, give_up_at](boost::system::error_code ec) {
-            if (!ec) exec_when_sent(give_up_at);
-        });
-        return;
+    std::size_t waiting = 0, reports = 0;
+    for (const auto& [pid, worker] : workers_) {
+        waiting += worker.control->waiting();
+        if (worker.hang_report) ++reports;
     }
-    if (waiting > 0) {
-        log::warning("upgrade: ", waiting, " message(s) to workers still unsent after ",
-                     kSendLimit.count(), " ms; the connections among them are closed");
-        handoff_fallbacks_ += waiting;
+    if (waiting + reports == 0) return exec_new_image();
+    if (Clock::now() >= give_up_at) {
+        return upgrade_failed(std::to_string(waiting) + " message(s) to workers still unsent and " +
+                              std::to_string(reports) + " hang report(s) still running after " +
+                              std::to_string(kSendLimit.count()) + " ms");
     }
-    exec_new_image();
+    upgrade_timer_.expires_after(10ms);
+    upgrade_timer_.async_wait([this, give_up_at](boost::system::error_code ec) {
+        if (!ec) exec_when_sent(give_up_at);
+    });
 }
 
 void Supervisor::exec_new_image() {
@@ -139,6 +143,7 @@ void Supervisor::exec_new_image() {
         return upgrade_failed(std::string("cannot hand the state over: ") + error.what());
     }
     std::vector<std::string> argv = identity_.argv;
+    if (argv.empty()) argv.push_back(identity_.binary_path);
     std::vector<char*> args;
     for (std::string& arg : argv) args.push_back(arg.data());
     args.push_back(nullptr);
@@ -147,12 +152,8 @@ void Supervisor::exec_new_image() {
               " descriptors kept)");
     log_output_.write_pending(500ms);
 
-    // Pending across the exec, not lost: the new image takes them once its handlers are in
-    // place (a default disposition meanwhile would end the process on USR2 or HUP).
-    sigset_t handled, previous;
-    sigemptyset(&handled);
-    for (int signal : handled_signals()) sigaddset(&handled, signal);
-    ::sigprocmask(SIG_BLOCK, &handled, &previous);
+    // The signals prefork handles are blocked for good (SignalReader): one that comes now
+    // stays pending across the exec, for the new image to read.
     int error = 0;
     if (upgrade::set_inheritable(carried, true)) {
         ::setenv(upgrade::kStateFdEnv, std::to_string(state.get()).c_str(), 1);
@@ -163,7 +164,6 @@ void Supervisor::exec_new_image() {
         error = errno;
     }
     upgrade::set_inheritable(carried, false);
-    ::sigprocmask(SIG_SETMASK, &previous, nullptr);
     upgrade_failed("execve(" + identity_.binary_path + "): " + std::strerror(error));
 }
 
@@ -189,6 +189,14 @@ void Supervisor::abandon_upgrade() {
     upgrade_queued_ = false;
 }
 
+// Connections that the control sockets' queues dropped (their worker went first): counted
+// when the worker is reaped, so carried with the counters.
+std::uint64_t Supervisor::dropped_on_control_sockets() const {
+    std::uint64_t dropped = 0;
+    for (const auto& [pid, worker] : workers_) dropped += worker.control->dropped();
+    return dropped;
+}
+
 json::object Supervisor::save_state() const {
     json::array workers;
     for (const auto& [pid, worker] : workers_) {
@@ -211,7 +219,7 @@ json::object Supervisor::save_state() const {
             {"target_workers", target_workers_},
             {"generation", generation_},
             {"started_at", upgrade::to_ticks(started_at_)},
-            {"handoff_fallbacks", handoff_fallbacks_},
+            {"handoff_fallbacks", handoff_fallbacks_ + dropped_on_control_sockets()},
             {"connections_rescued", strays_.rescued()},
             {"any_ready", crash_loop_.any_ready()},
             {"launch_failures", launch_failures_},
@@ -276,6 +284,8 @@ void Supervisor::finish_restoring() {
         announce_ready_if_all_are();
         return run_what_waited();
     }
+    // A HUP that came during the check is this reload: it reads the configuration anew.
+    reload_queued_ = false;
     reload_configuration(true);
 }
 

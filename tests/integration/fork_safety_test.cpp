@@ -139,6 +139,7 @@ TEST(ForkSafety, AuditOfEveryProcessFindsOnlyAllowedDescriptors) {
         if (target == "anon_inode:[eventfd]") return std::string("eventfd");  // wakes the loop
         if (target == "anon_inode:[timerfd]") return std::string("timerfd");  // the loop's timers
         if (target.starts_with("pipe:")) return std::string("signal pipe");   // Asio's signal_set
+        if (target == "anon_inode:[signalfd]") return std::string("signalfd");  // the master's
         return "UNEXPECTED " + target;
     };
     auto audit = [&](pid_t pid, const std::map<std::string, int>& allowed, const std::string& who) {
@@ -154,14 +155,14 @@ TEST(ForkSafety, AuditOfEveryProcessFindsOnlyAllowedDescriptors) {
         }
     };
     // master: 2 control sockets (one per worker), the listener's 2 sockets (one per worker
-    // slot), the admin listener
+    // slot), the admin listener; its signals come from a signalfd
     audit(server.pid(),
           {{"standard", 3},
            {"socket", 5},
            {"epoll", 1},
            {"eventfd", 1},
            {"timerfd", 1},
-           {"signal pipe", 2}},
+           {"signalfd", 1}},
           "master");
     // workers: the control socket, the listener, at most the one client connection
     for (pid_t worker : server.children()) {

@@ -36,6 +36,7 @@ class InstalledPrefork {
   public:
     InstalledPrefork() { install(prefork_binary()); }
     const std::string& path() const { return path_; }
+    std::string file(const std::string& name) const { return dir_.path(name); }
 
     void install(const std::string& binary) const {
         fs::copy_file(binary, path_ + ".new", fs::copy_options::overwrite_existing);
@@ -89,7 +90,9 @@ std::string first_error(const std::vector<std::string>& errors) {
 
 TEST(Upgrade, UnderLoadFailsNoRequestKeepsThePidAndTheCountersAndStartsANewGeneration) {
     InstalledPrefork prefork;
-    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0"}, {}, prefork.path()});
+    std::string access_log = prefork.file("access.log");
+    PreforkServer server(
+        Loopback{2, {"--admin", "127.0.0.1:0", "--access-log", access_log}, {}, prefork.path()});
     std::uint16_t admin = server.admin_port();
     // Saturating keep-alive clients, clients that connect for every request (a refused
     // connection is a failure), and keep-alive clients that idle between requests.
@@ -102,9 +105,11 @@ TEST(Upgrade, UnderLoadFailsNoRequestKeepsThePidAndTheCountersAndStartsANewGener
     server.signal(SIGUSR2);
     ASSERT_EQ(server.wait_for_lines("upgrade from prefork", 1, 20s).size(), 1u) << server.output();
     std::uint64_t at_upgrade = load.ok();
+    auto logged_at_upgrade = fs::file_size(access_log);
     EXPECT_TRUE(eventually([&] { return load.ok() > at_upgrade + 500; }, 10s));
     auto result = load.stop();
     auto idle = sporadic.wait();
+    EXPECT_GT(fs::file_size(access_log), logged_at_upgrade) << "the access log stopped";
 
     EXPECT_EQ(result.failed, 0u) << first_error(result.errors);
     EXPECT_EQ(idle.failed, 0u) << first_error(idle.errors);
@@ -192,6 +197,12 @@ TEST(Upgrade, ABadNewBinaryChangesNothingAndTheLogSaysWhy) {
          "--check exited with status 2: prefork: option --bind: no such address"},
         {"not a prefork", [&] { prefork.install_script("#!/bin/sh\nexit 0\n"); },
          "not a prefork binary"},
+        {"a prefork that cannot take over",
+         [&] {
+             prefork.install_script(
+                 "#!/bin/sh\necho 'prefork 0.0.9: the configuration is valid'\nexit 0\n");
+         },
+         "prefork 0.0.9 at " + prefork.path() + " cannot take over from this master"},
         {"hanging at its check", [&] { prefork.install_script("#!/bin/sh\nexec sleep 60\n"); },
          "--check did not answer within 5s"},
     };
@@ -268,15 +279,33 @@ TEST(Upgrade, AnUpgradeOrReloadAskedForDuringAnUpgradeFollowsIt) {
     server.signal(SIGHUP);
     EXPECT_EQ(server.wait_for_lines("received HUP during an upgrade", 1, 5s).size(), 1u)
         << server.output();
+    EXPECT_EQ(server.wait_for_lines("reload: starting generation", 1, 0ms).size(), 0u)
+        << "the HUP reloaded during the check";
 
-    // The upgrade (generation 2), the reload (3), the second upgrade (4), one at a time.
+    // The upgrade (generation 2, whose start reads the configuration anew: the HUP's
+    // reload), then the second upgrade (3), one at a time.
     EXPECT_EQ(server.wait_for_lines("upgrade from prefork", 2, 30s).size(), 2u) << server.output();
-    EXPECT_TRUE(eventually([&] { return workers_are(status_of(admin), 4, 2); }, 15s))
+    EXPECT_TRUE(eventually([&] { return workers_are(status_of(admin), 3, 2); }, 15s))
         << json::serialize(status_of(admin));
     json::object status = status_of(admin);
     EXPECT_EQ(status.at("upgrade").at("upgrades").to_number<int>(), 2);
-    EXPECT_EQ(status.at("reloads").to_number<int>(), 1);
+    EXPECT_EQ(status.at("reloads").to_number<int>(), 0) << "a reload more than the upgrade's";
     EXPECT_EQ(status.at("master_pid").to_number<pid_t>(), server.pid());
+}
+
+// A signal that comes while the exec is under way (here: while the new image takes a second
+// to start) waits for the new image, which acts on it.
+TEST(Upgrade, ATermThatComesDuringTheExecStopsTheNewImage) {
+    InstalledPrefork prefork;
+    PreforkServer server(Loopback{2, {}, {}, prefork.path()});
+    prefork.install(slow_start_binary());
+    server.signal(SIGUSR2);
+    ASSERT_EQ(server.wait_for_lines("upgrade: execve", 1, 10s).size(), 1u) << server.output();
+    server.signal(SIGTERM);
+    EXPECT_EQ(server.wait_exit_status(20s), 0) << server.output();
+    EXPECT_EQ(server.wait_for_lines("upgraded in place", 1, 0ms).size(), 1u) << server.output();
+    EXPECT_EQ(server.wait_for_lines("received TERM: stopping gracefully", 1, 0ms).size(), 1u)
+        << server.output();
 }
 
 // What kinds of descriptors a process holds, and how many of each.

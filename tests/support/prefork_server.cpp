@@ -25,6 +25,9 @@ std::string preforkctl_binary() {
 std::string prefork_next_binary() {
     return PREFORK_NEXT_BINARY;
 }
+std::string slow_start_binary() {
+    return PREFORK_SLOW_START_BINARY;
+}
 
 namespace {
 

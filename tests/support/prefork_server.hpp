@@ -19,6 +19,8 @@ std::string crash_worker_binary();
 std::string preforkctl_binary();
 // prefork built as another version (VERSION-next): what the upgrade tests put in its place.
 std::string prefork_next_binary();
+// prefork-next, a second slow to start (not to answer --check).
+std::string slow_start_binary();
 
 // How most tests start the master: `prefork --bind 127.0.0.1:0 --workers N ARGS...`, with
 // NAME=VALUE settings added to its environment. The port is the kernel's choice, so tests
