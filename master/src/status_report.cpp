@@ -95,6 +95,11 @@ std::string to_prometheus(const StatusReport& r) {
         out << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n";
     };
     const auto& t = r.totals;
+    // A family of one series without labels.
+    auto one = [&](const char* name, const char* type, const char* help, auto value) {
+        family(name, type, help);
+        out << name << " " << value << "\n";
+    };
 
     family("prefork_build_info", "gauge", "The running prefork's version.");
     out << "prefork_build_info{version=\"" << r.version << "\"} 1\n";
@@ -127,12 +132,10 @@ std::string to_prometheus(const StatusReport& r) {
     out << "prefork_request_queue_seconds_bucket{le=\"+Inf\"} " << cumulative << "\n";
     out << "prefork_request_queue_seconds_sum " << number(t.queue_seconds_sum) << "\n";
     out << "prefork_request_queue_seconds_count " << cumulative << "\n";
-    family("prefork_active_connections", "gauge", "Client connections open in all workers.");
-    out << "prefork_active_connections " << t.active_connections << "\n";
-    family("prefork_received_bytes_total", "counter", "Bytes of requests read.");
-    out << "prefork_received_bytes_total " << t.bytes_in << "\n";
-    family("prefork_sent_bytes_total", "counter", "Bytes of responses written.");
-    out << "prefork_sent_bytes_total " << t.bytes_out << "\n";
+    one("prefork_active_connections", "gauge", "Client connections open in all workers.",
+        t.active_connections);
+    one("prefork_received_bytes_total", "counter", "Bytes of requests read.", t.bytes_in);
+    one("prefork_sent_bytes_total", "counter", "Bytes of responses written.", t.bytes_out);
     family("prefork_worker_slot_connections_total", "counter",
            "Connections accepted from the listeners, by worker slot (a replacement counts in "
            "the slot of the worker it replaced): how evenly the workers share them.");
@@ -144,8 +147,7 @@ std::string to_prometheus(const StatusReport& r) {
     for (const auto& [slot, s] : r.slots) {
         out << "prefork_worker_slot_requests_total{slot=\"" << slot << "\"} " << s.requests << "\n";
     }
-    family("prefork_worker_starts_total", "counter", "Worker processes started.");
-    out << "prefork_worker_starts_total " << r.worker_starts << "\n";
+    one("prefork_worker_starts_total", "counter", "Worker processes started.", r.worker_starts);
     family("prefork_worker_exits_total", "counter",
            "Worker processes that ended, by cause (crash, hang, memory, recycle, reload, scale, "
            "stop, signal, upgrade).");
@@ -154,35 +156,33 @@ std::string to_prometheus(const StatusReport& r) {
         out << "prefork_worker_exits_total{cause=\"" << cause << "\"} "
             << (found == r.worker_exits.end() ? 0 : found->second) << "\n";
     }
-    family("prefork_reloads_total", "counter", "Reloads started (HUP or POST /reload).");
-    out << "prefork_reloads_total " << r.reloads << "\n";
-    family("prefork_reload_failures_total", "counter",
-           "Reloads refused because the configuration did not parse or bind.");
-    out << "prefork_reload_failures_total " << r.reload_failures << "\n";
-    family("prefork_upgrades_total", "counter",
-           "Upgrades of the master in place (USR2 or POST /upgrade) since prefork started.");
-    out << "prefork_upgrades_total " << r.upgrades << "\n";
-    family("prefork_upgrade_failures_total", "counter",
-           "Upgrades refused (the new binary missing, failing its check, or not starting): the "
-           "running master stayed.");
-    out << "prefork_upgrade_failures_total " << r.upgrade_failures << "\n";
+    one("prefork_reloads_total", "counter", "Reloads started (HUP or POST /reload).", r.reloads);
+    one("prefork_reload_failures_total", "counter",
+        "Reloads refused because the configuration did not parse or bind.", r.reload_failures);
+    one("prefork_upgrades_total", "counter",
+        "Upgrades of the master in place (USR2 or POST /upgrade) since prefork started.",
+        r.upgrades);
+    one("prefork_upgrade_failures_total", "counter",
+        "Upgrades refused (the new binary missing, failing its check, or not starting): the "
+        "running master stayed.",
+        r.upgrade_failures);
     family("prefork_log_lines_dropped_total", "counter",
            "Log lines dropped because stderr was not taking them, by process.");
     out << "prefork_log_lines_dropped_total{process=\"master\"} " << r.log_lines_dropped << "\n";
     out << "prefork_log_lines_dropped_total{process=\"workers\"} " << t.log_lines_dropped << "\n";
-    family("prefork_connections_handed_off_total", "counter",
-           "Keep-alive connections a draining worker handed to the master for another worker.");
-    out << "prefork_connections_handed_off_total " << t.connections_handed_off << "\n";
-    family("prefork_connections_adopted_total", "counter",
-           "Handed-off connections a worker of the current generation took over.");
-    out << "prefork_connections_adopted_total " << t.connections_adopted << "\n";
-    family("prefork_connection_handoff_fallbacks_total", "counter",
-           "Connections that could not be handed off or taken over, and were closed.");
-    out << "prefork_connection_handoff_fallbacks_total " << t.handoff_fallbacks << "\n";
-    family("prefork_connections_rescued_total", "counter",
-           "Connections the master took from the queue of a worker slot no worker accepted on "
-           "(per-slot queues), and passed to a worker that did.");
-    out << "prefork_connections_rescued_total " << r.connections_rescued << "\n";
+    one("prefork_connections_handed_off_total", "counter",
+        "Keep-alive connections a draining worker handed to the master for another worker.",
+        t.connections_handed_off);
+    one("prefork_connections_adopted_total", "counter",
+        "Handed-off connections a worker of the current generation took over.",
+        t.connections_adopted);
+    one("prefork_connection_handoff_fallbacks_total", "counter",
+        "Connections that could not be handed off or taken over, and were closed.",
+        t.handoff_fallbacks);
+    one("prefork_connections_rescued_total", "counter",
+        "Connections the master took from the queue of a worker slot no worker accepted on "
+        "(per-slot queues), and passed to a worker that did.",
+        r.connections_rescued);
     family("prefork_workers", "gauge", "Worker processes by state and generation.");
     std::map<std::pair<std::string, int>, int> by_state;
     for (const auto& w : r.workers) ++by_state[{w.state, w.generation}];
@@ -190,8 +190,8 @@ std::string to_prometheus(const StatusReport& r) {
         out << "prefork_workers{state=\"" << key.first << "\",generation=\"" << key.second << "\"} "
             << count << "\n";
     }
-    family("prefork_target_workers", "gauge", "The number of workers prefork keeps up.");
-    out << "prefork_target_workers " << r.target_workers << "\n";
+    one("prefork_target_workers", "gauge", "The number of workers prefork keeps up.",
+        r.target_workers);
     return out.str();
 }
 
