@@ -670,9 +670,9 @@ void Supervisor::finish_reload_if_done() {
     log::info("reload to generation ", generation_, " complete: the old generation has drained, ",
               connections_moved_in_reload_, " keep-alive connection",
               connections_moved_in_reload_ == 1 ? "" : "s", " handed over to the new one");
+    if (upgrade_ == Upgrade::restored) upgrade_done();  // said before READY=1
     announced_ready_ = false;
     announce_ready_if_all_are();
-    if (upgrade_ == Upgrade::restored) upgrade_done();
     run_what_waited();
 }
 
