@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 #include <boost/json.hpp>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -228,6 +229,40 @@ TEST(Upgrade, ABadNewBinaryChangesNothingAndTheLogSaysWhy) {
 
     // Nothing was left half done: a good binary then upgrades.
     prefork.install(prefork_next_binary());
+    server.signal(SIGUSR2);
+    ASSERT_EQ(server.wait_for_lines("upgrade from prefork", 1, 20s).size(), 1u) << server.output();
+    EXPECT_EQ(version_of(status_of(admin)), version + "-next");
+}
+
+// The check passed, then the exec itself fails: here the new binary is opened for writing
+// once its check has started (Linux refuses to exec a file open for writing, ETXTBSY).
+TEST(Upgrade, AnExecThatFailsLeavesTheOldImageRunning) {
+    InstalledPrefork prefork;
+    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0"}, {}, prefork.path()});
+    std::uint16_t admin = server.admin_port();
+    std::string version = version_of(status_of(admin));
+    std::vector<pid_t> workers = server.children();
+    prefork.install_script("#!/bin/sh\n[ \"$1\" = --check ] && sleep 1\nexec " +
+                           prefork_next_binary() + " \"$@\"\n");
+    server.signal(SIGUSR2);
+    ASSERT_EQ(server.wait_for_lines("upgrade: checking", 1, 10s).size(), 1u);
+    int writer = ::open(prefork.path().c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(writer, 0);
+    auto failed = server.wait_for_lines("upgrade failed, the running master stays: ", 1, 15s);
+    ::close(writer);
+    ASSERT_EQ(failed.size(), 1u) << server.output();
+    EXPECT_NE(failed[0].find("execve(" + prefork.path() + "): Text file busy"), std::string::npos)
+        << failed[0];
+
+    EXPECT_EQ(http_get(server.port(), "/").result_int(), 200);
+    json::object status = status_of(admin);
+    EXPECT_EQ(version_of(status), version);
+    EXPECT_EQ(status.at("upgrade").at("failures").to_number<int>(), 1);
+    EXPECT_EQ(server.children(), workers);
+    for (const OpenDescriptor& d : open_descriptors(server.pid())) {
+        EXPECT_TRUE(d.fd <= 2 || d.close_on_exec) << "fd " << d.fd << " -> " << d.target;
+    }
+    // Its signals still work, and the next upgrade goes through.
     server.signal(SIGUSR2);
     ASSERT_EQ(server.wait_for_lines("upgrade from prefork", 1, 20s).size(), 1u) << server.output();
     EXPECT_EQ(version_of(status_of(admin)), version + "-next");
