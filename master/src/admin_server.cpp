@@ -170,6 +170,14 @@ void AdminServer::stop_listening() {
     acceptor_.reset();
 }
 
+void AdminServer::pause() {
+    if (acceptor_) acceptor_->pause();
+}
+
+void AdminServer::resume() {
+    if (acceptor_) acceptor_->resume();
+}
+
 int AdminServer::listener_fd() const {
     return acceptor_ ? acceptor_->native_handle() : -1;
 }

@@ -57,6 +57,10 @@ class AdminServer {
     void listen(UniqueFd listener, std::string name);
     // Stops accepting (a reload turned the endpoint off).
     void stop_listening();
+    // Leaves new connections in the listening socket's queue for now (an upgrade's exec is
+    // coming: its new image takes them), and takes them again.
+    void pause();
+    void resume();
     const std::string& name() const { return name_; }
     // The listening socket (-1: none), for an upgrade's exec to keep open.
     int listener_fd() const;

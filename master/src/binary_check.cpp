@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <sstream>
 
 namespace prefork::master {
 namespace bp = boost::process;
@@ -81,6 +82,8 @@ void BinaryCheck::start(const std::vector<std::string>& args) {
     if (!S_ISREG(status.st_mode) || ::access(path_.c_str(), X_OK) != 0) {
         return finish({false, {}, path_ + " is not an executable file"});
     }
+    device_ = status.st_dev;
+    inode_ = status.st_ino;
     int pipe_ends[2];
     if (::pipe2(pipe_ends, O_CLOEXEC) != 0) {
         return finish({false, {}, std::string("pipe: ") + std::strerror(errno)});
@@ -137,22 +140,26 @@ void BinaryCheck::finish_if_done() {
     if (!exited_ || !output_ended_ || !done_) return;
     std::string line = last_line(said_);
     if (WIFEXITED(wait_status_) && WEXITSTATUS(wait_status_) == 0) {
-        // A prefork that can take over says so, with the state formats it reads.
+        // A prefork that can take over says so, with the upgrade state formats it reads.
         constexpr std::string_view kValid = ": the configuration is valid";
-        constexpr std::string_view kFormats = "upgrade state formats: 1 to ";
-        std::size_t valid = said_.rfind(kValid);
-        std::size_t start = valid == std::string::npos ? valid : said_.rfind('\n', valid);
-        start = start == std::string::npos ? 0 : start + 1;
-        if (valid == std::string::npos || said_.compare(start, 8, "prefork ") != 0) {
+        constexpr std::string_view kFormats = "upgrade state formats: ";
+        std::string version;
+        int oldest = 0, newest = 0;
+        std::istringstream lines(said_);
+        for (std::string text; std::getline(lines, text);) {
+            if (text.starts_with("prefork ") && text.ends_with(kValid)) {
+                version = text.substr(0, text.size() - kValid.size());
+            } else if (text.starts_with(kFormats)) {
+                std::sscanf(text.c_str() + kFormats.size(), "%d to %d", &oldest, &newest);
+            }
+        }
+        if (version.empty()) {
             return finish({false,
                            {},
                            path_ + " --check exited 0 without saying that the configuration is "
                                    "valid (not a prefork binary?)"});
         }
-        std::string version = said_.substr(start, valid - start);
-        int newest = 0;
-        if (line.starts_with(kFormats)) newest = std::atoi(line.c_str() + kFormats.size());
-        if (newest < upgrade_state_format_) {
+        if (oldest < 1 || oldest > upgrade_state_format_ || newest < upgrade_state_format_) {
             return finish({false,
                            {},
                            version + " at " + path_ +
@@ -161,7 +168,7 @@ void BinaryCheck::finish_if_done() {
                                std::to_string(upgrade_state_format_) +
                                "); restart prefork instead"});
         }
-        return finish({true, version, {}});
+        return finish({true, version, {}, device_, inode_});
     }
     std::string reason = path_ + " --check " + describe_wait_status(wait_status_);
     if (!line.empty()) reason += ": " + line;

@@ -26,6 +26,10 @@ class BinaryCheck {
         bool passed = false;
         std::string version;  // "prefork 1.2.0" as the binary said it, when it passed
         std::string reason;   // one line, when it did not
+        // The file that was checked (stat's st_dev, st_ino), for the exec to be sure it runs
+        // the same one.
+        dev_t device = 0;
+        ino_t inode = 0;
     };
     using Done = std::function<void(Result)>;
 
@@ -59,6 +63,8 @@ class BinaryCheck {
     bool output_ended_ = false;
     bool exited_ = false;
     bool killed_ = false;  // at the deadline
+    dev_t device_ = 0;
+    ino_t inode_ = 0;
     int wait_status_ = 0;
     std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };

@@ -208,7 +208,10 @@ int main(int argc, char** argv) {
     try {
         pid_file = PidFile::create(options.pid_file);
     } catch (const std::exception& error) {
-        return fail(kExitRuntimeError, error.what());
+        // After an upgrade's exec the old image wrote it, with this same pid; exiting now
+        // would take the workers down with it.
+        if (!state) return fail(kExitRuntimeError, error.what());
+        prefork::log::warning(error.what(), " (it was written before the upgrade)");
     }
     try {
         if (state) {

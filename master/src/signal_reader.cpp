@@ -28,7 +28,7 @@ int blocked_signalfd(const std::vector<int>& signals) {
 }  // namespace
 
 SignalReader::SignalReader(boost::asio::io_context& io, const std::vector<int>& signals)
-    : fd_(io, blocked_signalfd(signals)) {}
+    : io_(io), fd_(io, blocked_signalfd(signals)) {}
 
 void SignalReader::start(std::function<void(int)> handler) {
     handler_ = std::move(handler);
@@ -39,22 +39,30 @@ void SignalReader::wait() {
     fd_.async_wait(boost::asio::posix::descriptor_base::wait_read,
                    [this, alive = std::weak_ptr<int>(alive_)](boost::system::error_code ec) {
                        if (alive.expired() || ec == boost::asio::error::operation_aborted) return;
-                       for (;;) {
-                           signalfd_siginfo info{};
-                           ssize_t n = ::read(fd_.native_handle(), &info, sizeof(info));
-                           if (n == static_cast<ssize_t>(sizeof(info))) {
-                               handler_(static_cast<int>(info.ssi_signo));
-                               if (alive.expired()) return;
-                               continue;
-                           }
-                           if (n < 0 && errno == EINTR) continue;
-                           if (n < 0 && errno != EAGAIN) {
-                               log::error("read(signalfd): ", std::strerror(errno));
-                           }
-                           break;
+                       if (ec) {
+                           log::error("waiting for signals: ", ec.message());
+                           return;
                        }
-                       wait();
+                       read_pending();
+                       if (!alive.expired() && !io_.stopped()) wait();
                    });
+}
+
+// Until EAGAIN: the reactor reports the signalfd's readiness as an edge.
+void SignalReader::read_pending() {
+    std::weak_ptr<int> alive = alive_;
+    for (;;) {
+        signalfd_siginfo info{};
+        ssize_t n = ::read(fd_.native_handle(), &info, sizeof(info));
+        if (n == static_cast<ssize_t>(sizeof(info))) {
+            if (handler_) handler_(static_cast<int>(info.ssi_signo));
+            if (alive.expired() || io_.stopped()) return;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno != EAGAIN) log::error("read(signalfd): ", std::strerror(errno));
+        return;
+    }
 }
 
 }  // namespace prefork::master

@@ -25,10 +25,13 @@ class SignalReader {
 
     // Calls `handler` with each signal as it comes, from the loop, from now on.
     void start(std::function<void(int)> handler);
+    // Handles the signals pending now, at once (before an exec: what this image was told).
+    void read_pending();
 
   private:
     void wait();
 
+    boost::asio::io_context& io_;
     boost::asio::posix::stream_descriptor fd_;
     std::function<void(int)> handler_;
     std::shared_ptr<int> alive_ = std::make_shared<int>(0);

@@ -178,6 +178,8 @@ class Supervisor : public AdminActions {
     bool upgrade_queued_ = false;  // asked during an upgrade or a reload: follows it
     bool queued_upgrade_keeps_workers_ = false;
     std::unique_ptr<BinaryCheck> check_;
+    dev_t checked_device_ = 0;  // the file the check ran: the exec must run the same
+    ino_t checked_inode_ = 0;
     boost::asio::steady_timer upgrade_timer_;
     Clock::time_point upgrade_started_at_{};
     std::uint64_t upgrades_ = 0;

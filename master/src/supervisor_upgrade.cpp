@@ -12,8 +12,10 @@
 #include <boost/json.hpp>
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -30,6 +32,8 @@ constexpr std::chrono::milliseconds kCheckLimit = 5s;
 // How long messages already on their way to workers, and hang reports, may take to end
 // before the exec, which would lose them.
 constexpr std::chrono::milliseconds kSendLimit = 4s;
+// How long the exec waits for the admin endpoint's clients to be answered.
+constexpr std::chrono::milliseconds kAdminLimit = 500ms;
 
 double seconds(Clock::duration d) {
     return std::chrono::duration<double>(d).count();
@@ -62,7 +66,8 @@ void Supervisor::request_upgrade(bool keep_workers, const std::string& source) {
         log::info("received ", source, " while stopping: no upgrade");
         return;
     }
-    if (upgrade_ != Upgrade::none || reloading_) {
+    // A reload whose new workers keep dying never completes: an upgrade does not wait for it.
+    if (upgrade_ != Upgrade::none || (reloading_ && crash_loop_.failures_in_a_row() == 0)) {
         log::info("received ", source, " during ",
                   upgrade_ != Upgrade::none ? "an upgrade" : "a reload", ": an upgrade follows it");
         upgrade_queued_ = true;
@@ -77,7 +82,7 @@ void Supervisor::start_upgrade(bool keep_workers) {
     upgrade_ = Upgrade::checking;
     upgrade_keeps_workers_ = keep_workers;
     upgrade_started_at_ = Clock::now();
-    notifier_.reloading();
+    if (announced_ready_) notifier_.reloading();  // else systemd still waits for the first
     std::vector<std::string> args = {"--check"};
     if (!identity_.argv.empty()) {
         args.insert(args.end(), identity_.argv.begin() + 1, identity_.argv.end());
@@ -97,9 +102,13 @@ void Supervisor::on_upgrade_checked(BinaryCheck::Result result) {
         return;
     }
     if (!result.passed) return upgrade_failed(result.reason);
+    checked_device_ = result.device;
+    checked_inode_ = result.inode;
     log::info("upgrade: ", result.version, " (", identity_.binary_path,
               ") accepts the configuration: re-executing the master in place");
     upgrade_ = Upgrade::sending;
+    // Its clients are answered by this image or, queued, by the next.
+    if (admin_) admin_->pause();
     exec_when_sent(Clock::now() + kSendLimit);
 }
 
@@ -109,16 +118,17 @@ void Supervisor::on_upgrade_checked(BinaryCheck::Result result) {
 // that does not read its control socket).
 void Supervisor::exec_when_sent(Clock::time_point give_up_at) {
     if (upgrade_ != Upgrade::sending) return;
-    if (phase_ != Phase::running) {
-        upgrade_ = Upgrade::none;
-        return;
-    }
+    if (phase_ != Phase::running) return abandon_upgrade();
     std::size_t waiting = 0, reports = 0;
     for (const auto& [pid, worker] : workers_) {
         waiting += worker.control->waiting();
         if (worker.hang_report) ++reports;
     }
-    if (waiting + reports == 0) return exec_new_image();
+    // Admin clients being answered get their answers first, for a moment (a slow one is
+    // then cut off: an admin request may take seconds to arrive).
+    bool answering = admin_ && admin_->connection_count() > 0 &&
+                     Clock::now() < give_up_at - kSendLimit + kAdminLimit;
+    if (waiting + reports == 0 && !answering) return exec_new_image();
     if (Clock::now() >= give_up_at) {
         return upgrade_failed(std::to_string(waiting) + " message(s) to workers still unsent and " +
                               std::to_string(reports) + " hang report(s) still running after " +
@@ -131,6 +141,17 @@ void Supervisor::exec_when_sent(Clock::time_point give_up_at) {
 }
 
 void Supervisor::exec_new_image() {
+    // What this image was told meanwhile is done here, not left to the new image (a HUP
+    // then would replace the new generation at once).
+    signals_.read_pending();
+    if (upgrade_ != Upgrade::sending) return;  // a stop abandoned it
+    if (phase_ != Phase::running) return abandon_upgrade();
+    struct stat now {};
+    if (::stat(identity_.binary_path.c_str(), &now) != 0 || now.st_dev != checked_device_ ||
+        now.st_ino != checked_inode_) {
+        return upgrade_failed(identity_.binary_path +
+                              " was replaced again after its check; upgrade again to run it");
+    }
     std::vector<int> carried = listeners_.all_fds();
     if (admin_ && admin_->listener_fd() >= 0) carried.push_back(admin_->listener_fd());
     for (auto& [pid, worker] : workers_) {
@@ -169,10 +190,15 @@ void Supervisor::exec_new_image() {
 
 void Supervisor::upgrade_failed(const std::string& reason) {
     upgrade_ = Upgrade::none;
+    if (admin_) admin_->resume();
     ++upgrade_failures_;
     log::error("upgrade failed, the running master stays: ", reason);
     record_.event("upgrade failed: " + reason);
-    notifier_.ready("upgrade failed: " + reason);
+    if (announced_ready_) {
+        notifier_.ready("upgrade failed: " + reason);
+    } else {
+        notifier_.notify("STATUS=upgrade failed: " + reason);
+    }
     run_what_waited();
 }
 
@@ -185,6 +211,7 @@ void Supervisor::upgrade_done() {
 void Supervisor::abandon_upgrade() {
     check_.reset();  // kills a check still running
     upgrade_timer_.cancel();
+    if (upgrade_ == Upgrade::sending && admin_) admin_->resume();
     upgrade_ = Upgrade::none;
     upgrade_queued_ = false;
 }
@@ -260,18 +287,25 @@ void Supervisor::restore_state(const json::object& state) {
             ControlSocketPair closed = make_control_socket_pair();
             entry["control_fd"] = closed.master_end.release();
         }
+        bool closed = int_at(entry, "control_fd") < 0;
         WorkerProcess worker = worker_from_json(io_, entry);
+        if (closed) worker.control->close();
         pid_t pid = worker.pid;
         auto [placed, fresh] = workers_.emplace(pid, std::move(worker));
         if (!fresh) throw StateError("worker " + std::to_string(pid) + " twice");
         listen_to(placed->second);
     }
+    // A reload still under way (an upgrade does not wait for one whose workers keep dying).
+    reloading_ = std::any_of(workers_.begin(), workers_.end(), [&](const auto& entry) {
+        return entry.second.generation < generation_;
+    });
     last_upgrade_ = log::timestamp();
     upgrade_ = Upgrade::restored;
 }
 
 // In the new image, once its loop is about to run.
 void Supervisor::finish_restoring() {
+    reap_workers();  // those that exited during the exec
     std::size_t workers = workers_.size();
     log::info("upgraded in place from prefork ", upgraded_from_, " to prefork ", identity_.version,
               " (pid ", ::getpid(), "): took over ", workers, " worker", workers == 1 ? "" : "s",
