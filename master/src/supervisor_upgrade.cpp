@@ -146,6 +146,9 @@ void Supervisor::exec_new_image() {
     signals_.read_pending();
     if (upgrade_ != Upgrade::sending) return;  // a stop abandoned it
     if (phase_ != Phase::running) return abandon_upgrade();
+    for (const auto& [pid, worker] : workers_) {  // what those signals sent (a drain)
+        if (worker.control->waiting() > 0) return exec_when_sent(Clock::now() + kSendLimit);
+    }
     struct stat now {};
     if (::stat(identity_.binary_path.c_str(), &now) != 0 || now.st_dev != checked_device_ ||
         now.st_ino != checked_inode_) {
