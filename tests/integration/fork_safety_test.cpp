@@ -135,10 +135,10 @@ TEST(ForkSafety, AuditOfEveryProcessFindsOnlyAllowedDescriptors) {
         if (fd <= 2) return std::string("standard");  // stdin /dev/null, the log
         if (target.starts_with("socket:"))
             return std::string("socket");  // listeners, control, clients, admin
-        if (target == "anon_inode:[eventpoll]") return std::string("epoll");  // the event loop
-        if (target == "anon_inode:[eventfd]") return std::string("eventfd");  // wakes the loop
-        if (target == "anon_inode:[timerfd]") return std::string("timerfd");  // the loop's timers
-        if (target.starts_with("pipe:")) return std::string("signal pipe");   // Asio's signal_set
+        if (target == "anon_inode:[eventpoll]") return std::string("epoll");    // the event loop
+        if (target == "anon_inode:[eventfd]") return std::string("eventfd");    // wakes the loop
+        if (target == "anon_inode:[timerfd]") return std::string("timerfd");    // the loop's timers
+        if (target.starts_with("pipe:")) return std::string("signal pipe");     // Asio's signal_set
         if (target == "anon_inode:[signalfd]") return std::string("signalfd");  // the master's
         return "UNEXPECTED " + target;
     };

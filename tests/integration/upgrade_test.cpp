@@ -102,6 +102,28 @@ std::string first_error(const std::vector<std::string>& errors) {
     return errors.empty() ? "" : errors.front();
 }
 
+// After refused upgrades: the same master, version and workers, the refusals counted.
+void expect_unchanged(const PreforkServer& server, const std::string& version,
+                      const std::vector<pid_t>& workers, std::size_t refused) {
+    EXPECT_EQ(http_get(server.port(), "/").result_int(), 200);
+    json::object status = status_of(server.admin_port());
+    EXPECT_EQ(version_of(status), version);
+    EXPECT_EQ(status.at("master_pid").to_number<pid_t>(), server.pid());
+    EXPECT_EQ(status.at("generation").to_number<int>(), 1);
+    EXPECT_EQ(status.at("upgrade").at("failures").to_number<std::size_t>(), refused);
+    EXPECT_EQ(status.at("upgrade").at("upgrades").to_number<int>(), 0);
+    EXPECT_EQ(server.children(), workers) << "the workers were replaced";
+}
+
+// Nothing was left half done: a good binary then upgrades.
+void expect_a_good_upgrade_then(const PreforkServer& server, const InstalledPrefork& prefork,
+                                const std::string& version) {
+    prefork.install(prefork_next_binary());
+    server.signal(SIGUSR2);
+    ASSERT_EQ(server.wait_for_lines("upgrade from prefork", 1, 20s).size(), 1u) << server.output();
+    EXPECT_EQ(version_of(status_of(server.admin_port())), version + "-next");
+}
+
 TEST(Upgrade, UnderLoadFailsNoRequestKeepsThePidAndTheCountersAndStartsANewGeneration) {
     InstalledPrefork prefork;
     std::string access_log = prefork.file("access.log");
@@ -249,19 +271,8 @@ TEST(Upgrade, ABadNewBinaryChangesNothingAndTheLogSaysWhy) {
     }
     auto result = load.stop();
     EXPECT_EQ(result.failed, 0u) << first_error(result.errors);
-    json::object status = status_of(admin);
-    EXPECT_EQ(version_of(status), version);
-    EXPECT_EQ(status.at("master_pid").to_number<pid_t>(), server.pid());
-    EXPECT_EQ(status.at("generation").to_number<int>(), 1);
-    EXPECT_EQ(status.at("upgrade").at("failures").to_number<std::size_t>(), cases.size());
-    EXPECT_EQ(status.at("upgrade").at("upgrades").to_number<int>(), 0);
-    EXPECT_EQ(server.children(), workers) << "the workers were replaced";
-
-    // Nothing was left half done: a good binary then upgrades.
-    prefork.install(prefork_next_binary());
-    server.signal(SIGUSR2);
-    ASSERT_EQ(server.wait_for_lines("upgrade from prefork", 1, 20s).size(), 1u) << server.output();
-    EXPECT_EQ(version_of(status_of(admin)), version + "-next");
+    expect_unchanged(server, version, workers, cases.size());
+    expect_a_good_upgrade_then(server, prefork, version);
 }
 
 // The check passed, then the exec itself fails: here the new binary is opened for writing
@@ -285,18 +296,11 @@ TEST(Upgrade, AnExecThatFailsLeavesTheOldImageRunning) {
     EXPECT_NE(failed[0].find("execve(" + prefork.path() + "): Text file busy"), std::string::npos)
         << failed[0];
 
-    EXPECT_EQ(http_get(server.port(), "/").result_int(), 200);
-    json::object status = status_of(admin);
-    EXPECT_EQ(version_of(status), version);
-    EXPECT_EQ(status.at("upgrade").at("failures").to_number<int>(), 1);
-    EXPECT_EQ(server.children(), workers);
+    expect_unchanged(server, version, workers, 1);
     for (const OpenDescriptor& d : open_descriptors(server.pid())) {
         EXPECT_TRUE(d.fd <= 2 || d.close_on_exec) << "fd " << d.fd << " -> " << d.target;
     }
-    // Its signals still work, and the next upgrade goes through.
-    server.signal(SIGUSR2);
-    ASSERT_EQ(server.wait_for_lines("upgrade from prefork", 1, 20s).size(), 1u) << server.output();
-    EXPECT_EQ(version_of(status_of(admin)), version + "-next");
+    expect_a_good_upgrade_then(server, prefork, version);
 }
 
 TEST(Upgrade, OfTheMasterAloneKeepsTheWorkersWhichItThenSupervises) {
