@@ -17,7 +17,7 @@ RUN /src/tools/setup build \
 FROM debian:12-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libboost-json1.81.0 libboost-filesystem1.81.0 libtomlplusplus3 libdw1 \
+      libboost-json1.81.0 libboost-filesystem1.81.0 libtomlplusplus3 libdw1 libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --shell /usr/sbin/nologin prefork
 COPY --from=build /opt/prefork/bin/ /usr/local/bin/

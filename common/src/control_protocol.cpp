@@ -93,7 +93,10 @@ struct Encoder {
                 {"log_lines_dropped", m.log_lines_dropped},
                 {"connections_handed_off", m.connections_handed_off},
                 {"connections_adopted", m.connections_adopted},
-                {"handoff_fallbacks", m.handoff_fallbacks}};
+                {"handoff_fallbacks", m.handoff_fallbacks},
+                {"tls_handshakes", m.tls_handshakes},
+                {"tls_sessions_resumed", m.tls_sessions_resumed},
+                {"tls_handshake_failures", m.tls_handshake_failures}};
     }
     json::object operator()(const Draining&) const { return {{"type", "draining"}}; }
     json::object operator()(const Shed& m) const {
@@ -103,6 +106,17 @@ struct Encoder {
         return {{"type", "accepting"}, {"accepting", m.accepting}};
     }
     json::object operator()(const ReopenLogs&) const { return {{"type", "reopen_logs"}}; }
+    json::object operator()(const TlsCredentials& m) const {
+        return {{"type", "tls_credentials"},
+                {"certificate_chain", m.certificate_chain},
+                {"private_key", m.private_key},
+                {"ciphers", m.ciphers}};
+    }
+    json::object operator()(const TicketKeys& m) const {
+        json::array keys;
+        for (const auto& key : m.keys) keys.emplace_back(to_base64(key));
+        return {{"type", "ticket_keys"}, {"keys", std::move(keys)}, {"lifetime_s", m.lifetime_s}};
+    }
     json::object operator()(const HeartbeatInterval& m) const {
         return {{"type", "heartbeat_interval"}, {"interval_ms", m.interval_ms}};
     }
@@ -146,6 +160,33 @@ std::string bytes_field(const json::object& object) {
     const json::value& value = field(object, "bytes");
     if (!value.is_string()) throw ProtocolError("field \"bytes\" is not a string");
     return from_base64(value.get_string());
+}
+
+std::string string_field(const json::object& object, std::string_view name) {
+    const json::value& value = field(object, name);
+    if (!value.is_string()) {
+        throw ProtocolError("field \"" + std::string(name) + "\" is not a string");
+    }
+    return std::string(value.get_string());
+}
+
+inline constexpr std::size_t kTicketKeySize = 80;
+
+TicketKeys decode_ticket_keys(const json::object& object) {
+    const json::value& keys = field(object, "keys");
+    if (!keys.is_array() || keys.get_array().empty()) {
+        throw ProtocolError("field \"keys\" is not a non-empty array");
+    }
+    TicketKeys m;
+    m.lifetime_s = optional_number<std::int64_t>(object, "lifetime_s");
+    for (const json::value& key : keys.get_array()) {
+        if (!key.is_string()) throw ProtocolError("a ticket key is not a string");
+        m.keys.push_back(from_base64(key.get_string()));
+        if (m.keys.back().size() != kTicketKeySize) {
+            throw ProtocolError("a ticket key is not 80 bytes");
+        }
+    }
+    return m;
 }
 
 Listeners decode_listeners(const json::object& object) {
@@ -196,6 +237,9 @@ Heartbeat decode_heartbeat(const json::object& object) {
     m.connections_handed_off = optional_number<std::uint64_t>(object, "connections_handed_off");
     m.connections_adopted = optional_number<std::uint64_t>(object, "connections_adopted");
     m.handoff_fallbacks = optional_number<std::uint64_t>(object, "handoff_fallbacks");
+    m.tls_handshakes = optional_number<std::uint64_t>(object, "tls_handshakes");
+    m.tls_sessions_resumed = optional_number<std::uint64_t>(object, "tls_sessions_resumed");
+    m.tls_handshake_failures = optional_number<std::uint64_t>(object, "tls_handshake_failures");
     return m;
 }
 
@@ -216,6 +260,9 @@ void WorkerCounters::add(const WorkerCounters& other) {
     connections_handed_off += other.connections_handed_off;
     connections_adopted += other.connections_adopted;
     handoff_fallbacks += other.handoff_fallbacks;
+    tls_handshakes += other.tls_handshakes;
+    tls_sessions_resumed += other.tls_sessions_resumed;
+    tls_handshake_failures += other.tls_handshake_failures;
 }
 
 std::string encode(const Message& message) {
@@ -251,6 +298,11 @@ Message decode(std::string_view datagram) {
         return Accepting{accepting.get_bool()};
     }
     if (type == "reopen_logs") return ReopenLogs{};
+    if (type == "tls_credentials") {
+        return TlsCredentials{string_field(object, "certificate_chain"),
+                              string_field(object, "private_key"), string_field(object, "ciphers")};
+    }
+    if (type == "ticket_keys") return decode_ticket_keys(object);
     if (type == "heartbeat_interval") {
         auto interval = number<std::int64_t>(object, "interval_ms");
         if (interval < 10 || interval > 60'000) {

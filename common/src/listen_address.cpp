@@ -16,6 +16,7 @@ namespace prefork {
 namespace {
 
 constexpr std::string_view kUnixPrefix = "unix:";
+constexpr std::string_view kTlsPrefix = "tls:";
 
 std::uint16_t parse_port(std::string_view text, std::string_view whole) {
     unsigned value = 0;
@@ -113,11 +114,28 @@ UniqueFd bind_unix(const ListenAddress& address) {
 
 std::string ListenAddress::to_string() const {
     if (kind == Kind::unix_socket) return std::string(kUnixPrefix) + path;
-    if (host.find(':') != std::string::npos) return bracketed(host) + ":" + std::to_string(port);
-    return host + ":" + std::to_string(port);
+    std::string prefix = tls ? std::string(kTlsPrefix) : std::string();
+    if (host.find(':') != std::string::npos) {
+        return prefix + bracketed(host) + ":" + std::to_string(port);
+    }
+    return prefix + host + ":" + std::to_string(port);
+}
+
+bool serves_tls(std::string_view listener_name) {
+    return listener_name.starts_with(kTlsPrefix);
 }
 
 ListenAddress parse_listen_address(std::string_view text) {
+    if (text.starts_with(kTlsPrefix)) {
+        std::string_view rest = text.substr(kTlsPrefix.size());
+        if (rest.starts_with(kUnixPrefix) || rest.starts_with(kTlsPrefix)) {
+            throw AddressError("invalid address \"" + std::string(text) +
+                               "\" (TLS is served on tls:HOST:PORT or tls:[V6]:PORT)");
+        }
+        ListenAddress address = parse_listen_address(rest);
+        address.tls = true;
+        return address;
+    }
     ListenAddress address;
     if (text.starts_with(kUnixPrefix)) {
         address.kind = ListenAddress::Kind::unix_socket;

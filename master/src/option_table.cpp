@@ -239,6 +239,31 @@ const OptionSpec kOptions[] = {
          o.access_log = last(said).value == "off" ? "" : last(said).value;
      },
      [](const Options& o) { return one(o.access_log.empty() ? "off" : o.access_log); }, nullptr},
+    {"tls_cert", nullptr, "FILE", "none",
+     "the certificate chain (PEM) of the tls: listeners; re-read on HUP", OptionShape::value, true,
+     true, [](Options& o, const std::vector<Setting>& said) { o.tls_cert = last(said).value; },
+     [](const Options& o) { return one(o.tls_cert.empty() ? "none" : o.tls_cert); }, nullptr},
+    {"tls_key", nullptr, "FILE", "none",
+     "the private key (PEM) of --tls-cert; re-read on HUP; read by the master only",
+     OptionShape::value, true, true,
+     [](Options& o, const std::vector<Setting>& said) { o.tls_key = last(said).value; },
+     [](const Options& o) { return one(o.tls_key.empty() ? "none" : o.tls_key); }, nullptr},
+    {"tls_ciphers", nullptr, "LIST", "ECDHE with AES-GCM or ChaCha20",
+     "TLS 1.2's cipher list, in OpenSSL's syntax (TLS 1.3's suites are OpenSSL's defaults)",
+     OptionShape::value, true, true,
+     [](Options& o, const std::vector<Setting>& said) { o.tls_ciphers = last(said).value; },
+     [](const Options& o) { return one(o.tls_ciphers.empty() ? "default" : o.tls_ciphers); },
+     nullptr},
+    {"tls_ticket_rotation", nullptr, "SECONDS", "3600",
+     "a new session-ticket key this often; a ticket stays good for as long, on every worker",
+     OptionShape::value, true, true,
+     [](Options& o, const std::vector<Setting>& said) {
+         o.tls_ticket_rotation = parse_seconds(last(said));
+         if (o.tls_ticket_rotation < std::chrono::seconds(1)) {
+             invalid(last(said), "at least 1 second");
+         }
+     },
+     [](const Options& o) { return one(seconds_text(o.tls_ticket_rotation)); }, nullptr},
     {"pid_file", nullptr, "FILE", "none", "write the master's pid to FILE", OptionShape::value,
      true, false,
      [](Options& o, const std::vector<Setting>& said) { o.pid_file = last(said).value; },

@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <sstream>
 
@@ -40,6 +41,24 @@ Settings read_environment() {
     return env;
 }
 
+// The certificate and key, read and checked, when a listener serves TLS.
+void load_tls(Options& options) {
+    bool serves_tls = std::any_of(options.binds.begin(), options.binds.end(),
+                                  [](const ListenAddress& address) { return address.tls; });
+    if (!serves_tls) return;
+    if (options.tls_cert.empty() || options.tls_key.empty()) {
+        throw UsageError(
+            "a tls: listener needs a certificate and its key (--tls-cert FILE "
+            "--tls-key FILE, or tls_cert and tls_key in the configuration file)");
+    }
+    try {
+        options.tls = std::make_shared<const tls::Credentials>(
+            tls::load_credentials(options.tls_cert, options.tls_key, options.tls_ciphers));
+    } catch (const tls::CredentialsError& error) {
+        throw UsageError(error.what());
+    }
+}
+
 }  // namespace
 
 // Turns what was said into checked options, with the defaults for what was not.
@@ -59,6 +78,7 @@ Options check_settings(const Settings& said) {
             "command = [...] in the configuration file)");
     }
     options.command = *said.command;
+    load_tls(options);
     return options;
 }
 

@@ -4,9 +4,11 @@
 
 #include <prefork/common/listen_address.hpp>
 #include <prefork/common/log.hpp>
+#include <prefork/common/tls_credentials.hpp>
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -38,6 +40,11 @@ struct Options {
     std::optional<ListenAddress> admin;  // the admin endpoint; none: off
     std::string access_log;              // "-", a path, or empty: off
     std::vector<std::string> command;    // the worker command and its arguments
+    std::string tls_cert, tls_key;       // files: the certificate chain and its key
+    std::string tls_ciphers;             // TLS 1.2's cipher list; empty: tls::kDefaultCiphers
+    std::chrono::milliseconds tls_ticket_rotation{3'600'000};  // a new session-ticket key
+    // Read and checked from tls_cert and tls_key when a listener serves TLS; null otherwise.
+    std::shared_ptr<const tls::Credentials> tls;
 };
 
 // What the command line asked for besides running. check: read and check everything a run

@@ -71,7 +71,8 @@ Supervisor::Supervisor(MasterIdentity identity, Settings command_line, Settings 
       random_(static_cast<unsigned>(::getpid())),
       descriptor_limit_(open_file_limit()),
       notifier_(std::move(notifier)),
-      upgrade_timer_(io_) {
+      upgrade_timer_(io_),
+      ticket_timer_(io_) {
     if (admin) {
         std::string name = options_.admin ? options_.admin->to_string() : "admin";
         log::info("admin endpoint on ", local_address(admin.get()), " (", name, ")");
@@ -365,6 +366,7 @@ void Supervisor::start_worker() {
     worker.max_requests = pick_max_requests();
     worker.slot = free_slot();
     listen_to(worker);
+    if (options_.tls) send_tls(worker);
     bool sent = worker.control->send(
         control::Listeners{listeners_.names(), generation_,
                            as_millis(options_.graceful_timeout).count(), worker.max_requests},
@@ -377,6 +379,35 @@ void Supervisor::start_worker() {
     log::info("worker ", pid, " started (generation ", generation_, ")");
     record_.worker_started();
     workers_.emplace(pid, std::move(worker));
+}
+
+// Before its listeners: the certificate, the key and the ticket keys of the TLS listeners.
+void Supervisor::send_tls(WorkerProcess& worker) {
+    if (ticket_keys_.empty()) {
+        ticket_keys_.rotate();
+        ticket_timer_.expires_after(options_.tls_ticket_rotation);
+        ticket_timer_.async_wait([this](boost::system::error_code ec) {
+            if (!ec) rotate_ticket_keys();
+        });
+    }
+    worker.control->send(options_.tls->pem);
+    worker.control->send(ticket_keys_.message(
+        std::chrono::duration_cast<std::chrono::seconds>(options_.tls_ticket_rotation)));
+}
+
+// A new key for new tickets, on every worker; the one before still decrypts, for one period.
+void Supervisor::rotate_ticket_keys() {
+    ticket_keys_.rotate();
+    auto message = ticket_keys_.message(
+        std::chrono::duration_cast<std::chrono::seconds>(options_.tls_ticket_rotation));
+    for (auto& [pid, worker] : workers_) {
+        if (worker.control) worker.control->send(message);
+    }
+    log::debug("TLS session-ticket key rotated");
+    ticket_timer_.expires_after(options_.tls_ticket_rotation);
+    ticket_timer_.async_wait([this](boost::system::error_code ec) {
+        if (!ec) rotate_ticket_keys();
+    });
 }
 
 void Supervisor::listen_to(WorkerProcess& worker) {

@@ -15,7 +15,9 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+
 #include <boost/json/object.hpp>
+#include "ticket_keys.hpp"
 
 #include <map>
 #include <memory>
@@ -95,6 +97,8 @@ class Supervisor : public AdminActions {
     void tick();
     void manage_workers();
     void start_worker();
+    void send_tls(WorkerProcess& worker);
+    void rotate_ticket_keys();
     void listen_to(WorkerProcess& worker);
     void reap_workers();
     void murder_workers();
@@ -181,6 +185,9 @@ class Supervisor : public AdminActions {
     dev_t checked_device_ = 0;  // the file the check ran: the exec must run the same
     ino_t checked_inode_ = 0;
     boost::asio::steady_timer upgrade_timer_;
+
+    TicketKeys ticket_keys_;  // TLS session tickets: the workers' shared keys
+    boost::asio::steady_timer ticket_timer_;
     Clock::time_point upgrade_started_at_{};
     std::uint64_t upgrades_ = 0;
     std::uint64_t upgrade_failures_ = 0;

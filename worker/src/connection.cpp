@@ -25,9 +25,11 @@
 #include <utility>
 
 #include <linux/sockios.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 
@@ -42,49 +44,8 @@ namespace {
 // and the start of what follows it.
 // What one connection sends of a file before the loop serves the others.
 constexpr std::uint64_t kFileBytesPerTurn = 4 << 20;
-
-// Reads and writes tried at once go straight to the kernel, MSG_DONTWAIT: Asio's own
-// would need its non-blocking flag set on each socket, which costs an ioctl per connection
-// (the socket is non-blocking from its accept4 already). Asynchronous operations stay
-// Asio's.
-std::size_t write_now(int fd, std::span<const asio::const_buffer> buffers, error_code& ec) {
-    std::array<iovec, 4> iov;
-    std::size_t count = 0;
-    for (const auto& buffer : buffers) {
-        if (count == iov.size()) break;
-        iov[count++] = {const_cast<void*>(buffer.data()), buffer.size()};
-    }
-    msghdr message{};
-    message.msg_iov = iov.data();
-    message.msg_iovlen = count;
-    ssize_t n;
-    do {
-        n = ::sendmsg(fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        ec = error_code(errno, boost::system::system_category());
-        return 0;
-    }
-    ec = {};
-    return static_cast<std::size_t>(n);
-}
-
-std::size_t write_now(int fd, asio::const_buffer buffer, error_code& ec) {
-    return write_now(fd, std::span<const asio::const_buffer>(&buffer, 1), ec);
-}
-
-std::size_t read_now(int fd, char* space, std::size_t room, error_code& ec) {
-    ssize_t n;
-    do {
-        n = ::recv(fd, space, room, MSG_DONTWAIT);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        ec = error_code(errno, boost::system::system_category());
-        return 0;
-    }
-    ec = n == 0 ? error_code(asio::error::eof) : error_code();
-    return static_cast<std::size_t>(n);
-}
+// What a file response over TLS reads at a time: four full records.
+constexpr std::size_t kFileChunk = 64 * 1024;
 
 // "GET /path" of a request, or `known` when the request was moved away already.
 std::string describe(const Request& request, const std::string& known) {
@@ -135,7 +96,42 @@ void Connection::start(std::string_view already_read, bool handed_over) {
         input_.commit(n);
         already_read.remove_prefix(n);
     }
+    if (socket_.is_tls() && !socket_.tls()->established()) {
+        handshaking_ = true;
+        arm_timer(server_.limits().handshake_timeout);
+        return do_handshake();
+    }
     do_read();
+}
+
+// --- the TLS handshake ---------------------------------------------------------------------
+
+// Under the handshake timeout: a client that sends nothing, or half a ClientHello, is let
+// go (on_timeout: reading, idle). A client that fails its handshake is let go quietly.
+void Connection::do_handshake() {
+    error_code ec;
+    std::string reason;
+    socket_.tls()->handshake(ec, reason);
+    if (ec == asio::error::would_block) {
+        return socket_.async_wait(
+            socket_.tls()->wants_write() ? Socket::wait_write : Socket::wait_read,
+            bound(&Connection::on_handshake_ready));
+    }
+    if (ec) {
+        ++server_.totals().tls_handshake_failures;
+        log::debug("a TLS handshake failed: ", reason);
+        return close();
+    }
+    handshaking_ = false;
+    server_.count_handshake(socket_.tls()->resumed());
+    disarm_timer();
+    do_read();
+}
+
+void Connection::on_handshake_ready(error_code ec) {
+    if (state_ == State::closed) return;
+    if (ec) return close();
+    do_handshake();
 }
 
 bool Connection::is_idle() const {
@@ -170,6 +166,8 @@ void Connection::do_read() {
     // after a wait that would tell so (an epoll_ctl and a turn of the loop saved). When such
     // reads have mostly found nothing lately, wait (the socket's first wait needs no read).
     if (request_id_ == 0 && !handed_over_) {
+        // Over TLS, the first request mostly comes with the end of the handshake.
+        if (socket_.is_tls()) return read_input();
         if (!server_.reads_new_client_at_once()) return wait_readable();
         reading_at_once_ = true;
         return read_input();
@@ -191,6 +189,11 @@ void Connection::do_read() {
 // request, and with nothing of the next one read (so nothing to flush or to carry).
 bool Connection::goes_to_another_worker() {
     if (stays_) return false;
+    if (socket_.is_tls()) {
+        // Its session lives in this process: it cannot go (see drain).
+        if (server_.hands_off_connections()) stays_ = true;
+        return false;
+    }
     if (!server_.hands_off_connections()) {
         return (request_id_ > 0 || handed_over_) && input_.empty() && batch_.empty() &&
                server_.takes_one_to_shed();
@@ -202,7 +205,8 @@ bool Connection::goes_to_another_worker() {
 }
 
 bool Connection::shed_now() {
-    if (!is_idle() || !input_.empty() || !batch_.empty() || !server_.takes_one_to_shed()) {
+    if (!is_idle() || socket_.is_tls() || !input_.empty() || !batch_.empty() ||
+        !server_.takes_one_to_shed()) {
         return false;
     }
     hand_off();  // unlinks it from the idle list
@@ -251,6 +255,9 @@ void Connection::wait_readable() {
     if (!batch_.empty()) return flush_batch(&Connection::wait_readable);
     if (read_waiting_) return;
     read_waiting_ = true;
+    if (socket_.holds_input()) {  // decrypted already: the socket would not say so
+        return asio::post(socket_.get_executor(), bound(&Connection::on_readable, error_code{}));
+    }
     if (!drained_ && socket_.in_epoll()) {
         return socket_.async_wait(Socket::wait_read, bound(&Connection::on_readable));
     }
@@ -276,9 +283,8 @@ void Connection::read_input() {
     // Never full: the parser refuses a head before it fills the buffer, and takes every
     // byte of a body it is given.
     error_code ec;
-    std::size_t bytes = phase_ == ReadPhase::idle
-                            ? read_first_bytes(space, room, ec)
-                            : read_now(socket_.native_handle(), space, room, ec);
+    std::size_t bytes = phase_ == ReadPhase::idle ? read_first_bytes(space, room, ec)
+                                                  : socket_.read_now(space, room, ec);
     bool found_nothing = ec == asio::error::would_block || ec == asio::error::try_again;
     if (std::exchange(reading_at_once_, false)) server_.count_read_at_once(!found_nothing);
     if (found_nothing) {
@@ -379,6 +385,11 @@ bool Connection::on_head() {
 // The first bytes of a request, with the time the kernel received them (SO_TIMESTAMPNS, set
 // on the listeners): the start of its queue time. Without a timestamp (a Unix socket), now.
 std::size_t Connection::read_first_bytes(char* space, std::size_t room, error_code& ec) {
+    if (socket_.is_tls()) {  // the session reads the socket: no timestamp
+        std::size_t n = socket_.read_now(space, room, ec);
+        if (n > 0) input_arrived_ = std::chrono::system_clock::now();
+        return n;
+    }
     iovec iov{space, room};
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
     msghdr msg{};
@@ -460,8 +471,7 @@ void Connection::send_continue() {
     if (!batch_.empty()) return flush_batch(&Connection::send_continue);  // in order
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
     error_code ec;
-    std::size_t written =
-        write_now(socket_.native_handle(), asio::buffer(kContinue.data(), kContinue.size()), ec);
+    std::size_t written = socket_.write_now(asio::buffer(kContinue.data(), kContinue.size()), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
         ec = {};
         written = 0;
@@ -621,6 +631,15 @@ void Connection::on_readable_while_handling(std::uint64_t request_id, error_code
     if (ec || (state_ != State::handling && state_ != State::streaming) ||
         request_id != request_id_)
         return;
+    if (socket_.is_tls()) {
+        // Its input is records (a close_notify, too): whether the client shut its side.
+        pollfd state{socket_.native_handle(), POLLRDHUP, 0};
+        if (::poll(&state, 1, 0) == 1 && (state.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+            log::debug("the client left while its request was handled: cancelling the handler");
+            return close();
+        }
+        return;
+    }
     char byte;
     ssize_t n = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
@@ -712,7 +731,7 @@ void Connection::finish_file_response() {
     if (!send_body_) file_end_ = file_offset_;
     state_ = State::writing;
     error_code ec;
-    std::size_t written = write_now(socket_.native_handle(), asio::buffer(head_), ec);
+    std::size_t written = socket_.write_now(asio::buffer(head_), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
         ec = {};
         written = 0;
@@ -739,6 +758,7 @@ void Connection::on_file_writable(error_code ec) {
 // the write inactivity timeout); a few megabytes per turn of the loop, so one fast reader
 // does not hold up the other connections.
 void Connection::send_file() {
+    if (socket_.is_tls()) return send_file_over_tls();
     int file = response_.file_body()->fd;
     std::uint64_t this_turn = 0;
     while (file_offset_ < file_end_) {
@@ -811,7 +831,7 @@ void Connection::do_write() {
     batch_in_write_ = batch_.size();
     std::size_t total = batch_.size() + head_.size() + body.size();
     error_code ec;
-    std::size_t written = write_now(socket_.native_handle(), buffers, ec);
+    std::size_t written = socket_.write_now(buffers, ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
         ec = {};
         written = 0;
@@ -839,7 +859,7 @@ bool Connection::joins_the_batch(std::size_t body_size) const {
 // otherwise once an asynchronous write has taken the rest, under the write timeout.
 void Connection::flush_batch(Step then) {
     error_code ec;
-    std::size_t written = write_now(socket_.native_handle(), asio::buffer(batch_), ec);
+    std::size_t written = socket_.write_now(asio::buffer(batch_), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
         ec = {};
         written = 0;
@@ -876,6 +896,47 @@ void Connection::on_batch_flushed(error_code ec, std::size_t) {
 void Connection::release_batch() {
     batch_.clear();
     if (batch_.capacity() > 16 * 1024) std::string().swap(batch_);
+}
+
+// Over TLS the bytes go through the session: read from the file, a chunk at a time. A chunk
+// the socket did not take is read again, the same, for the write that retries it.
+void Connection::send_file_over_tls() {
+    int file = response_.file_body()->fd;
+    std::uint64_t this_turn = 0;
+    file_chunk_.resize(kFileChunk);
+    while (file_offset_ < file_end_) {
+        if (this_turn >= kFileBytesPerTurn) {
+            return asio::post(socket_.get_executor(),
+                              bound(&Connection::on_file_writable, error_code{}));
+        }
+        std::size_t count =
+            static_cast<std::size_t>(std::min<std::uint64_t>(file_end_ - file_offset_, kFileChunk));
+        ssize_t got = ::pread(file, file_chunk_.data(), count, static_cast<off_t>(file_offset_));
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+            log::error(describe_request(method_, target_), ": read: ",
+                       got == 0 ? std::string("the file is shorter than it was")
+                                : std::string(std::strerror(errno)));
+            linger reset{1, 0};
+            ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+            return on_write(asio::error::broken_pipe, file_sent_);
+        }
+        error_code ec;
+        std::size_t sent =
+            socket_.write_now(asio::buffer(file_chunk_.data(), static_cast<std::size_t>(got)), ec);
+        if (ec == asio::error::would_block) {
+            note_write_progress();
+            socket_.async_wait(Socket::wait_write, bound(&Connection::on_file_writable));
+            return;
+        }
+        if (ec) return on_write(ec, file_sent_);  // the client left
+        file_offset_ += sent;
+        file_sent_ += sent;
+        this_turn += sent;
+    }
+    std::string().swap(file_chunk_);
+    disarm_timer();
+    on_write({}, file_sent_);
 }
 
 void Connection::count_written(std::size_t bytes) {
@@ -1078,7 +1139,7 @@ void Connection::read_while_lingering() {
     input_.clear();
     auto [space, room] = input_.prepare();
     error_code ec;
-    read_now(socket_.native_handle(), space, room, ec);
+    socket_.read_now(space, room, ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
         drained_ = true;
         return wait_readable();
@@ -1088,6 +1149,14 @@ void Connection::read_while_lingering() {
 }
 
 void Connection::drain() {
+    if (handshaking_) return;  // under its handshake timeout; then as below
+    if (socket_.is_tls() && server_.hands_off_connections()) {
+        // A TLS session cannot go to another worker: the connection stays here until its
+        // next request, which is answered with Connection: close, or its idle timeout. It
+        // is not closed under its client now.
+        stays_ = true;
+        return;
+    }
     if (server_.hands_off_connections() && !stays_) {
         // Nothing of a request parsed yet: it goes now. Otherwise after the response.
         if (state_ == State::reading && !head_done_ && goes_to_another_worker()) {
@@ -1127,7 +1196,10 @@ void Connection::arm_read_deadline(ReadDeadline kind) {
     read_deadline_ = kind;
     const ServerLimits& limits = server_.limits();
     if (kind == ReadDeadline::request) return arm_timer(limits.header_timeout);
-    arm_timer(ends_here() && server_.draining() ? limits.drain_idle_grace : limits.idle_timeout);
+    // A TLS connection kept by a worker that hands the others off keeps its idle timeout.
+    bool grace =
+        ends_here() && server_.draining() && !(socket_.is_tls() && server_.hands_off_connections());
+    arm_timer(grace ? limits.drain_idle_grace : limits.idle_timeout);
 }
 
 // One deadline at a time, for the current state (see lazy_deadline.hpp).

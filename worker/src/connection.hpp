@@ -105,6 +105,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
         };
     }
 
+    void do_handshake();
+    void on_handshake_ready(boost::system::error_code ec);
     void do_read();
     bool goes_to_another_worker();
     bool ends_here() const;
@@ -156,6 +158,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     void on_write(boost::system::error_code ec, std::size_t bytes);
     void on_file_head_written(boost::system::error_code ec, std::size_t bytes);
     void send_file();
+    void send_file_over_tls();
     void on_file_writable(boost::system::error_code ec);
     void continue_stream();
     void on_stream_written(boost::system::error_code ec, std::size_t bytes);
@@ -214,6 +217,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     State state_before_batch_ = State::reading;
     std::uint64_t file_offset_ = 0, file_end_ = 0;  // of a file response's body
     std::uint64_t file_sent_ = 0;
+    std::string file_chunk_;  // over TLS: what is being written of the file
+    bool handshaking_ = false;
     std::shared_ptr<detail::PendingResponse> pending_;  // an asynchronous handler's answer
     std::uint64_t request_id_ = 0;
     bool head_request_ = false;

@@ -4,6 +4,9 @@
 
 #include <boost/asio/detail/socket_ops.hpp>
 
+#include <array>
+#include <cerrno>
+
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -21,7 +24,8 @@ ConnectionSocket::ConnectionSocket(ConnectionSocket&& other) noexcept
       protocol_(other.protocol_),
       fd_(std::exchange(other.fd_, -1)),
       sole_(other.sole_),
-      epoll_failed_(other.epoll_failed_) {}
+      epoll_failed_(other.epoll_failed_),
+      tls_(std::move(other.tls_)) {}
 
 ConnectionSocket::~ConnectionSocket() {
     if (fd_ >= 0 && !stream_.is_open()) ::close(fd_);  // otherwise the stream closes it
@@ -40,18 +44,63 @@ ConnectionSocket::Registered& ConnectionSocket::registered() {
     return stream_;
 }
 
+// Asio's own reads and writes would need its non-blocking flag set on each socket, which
+// costs an ioctl per connection (the socket is non-blocking from its accept4 already).
+std::size_t ConnectionSocket::write_now(std::span<const asio::const_buffer> buffers,
+                                        boost::system::error_code& ec) {
+    if (tls_) return tls_->write(buffers, ec);
+    std::array<iovec, 4> iov;
+    std::size_t count = 0;
+    for (const auto& buffer : buffers) {
+        if (count == iov.size()) break;
+        iov[count++] = {const_cast<void*>(buffer.data()), buffer.size()};
+    }
+    msghdr message{};
+    message.msg_iov = iov.data();
+    message.msg_iovlen = count;
+    ssize_t n;
+    do {
+        n = ::sendmsg(fd_, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        ec = boost::system::error_code(errno, boost::system::system_category());
+        return 0;
+    }
+    ec = {};
+    return static_cast<std::size_t>(n);
+}
+
+std::size_t ConnectionSocket::read_now(char* space, std::size_t room,
+                                       boost::system::error_code& ec) {
+    if (tls_) return tls_->read(space, room, ec);
+    ssize_t n;
+    do {
+        n = ::recv(fd_, space, room, MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        ec = boost::system::error_code(errno, boost::system::system_category());
+        return 0;
+    }
+    ec = n == 0 ? boost::system::error_code(asio::error::eof) : boost::system::error_code();
+    return static_cast<std::size_t>(n);
+}
+
 std::size_t ConnectionSocket::available() const {
     int bytes = 0;
-    if (fd_ < 0 || ::ioctl(fd_, FIONREAD, &bytes) < 0 || bytes < 0) return 0;
-    return static_cast<std::size_t>(bytes);
+    std::size_t held = tls_ ? tls_->pending() : 0;
+    if (fd_ < 0 || ::ioctl(fd_, FIONREAD, &bytes) < 0 || bytes < 0) return held;
+    return held + static_cast<std::size_t>(bytes);
 }
 
 void ConnectionSocket::shutdown_send() {
-    if (fd_ >= 0) ::shutdown(fd_, SHUT_WR);
+    if (fd_ < 0) return;
+    if (tls_) tls_->shutdown();
+    ::shutdown(fd_, SHUT_WR);
 }
 
 void ConnectionSocket::close() {
     if (fd_ < 0) return;
+    if (tls_) tls_->shutdown();
     boost::system::error_code ignored;
     if (stream_.is_open()) {
         stream_.close(ignored);

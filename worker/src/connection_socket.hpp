@@ -1,5 +1,7 @@
 #pragma once
 
+#include "tls_stream.hpp"
+
 #include <prefork/common/edge_wait.hpp>
 
 #include <boost/asio/basic_stream_socket.hpp>
@@ -7,7 +9,9 @@
 #include <boost/asio/io_context.hpp>
 
 #include <memory>
+#include <span>
 #include <utility>
+#include <vector>
 
 namespace prefork {
 
@@ -16,6 +20,8 @@ namespace prefork {
 // that is answered at once (reads and writes tried at once are our own system calls) is
 // served without the socket ever entering epoll: no epoll_ctl ADD, nothing to remove at its
 // close. Its waits for input can cost no system call either (EdgeWait).
+// Over TLS (start_tls), reads and writes go through the session, and a write waits for the
+// socket to take more before it tries again.
 class ConnectionSocket {
   public:
     using Stream = boost::asio::basic_stream_socket<boost::asio::generic::stream_protocol,
@@ -39,22 +45,41 @@ class ConnectionSocket {
     bool is_open() const { return fd_ >= 0; }
     executor_type get_executor() { return stream_.get_executor(); }
 
+    // Serves the connection over TLS from now on: `ssl` (owned from now on) is a server
+    // session over this descriptor.
+    void start_tls(SSL* ssl) { tls_ = std::make_unique<TlsStream>(ssl); }
+    bool is_tls() const { return tls_ != nullptr; }
+    TlsStream* tls() { return tls_.get(); }
+
+    // A read or a write tried at once (our own system calls, MSG_DONTWAIT; through the TLS
+    // session over TLS): would_block when it has to wait.
+    std::size_t read_now(char* space, std::size_t room, boost::system::error_code& ec);
+    std::size_t write_now(std::span<const boost::asio::const_buffer> buffers,
+                          boost::system::error_code& ec);
+    std::size_t write_now(boost::asio::const_buffer buffer, boost::system::error_code& ec) {
+        return write_now(std::span<const boost::asio::const_buffer>(&buffer, 1), ec);
+    }
+    // Whether a read would find input that the socket no longer shows (TLS: decrypted and
+    // held by the session).
+    bool holds_input() const { return tls_ && tls_->pending() > 0; }
+
     // Asio's operations: the socket enters epoll at the first.
     template <class Handler>
     void async_wait(wait_type what, Handler&& handler) {
         registered().async_wait(what, std::forward<Handler>(handler));
     }
-    template <class Buffers, class Handler>
-    void async_read_some(const Buffers& buffers, Handler&& handler) {
-        registered().async_read_some(buffers, std::forward<Handler>(handler));
-    }
+    // A write as soon as the socket takes some of `buffers` (whose bytes stay valid until then).
     template <class Buffers, class Handler>
     void async_write_some(const Buffers& buffers, Handler&& handler) {
-        registered().async_write_some(buffers, std::forward<Handler>(handler));
+        if (!tls_) return registered().async_write_some(buffers, std::forward<Handler>(handler));
+        std::vector<boost::asio::const_buffer> copy(boost::asio::buffer_sequence_begin(buffers),
+                                                    boost::asio::buffer_sequence_end(buffers));
+        write_when_writable(std::move(copy), std::forward<Handler>(handler));
     }
 
-    // Bytes the kernel holds unread (FIONREAD); 0 on an error.
+    // Bytes the kernel (or the TLS session) holds unread; 0 on an error.
     std::size_t available() const;
+    // Our side's end: TLS's close_notify, then the FIN.
     void shutdown_send();
     // Ends the pending operations (operation_aborted) and closes the descriptor.
     void close();
@@ -70,6 +95,24 @@ class ConnectionSocket {
     bool in_epoll() const { return stream_.is_open(); }
 
   private:
+    template <class Handler>
+    void write_when_writable(std::vector<boost::asio::const_buffer> buffers, Handler&& handler) {
+        registered().async_wait(wait_write, [this, buffers = std::move(buffers),
+                                             handler = std::forward<Handler>(handler)](
+                                                boost::system::error_code ec) mutable {
+            std::size_t written = 0;
+            if (!ec && is_open()) {
+                written = write_now(buffers, ec);
+                if (ec == boost::asio::error::would_block) {
+                    return write_when_writable(std::move(buffers), std::move(handler));
+                }
+            } else if (!ec) {
+                ec = boost::asio::error::bad_descriptor;
+            }
+            handler(ec, written);
+        });
+    }
+
     using Registered = EdgeWait::Exposing<Stream>;
 
     // The stream socket, in epoll. When the descriptor cannot enter epoll, the stream stays
@@ -81,6 +124,7 @@ class ConnectionSocket {
     int fd_;
     bool sole_;
     bool epoll_failed_ = false;
+    std::unique_ptr<TlsStream> tls_;
 };
 
 }  // namespace prefork

@@ -42,6 +42,13 @@ void ControlClient::on_message(control::Message message, std::vector<UniqueFd> f
         if (adopt->fresh) return server_.adopt_new_client(std::move(fds[0]));
         return server_.adopt(std::move(fds[0]), std::move(adopt->bytes));
     }
+    if (auto* credentials = std::get_if<control::TlsCredentials>(&message)) {
+        server_.set_tls_credentials(*credentials);  // a listener without them says so
+        return;
+    }
+    if (auto* keys = std::get_if<control::TicketKeys>(&message)) {
+        return server_.set_ticket_keys(*keys);
+    }
     if (auto* shed = std::get_if<control::Shed>(&message)) {
         return server_.shed(static_cast<std::size_t>(shed->connections));
     }

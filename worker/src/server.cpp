@@ -1,5 +1,7 @@
 #include "server.hpp"
 
+#include "tls_context.hpp"
+
 #include "connection.hpp"
 #include "fork_guard.hpp"
 
@@ -94,6 +96,7 @@ ServerLimits limits_from_environment() {
     count_from("PREFORK_BODY_LIMIT", limits.body_limit);
     count_from("PREFORK_BODY_BUFFER_LIMIT", limits.body_buffer_limit);
     count_from("PREFORK_MAX_CONNECTIONS", limits.max_connections);
+    seconds_from("PREFORK_TLS_HANDSHAKE_TIMEOUT", limits.handshake_timeout);
     return limits;
 }
 
@@ -124,6 +127,18 @@ void Server::close_all() {
 // inherits (no system call per connection): responses go out whole (Nagle would only delay
 // them), and a client that vanished without a word is found by keepalive probes.
 void Server::listen(UniqueFd listener, std::string name) {
+    bool tls = serves_tls(name);
+    if (tls && !tls_) {
+        log::error("listener ", name, " serves TLS, but no certificate came with it: closed");
+        return;
+    }
+    if (tls) {
+        sockaddr_storage address{};
+        socklen_t size = sizeof address;
+        if (::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&address), &size) == 0) {
+            tls_addresses_.emplace_back(reinterpret_cast<const char*>(&address), size);
+        }
+    }
     fork_guard::add(listener.get());
     int domain = 0;
     socklen_t length = sizeof domain;
@@ -143,26 +158,60 @@ void Server::listen(UniqueFd listener, std::string name) {
     ::setsockopt(listener.get(), SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
     auto acceptor = std::make_unique<Acceptor>(
         io_, std::move(listener), std::move(name),
-        [this](UniqueFd socket, int family) { on_accepted(std::move(socket), family); });
+        [this, tls](UniqueFd socket, int family) { on_accepted(std::move(socket), family, tls); });
     acceptor->start();
     acceptors_.push_back(std::move(acceptor));
 }
 
-void Server::on_accepted(UniqueFd socket, int family) {
+bool Server::set_tls_credentials(const control::TlsCredentials& credentials) {
+    try {
+        tls_ = std::make_unique<TlsContext>(credentials);
+        return true;
+    } catch (const std::exception& error) {
+        log::error("TLS: ", error.what());
+        return false;
+    }
+}
+
+void Server::set_ticket_keys(const control::TicketKeys& keys) {
+    if (tls_) tls_->set_ticket_keys(keys.keys, std::chrono::seconds(keys.lifetime_s));
+}
+
+void Server::count_handshake(bool resumed) {
+    ++counters_.tls_handshakes;
+    if (resumed) ++counters_.tls_sessions_resumed;
+}
+
+void Server::on_accepted(UniqueFd socket, int family, bool tls) {
     ++counters_.connections_accepted;
     make_room();
-    auto connection = take_connection(std::move(socket), family, true);
+    auto connection = take_connection(std::move(socket), family, true, tls);
+    if (!connection) return;
     pause_if_full();
     connection->start();
 }
 
+// A new client the master passed on: it came to a TLS listener if its local address is one.
+bool Server::arrived_on_tls_listener(int socket) const {
+    if (tls_addresses_.empty()) return false;
+    sockaddr_storage address{};
+    socklen_t size = sizeof address;
+    if (::getsockname(socket, reinterpret_cast<sockaddr*>(&address), &size) != 0) return false;
+    std::string_view mine(reinterpret_cast<const char*>(&address), size);
+    return std::find(tls_addresses_.begin(), tls_addresses_.end(), mine) != tls_addresses_.end();
+}
+
 // A connection of ours from now on: one Connection owns the socket. `accepted` here, it has no
 // other descriptor (one handed over may still have one in the process that sent it).
-std::shared_ptr<Connection> Server::take_connection(UniqueFd socket, int family, bool accepted) {
+std::shared_ptr<Connection> Server::take_connection(UniqueFd socket, int family, bool accepted,
+                                                    bool tls) {
+    SSL* session = nullptr;
+    if (tls && (!tls_ || (session = tls_->new_session(socket.get())) == nullptr)) return nullptr;
     fork_guard::add(socket.get());
     int protocol = family == AF_INET || family == AF_INET6 ? IPPROTO_TCP : 0;
     Connection::Socket stream(io_, boost::asio::generic::stream_protocol(family, protocol),
                               socket.release(), accepted);
+    if (session != nullptr) stream.start_tls(session);
     std::string client;
     if (access_log_.enabled()) client = peer_address(stream.native_handle(), family);
     auto connection = std::make_shared<Connection>(std::move(stream), *this, std::move(client));
@@ -226,7 +275,7 @@ void Server::adopt(UniqueFd socket, std::string bytes) {
         log::warning("a connection handed off by another worker is closed: ", refused);
         return;  // `socket` closes it
     }
-    take_adopted(std::move(socket), family)->start(bytes, true);
+    take_adopted(std::move(socket), family, false)->start(bytes, true);
 }
 
 void Server::adopt_new_client(UniqueFd socket) {
@@ -246,12 +295,14 @@ void Server::adopt_new_client(UniqueFd socket) {
         return;
     }
     int family = socket_family(socket.get());
-    take_adopted(std::move(socket), family)->start();
+    bool tls = arrived_on_tls_listener(socket.get());
+    if (auto connection = take_adopted(std::move(socket), family, tls)) connection->start();
 }
 
 // A connection from another worker or the master, ours from now on, counted.
-std::shared_ptr<Connection> Server::take_adopted(UniqueFd socket, int family) {
-    auto connection = take_connection(std::move(socket), family, false);
+std::shared_ptr<Connection> Server::take_adopted(UniqueFd socket, int family, bool tls) {
+    auto connection = take_connection(std::move(socket), family, false, tls);
+    if (!connection) return nullptr;
     ++counters_.connections_adopted;
     pause_if_full();
     return connection;

@@ -25,6 +25,7 @@ namespace prefork {
 
 class Connection;
 class Router;
+class TlsContext;
 
 // Limits and timeouts of every connection, and the status each produces.
 struct ServerLimits {
@@ -38,14 +39,16 @@ struct ServerLimits {
     std::chrono::milliseconds handler_timeout{60'000};   // an asynchronous handler's answer: 503
     std::chrono::seconds tcp_keepalive{60};  // idle TCP before keepalive probes (10 s apart, 6)
     std::size_t max_connections = 10'000;    // beyond: close an idle one, else stop accepting
-    std::chrono::milliseconds drain_idle_grace{500};  // idle keep-alive when draining: close
-    std::chrono::milliseconds linger_timeout{2'000};  // reading after our FIN, at most
+    std::chrono::milliseconds drain_idle_grace{500};      // idle keep-alive when draining: close
+    std::chrono::milliseconds linger_timeout{2'000};      // reading after our FIN, at most
+    std::chrono::milliseconds handshake_timeout{10'000};  // TLS: connected to handshake done
 };
 
 // The defaults, with what the worker's environment changes: PREFORK_HEADER_TIMEOUT,
 // PREFORK_BODY_TIMEOUT, PREFORK_IDLE_TIMEOUT, PREFORK_WRITE_TIMEOUT,
 // PREFORK_HANDLER_TIMEOUT, PREFORK_TCP_KEEPALIVE (seconds), PREFORK_HEADER_LIMIT,
-// PREFORK_BODY_LIMIT, PREFORK_BODY_BUFFER_LIMIT (bytes), PREFORK_MAX_CONNECTIONS.
+// PREFORK_BODY_LIMIT, PREFORK_BODY_BUFFER_LIMIT (bytes), PREFORK_MAX_CONNECTIONS,
+// PREFORK_TLS_HANDSHAKE_TIMEOUT (seconds).
 ServerLimits limits_from_environment();
 
 // The HTTP side of a worker: its acceptors and its connections, on one event loop.
@@ -55,8 +58,13 @@ class Server {
            std::string access_log = {});
     ~Server();
 
-    // Starts accepting on a listening socket.
+    // Starts accepting on a listening socket. One whose name says tls: serves TLS with the
+    // credentials given before (a listener without them is closed, with one line).
     void listen(UniqueFd listener, std::string name);
+    // The certificate, key and ciphers of the TLS listeners; false (and one line) when
+    // OpenSSL refuses them.
+    bool set_tls_credentials(const control::TlsCredentials& credentials);
+    void set_ticket_keys(const control::TicketKeys& keys);
 
     // Stops accepting at once (closes this worker's listening sockets), lets the requests
     // in flight finish, and calls `on_stopped` once no connection is left, or when
@@ -111,6 +119,8 @@ class Server {
     // once went; every 8th new client is read at once regardless, to keep finding out.
     bool reads_new_client_at_once();
     void count_read_at_once(bool found_input);
+    // Counts one TLS handshake completed (`resumed`: by a session ticket).
+    void count_handshake(bool resumed);
     // Counts one request received.
     void count_request();
     // Counts how long a request waited: from the arrival of its first byte to its head
@@ -147,9 +157,11 @@ class Server {
     void remove(Connection* connection);
 
   private:
-    void on_accepted(UniqueFd socket, int family);
-    std::shared_ptr<Connection> take_connection(UniqueFd socket, int family, bool accepted);
-    std::shared_ptr<Connection> take_adopted(UniqueFd socket, int family);
+    void on_accepted(UniqueFd socket, int family, bool tls);
+    std::shared_ptr<Connection> take_connection(UniqueFd socket, int family, bool accepted,
+                                                bool tls);
+    bool arrived_on_tls_listener(int socket) const;
+    std::shared_ptr<Connection> take_adopted(UniqueFd socket, int family, bool tls);
     void make_room();
     void pause_if_full();
     void stop_if_drained();
@@ -161,6 +173,8 @@ class Server {
     control::WorkerCounters counters_;
     AccessLog access_log_;
     std::vector<std::unique_ptr<Acceptor>> acceptors_;
+    std::unique_ptr<TlsContext> tls_;
+    std::vector<std::string> tls_addresses_;  // of the TLS listeners (getsockname's bytes)
     std::unordered_map<Connection*, std::shared_ptr<Connection>> connections_;
     // Idle keep-alive connections, the longest idle first.
     boost::intrusive::list<IdleEntry, boost::intrusive::constant_time_size<false>> idle_;

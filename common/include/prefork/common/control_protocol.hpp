@@ -85,6 +85,9 @@ struct WorkerCounters {
     // handling), in the buckets of kDurationBuckets.
     std::array<std::uint64_t, kDurationBuckets.size() + 1> queue_times{};
     double queue_seconds_sum = 0;
+    std::uint64_t tls_handshakes = 0;          // completed
+    std::uint64_t tls_sessions_resumed = 0;    // of those, by a session ticket
+    std::uint64_t tls_handshake_failures = 0;  // a client that failed it, or left during it
 
     // Adds another worker's totals (the current connections too).
     void add(const WorkerCounters& other);
@@ -120,8 +123,26 @@ struct HeartbeatInterval {
     std::int64_t interval_ms = 1000;
 };
 
+// master -> worker, before Listeners when a listener serves TLS: the certificate chain and
+// its private key (PEM), read and checked by the master, and the TLS 1.2 cipher list. The
+// worker never opens the files: no key file is ever open in a process a handler starts.
+struct TlsCredentials {
+    std::string certificate_chain;
+    std::string private_key;
+    std::string ciphers;
+};
+
+// master -> worker: the session-ticket keys, the newest first (it encrypts new tickets; the
+// others still decrypt). Each is 80 bytes: a 16-byte name, a 32-byte HMAC key and a 32-byte
+// AES key. Sent before Listeners and again at each rotation. lifetime_s: how long a client
+// may keep a ticket (the oldest key is rotated out no sooner).
+struct TicketKeys {
+    std::vector<std::string> keys;
+    std::int64_t lifetime_s = 0;
+};
+
 using Message = std::variant<Listeners, Drain, Ready, Heartbeat, Draining, ReopenLogs, HandOff,
-                             Adopt, HeartbeatInterval, Accepting, Shed>;
+                             Adopt, HeartbeatInterval, Accepting, Shed, TlsCredentials, TicketKeys>;
 
 class ProtocolError : public std::runtime_error {
   public:

@@ -9,11 +9,13 @@
 
 namespace prefork {
 
-// One address to listen on, as written by a user: HOST:PORT, [V6]:PORT or unix:PATH.
+// One address to listen on, as written by a user: HOST:PORT, [V6]:PORT, unix:PATH, or a TCP
+// address that serves TLS: tls:HOST:PORT, tls:[V6]:PORT.
 struct ListenAddress {
     enum class Kind { tcp, unix_socket };
 
     Kind kind = Kind::tcp;
+    bool tls = false;  // tcp only
     std::string host;  // tcp: an IPv4 literal, an IPv6 literal (without brackets) or a name
     std::uint16_t port = 0;
     std::string path;  // unix_socket: the socket file
@@ -29,8 +31,11 @@ class AddressError : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-// Throws AddressError for anything that is not one of the three forms.
+// Throws AddressError for anything that is not one of the forms above.
 ListenAddress parse_listen_address(std::string_view text);
+
+// Whether a listener of this name (ListenAddress::to_string) serves TLS.
+bool serves_tls(std::string_view listener_name);
 
 // The accept queue length asked of the kernel (it caps it at net.core.somaxconn).
 inline constexpr int kListenBacklog = 4096;

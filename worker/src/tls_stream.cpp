@@ -1,0 +1,149 @@
+#include "tls_stream.hpp"
+
+#include <boost/asio/error.hpp>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace prefork {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+namespace {
+
+// Buffers smaller than this together go out as one record and one write, not one each.
+constexpr std::size_t kGatherLimit = 16 * 1024;
+
+std::string reason_of(unsigned long code) {
+    if (code == 0) return "the connection closed";
+    const char* reason = ERR_reason_error_string(code);
+    return reason != nullptr ? reason : "TLS error " + std::to_string(code);
+}
+
+}  // namespace
+
+TlsStream::TlsStream(SSL* ssl) : ssl_(ssl) {}
+
+TlsStream::~TlsStream() {
+    SSL_free(ssl_);
+}
+
+error_code TlsStream::failure(int result) {
+    int code = SSL_get_error(ssl_, result);
+    wants_write_ = code == SSL_ERROR_WANT_WRITE;
+    switch (code) {
+        case SSL_ERROR_WANT_READ:
+        case SSL_ERROR_WANT_WRITE:
+            return asio::error::would_block;
+        case SSL_ERROR_ZERO_RETURN:
+            return asio::error::eof;
+        case SSL_ERROR_SYSCALL:
+            broken_ = true;
+            if (errno == 0 || ERR_peek_error() == 0) {
+                return errno != 0 ? error_code(errno, boost::system::system_category())
+                                  : error_code(asio::error::eof);
+            }
+            return asio::error::connection_reset;
+        default:
+            broken_ = true;
+            return asio::error::connection_reset;
+    }
+}
+
+void TlsStream::handshake(error_code& ec, std::string& reason) {
+    ERR_clear_error();
+    errno = 0;
+    int result = SSL_do_handshake(ssl_);
+    if (result == 1) {
+        established_ = true;
+        wants_write_ = false;
+        ec = {};
+        return;
+    }
+    unsigned long code = ERR_peek_last_error();
+    ec = failure(result);
+    if (ec == asio::error::would_block) return;
+    if (ec == asio::error::eof && code == 0) {
+        reason = "the client closed the connection";
+    } else if (code == 0 && errno != 0) {
+        reason = std::strerror(errno);
+    } else {
+        reason = reason_of(code);
+    }
+    ERR_clear_error();
+}
+
+bool TlsStream::resumed() const {
+    return SSL_session_reused(ssl_) == 1;
+}
+
+std::size_t TlsStream::read(char* space, std::size_t room, error_code& ec) {
+    ERR_clear_error();
+    errno = 0;
+    std::size_t n = 0;
+    if (SSL_read_ex(ssl_, space, room, &n) == 1) {
+        wants_write_ = false;
+        ec = {};
+        return n;
+    }
+    ec = failure(0);
+    ERR_clear_error();
+    return 0;
+}
+
+std::size_t TlsStream::write(std::span<const asio::const_buffer> buffers, error_code& ec) {
+    ec = {};
+    std::size_t total = 0, count = 0;
+    for (const auto& buffer : buffers) {
+        if (buffer.size() == 0) continue;
+        total += buffer.size();
+        ++count;
+    }
+    if (total == 0) return 0;
+    if (count > 1 && total <= kGatherLimit) {
+        scratch_.clear();
+        for (const auto& buffer : buffers) {
+            scratch_.append(static_cast<const char*>(buffer.data()), buffer.size());
+        }
+        asio::const_buffer gathered(scratch_.data(), scratch_.size());
+        return write(std::span<const asio::const_buffer>(&gathered, 1), ec);
+    }
+    // Record after record while the socket takes them (partial writes: each call writes one).
+    std::size_t written = 0;
+    for (const auto& buffer : buffers) {
+        const char* data = static_cast<const char*>(buffer.data());
+        for (std::size_t done = 0; done < buffer.size();) {
+            ERR_clear_error();
+            errno = 0;
+            std::size_t n = 0;
+            if (SSL_write_ex(ssl_, data + done, buffer.size() - done, &n) != 1) {
+                error_code failed = failure(0);
+                ERR_clear_error();
+                if (written == 0) ec = failed;  // else the next call finds it again
+                return written;
+            }
+            wants_write_ = false;
+            done += n;
+            written += n;
+        }
+    }
+    return written;
+}
+
+std::size_t TlsStream::pending() const {
+    return static_cast<std::size_t>(SSL_pending(ssl_));
+}
+
+void TlsStream::shutdown() {
+    if (shut_down_ || broken_ || !established_) return;
+    shut_down_ = true;
+    ERR_clear_error();
+    SSL_shutdown(ssl_);
+    ERR_clear_error();
+}
+
+}  // namespace prefork

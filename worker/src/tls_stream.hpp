@@ -1,0 +1,55 @@
+#pragma once
+
+#include <boost/asio/buffer.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <span>
+#include <string>
+
+typedef struct ssl_st SSL;
+
+namespace prefork {
+
+// One connection's TLS session, over its non-blocking socket (OpenSSL reads and writes the
+// descriptor itself). Every call returns at once: asio::error::would_block means "wait for
+// the socket" (readable, or writable when wants_write()), as a plain socket's EAGAIN does.
+class TlsStream {
+  public:
+    explicit TlsStream(SSL* ssl);  // owns it
+    TlsStream(const TlsStream&) = delete;
+    TlsStream& operator=(const TlsStream&) = delete;
+    ~TlsStream();
+
+    // One step of the server's handshake: done (ec clear), would_block (wait, see
+    // wants_write), or the handshake failed (ec set, `reason` says why).
+    void handshake(boost::system::error_code& ec, std::string& reason);
+    bool established() const { return established_; }
+    // Whether the client resumed a session (by ticket) rather than starting one.
+    bool resumed() const;
+
+    // Like recv: eof when the client closed (close_notify, or its FIN).
+    std::size_t read(char* space, std::size_t room, boost::system::error_code& ec);
+    // Like sendmsg: what was written of `buffers`; a write that found the socket full is
+    // called again with the same bytes (OpenSSL may hold part of a record meanwhile).
+    std::size_t write(std::span<const boost::asio::const_buffer> buffers,
+                      boost::system::error_code& ec);
+    // Decrypted bytes OpenSSL holds that the socket no longer shows.
+    std::size_t pending() const;
+    // The last call would block until the socket can take more (else: until it has input).
+    bool wants_write() const { return wants_write_; }
+    // Sends close_notify, once, if the session is still sound (best effort, never blocks).
+    void shutdown();
+
+  private:
+    // Maps an OpenSSL failure to an error code; would_block when it only has to wait.
+    boost::system::error_code failure(int result);
+
+    SSL* ssl_;
+    bool established_ = false;
+    bool wants_write_ = false;
+    bool broken_ = false;  // a fatal error or a reset: no close_notify
+    bool shut_down_ = false;
+    std::string scratch_;  // small buffers gathered into one record
+};
+
+}  // namespace prefork
