@@ -38,6 +38,13 @@ std::string describe_changes(const Options& before, const Options& after) {
         }
     }
     if (before.command != after.command) changes.push_back("command");
+    // The same files may hold a new certificate: it is the serial that tells.
+    std::string serial_before = before.tls ? before.tls->certificate.serial : "";
+    std::string serial_after = after.tls ? after.tls->certificate.serial : "";
+    if (serial_before != serial_after && !serial_after.empty()) {
+        changes.push_back("certificate serial " + (serial_before.empty() ? "none" : serial_before) +
+                          " -> " + serial_after);
+    }
 
     if (changes.empty()) return "no configuration change";
     std::string text;

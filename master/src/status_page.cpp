@@ -99,6 +99,14 @@ std::string to_html(const StatusReport& r) {
     }
     if (r.upgrade_failures > 0) out << " &middot; " << r.upgrade_failures << " refused";
     out << "</div>\n";
+    for (const auto& l : r.tls) {
+        out << "<div class=\"sub\">" << escape(l.listener) << " &middot; " << escape(l.subject)
+            << " &middot; serial " << escape(l.serial) << " &middot; <span class=\""
+            << (l.expires_in_seconds > 14 * 86400 ? "ok" : "bad") << "\">"
+            << (l.expires_in_seconds > 0 ? "expires in " + duration(l.expires_in_seconds)
+                                         : std::string("expired"))
+            << "</span></div>\n";
+    }
 
     out << "<div class=\"cards\">";
     auto card = [&](const std::string& value, const char* label) {

@@ -19,7 +19,10 @@ json::object counters_json(const control::WorkerCounters& c) {
             {"active_connections", c.active_connections},
             {"bytes_in", c.bytes_in},
             {"bytes_out", c.bytes_out},
-            {"responses", std::move(by_class)}};
+            {"responses", std::move(by_class)},
+            {"tls_handshakes", c.tls_handshakes},
+            {"tls_sessions_resumed", c.tls_sessions_resumed},
+            {"tls_handshake_failures", c.tls_handshake_failures}};
 }
 
 std::string number(double value) {
@@ -27,6 +30,20 @@ std::string number(double value) {
     out.precision(12);
     out << value;
     return out.str();
+}
+
+// A label value: backslash, quote and newline escaped (Prometheus' text format).
+std::string label(const std::string& text) {
+    std::string out;
+    for (char c : text) {
+        if (c == '\\' || c == '"') out += '\\';
+        if (c == '\n') {
+            out += "\\n";
+            continue;
+        }
+        out += c;
+    }
+    return out;
 }
 
 }  // namespace
@@ -62,6 +79,14 @@ std::string to_json(const StatusReport& r) {
         {"last", r.last_upgrade.empty() ? json::value(nullptr) : json::value(r.last_upgrade)},
         {"from_version",
          r.upgraded_from.empty() ? json::value(nullptr) : json::value(r.upgraded_from)}};
+    json::array tls;
+    for (const auto& l : r.tls) {
+        tls.push_back({{"listener", l.listener},
+                       {"subject", l.subject},
+                       {"serial", l.serial},
+                       {"not_after", l.not_after},
+                       {"expires_in_seconds", l.expires_in_seconds}});
+    }
     json::object root{{"version", r.version},
                       {"upgrade", std::move(upgrade)},
                       {"master_pid", r.master_pid},
@@ -85,6 +110,7 @@ std::string to_json(const StatusReport& r) {
                         {"fallbacks", r.totals.handoff_fallbacks}}},
                       {"listen_queues", r.listen_queues},
                       {"connections_rescued", r.connections_rescued},
+                      {"tls", std::move(tls)},
                       {"events", std::move(events)}};
     return json::serialize(root) + "\n";
 }
@@ -183,6 +209,19 @@ std::string to_prometheus(const StatusReport& r) {
         "Connections the master took from the queue of a worker slot no worker accepted on "
         "(per-slot queues), and passed to a worker that did.",
         r.connections_rescued);
+    one("prefork_tls_handshakes_total", "counter", "TLS handshakes completed.", t.tls_handshakes);
+    one("prefork_tls_sessions_resumed_total", "counter",
+        "TLS handshakes that resumed a session by its ticket (issued by any worker).",
+        t.tls_sessions_resumed);
+    one("prefork_tls_handshake_failures_total", "counter",
+        "TLS handshakes that failed, timed out or that the client left.", t.tls_handshake_failures);
+    family("prefork_tls_certificate_expiry_seconds", "gauge",
+           "Seconds until the certificate a TLS listener serves expires (negative: expired).");
+    for (const auto& l : r.tls) {
+        out << "prefork_tls_certificate_expiry_seconds{listener=\"" << label(l.listener)
+            << "\",subject=\"" << label(l.subject) << "\",serial=\"" << label(l.serial) << "\"} "
+            << number(l.expires_in_seconds) << "\n";
+    }
     family("prefork_workers", "gauge", "Worker processes by state and generation.");
     std::map<std::pair<std::string, int>, int> by_state;
     for (const auto& w : r.workers) ++by_state[{w.state, w.generation}];

@@ -29,6 +29,14 @@ struct StatusReport {
         std::uint64_t connections_accepted = 0;
         std::uint64_t requests = 0;
     };
+    // A TLS listener and the certificate it serves (the current configuration's).
+    struct TlsListener {
+        std::string listener;  // tls:HOST:PORT
+        std::string subject;
+        std::string serial;
+        std::int64_t not_after = 0;     // seconds since the epoch
+        double expires_in_seconds = 0;  // negative once expired
+    };
     struct Event {
         std::string time;  // UTC, as in the log
         std::string text;
@@ -60,6 +68,7 @@ struct StatusReport {
     // Connections the master took from the queue of a slot no worker accepted on, and
     // passed to a worker that did.
     std::uint64_t connections_rescued = 0;
+    std::vector<TlsListener> tls;
     std::vector<Event> events;  // the most recent last
 };
 

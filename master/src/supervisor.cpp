@@ -385,10 +385,7 @@ void Supervisor::start_worker() {
 void Supervisor::send_tls(WorkerProcess& worker) {
     if (ticket_keys_.empty()) {
         ticket_keys_.rotate();
-        ticket_timer_.expires_after(options_.tls_ticket_rotation);
-        ticket_timer_.async_wait([this](boost::system::error_code ec) {
-            if (!ec) rotate_ticket_keys();
-        });
+        schedule_ticket_rotation();
     }
     worker.control->send(options_.tls->pem);
     worker.control->send(ticket_keys_.message(
@@ -404,6 +401,10 @@ void Supervisor::rotate_ticket_keys() {
         if (worker.control) worker.control->send(message);
     }
     log::debug("TLS session-ticket key rotated");
+    schedule_ticket_rotation();
+}
+
+void Supervisor::schedule_ticket_rotation() {
     ticket_timer_.expires_after(options_.tls_ticket_rotation);
     ticket_timer_.async_wait([this](boost::system::error_code ec) {
         if (!ec) rotate_ticket_keys();

@@ -91,6 +91,8 @@ class Supervisor : public AdminActions {
     boost::json::object save_state() const;
     std::uint64_t dropped_on_control_sockets() const;
     void restore_state(const boost::json::object& state);
+    boost::json::array ticket_keys_json() const;
+    void restore_ticket_keys(const boost::json::object& state);
     void finish_restoring();
 
     // The verbs.
@@ -99,6 +101,7 @@ class Supervisor : public AdminActions {
     void start_worker();
     void send_tls(WorkerProcess& worker);
     void rotate_ticket_keys();
+    void schedule_ticket_rotation();
     void listen_to(WorkerProcess& worker);
     void reap_workers();
     void murder_workers();

@@ -8,6 +8,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <fstream>
 
 namespace prefork::master {
@@ -50,6 +51,18 @@ StatusReport Supervisor::status() const {
     report.log_lines_dropped += log_lines_dropped_before_;
     report.listen_queues = listeners_.reuseport() ? "per-slot" : "shared";
     report.connections_rescued = strays_.rescued();
+    if (options_.tls) {
+        const tls::Certificate& certificate = options_.tls->certificate;
+        double left =
+            static_cast<double>(certificate.not_after) -
+            std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+                .count();
+        for (const ListenAddress& address : options_.binds) {
+            if (!address.tls) continue;
+            report.tls.push_back({address.to_string(), certificate.subject, certificate.serial,
+                                  certificate.not_after, std::floor(left)});
+        }
+    }
     return report;
 }
 

@@ -259,7 +259,43 @@ json::object Supervisor::save_state() const {
             {"upgrades", upgrades_},
             {"upgrade_failures", upgrade_failures_},
             {"log_lines_dropped", log_lines_dropped_before_ + log::dropped_line_count()},
-            {"record", record_.save()}};
+            {"record", record_.save()},
+            {"ticket_keys", ticket_keys_json()}};
+}
+
+// The session-ticket keys, so that tickets issued before the exec still resume after it (in
+// the memfd, which only the new image reads).
+json::array Supervisor::ticket_keys_json() const {
+    static constexpr char kHex[] = "0123456789abcdef";
+    json::array keys;
+    for (const std::string& key : ticket_keys_.keys()) {
+        std::string hex;
+        for (unsigned char byte : key) {
+            hex += kHex[byte >> 4];
+            hex += kHex[byte & 15];
+        }
+        keys.emplace_back(hex);
+    }
+    return keys;
+}
+
+void Supervisor::restore_ticket_keys(const json::object& state) {
+    const json::value* saved = state.if_contains("ticket_keys");  // none from older images
+    if (saved == nullptr || !saved->is_array()) return;
+    std::vector<std::string> keys;
+    for (const json::value& entry : saved->get_array()) {
+        if (!entry.is_string() || entry.get_string().size() % 2 != 0) {
+            throw upgrade::StateError("a ticket key is not hexadecimal");
+        }
+        std::string_view hex = entry.get_string();
+        std::string key;
+        for (std::size_t i = 0; i < hex.size(); i += 2) {
+            key += static_cast<char>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16));
+        }
+        keys.push_back(std::move(key));
+    }
+    ticket_keys_.restore(std::move(keys));
+    if (!ticket_keys_.empty()) schedule_ticket_rotation();
 }
 
 void Supervisor::restore_state(const json::object& state) {
@@ -282,6 +318,7 @@ void Supervisor::restore_state(const json::object& state) {
     upgrade_failures_ = uint_at(state, "upgrade_failures");
     log_lines_dropped_before_ = uint_at(state, "log_lines_dropped");
     record_.restore(object_at(state, "record"));
+    restore_ticket_keys(state);
     for (const json::value& saved : array_at(state, "workers")) {
         if (!saved.is_object()) throw StateError("a worker is not an object");
         json::object entry = saved.get_object();

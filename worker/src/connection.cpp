@@ -1225,6 +1225,11 @@ void Connection::on_timer(error_code ec) {
 void Connection::on_timeout() {
     switch (state_) {
         case State::reading:
+            if (handshaking_) {
+                ++server_.totals().tls_handshake_failures;
+                log::debug("a TLS handshake did not end within the handshake timeout");
+                return close();
+            }
             // Idle: the keep-alive connection is let go. Otherwise the head did not arrive
             // within the header timeout, or the body stopped arriving: 408. A wait for input
             // still outstanding finds the connection no longer reading.
