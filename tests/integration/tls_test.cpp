@@ -467,6 +467,52 @@ TEST(Tls, ClientsHangingUpMidHandshakeAndMidDownloadCostNothing) {
         10s));
 }
 
+// What tls_client.py raw saw: the statuses, whether the server closed, after how long.
+json::object send_raw(std::uint16_t port, const std::string& data, int pad = 0) {
+    return run_tls_client("raw " + std::to_string(port) + " --data '" + data + "'" +
+                          (pad > 0 ? " --pad " + std::to_string(pad) : ""));
+}
+
+std::vector<std::int64_t> statuses(const json::object& result) {
+    std::vector<std::int64_t> out;
+    if (const json::value* list = result.if_contains("statuses")) {
+        for (const auto& status : list->as_array()) out.push_back(status.as_int64());
+    }
+    return out;
+}
+
+TEST(Tls, EveryHttpLimitHoldsBehindTls) {
+    TempDir dir("prefork-tls");
+    Certificate certificate = make_certificate(dir, "server");
+    PreforkServer server(tls_server(certificate,
+                                    {"--env", "PREFORK_HEADER_TIMEOUT=1", "--env",
+                                     "PREFORK_BODY_LIMIT=65536"},
+                                    1));
+    std::uint16_t port = server.port(1);
+    const std::string get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    auto big_head = send_raw(port, get, 20000);
+    EXPECT_EQ(statuses(big_head), std::vector<std::int64_t>{431}) << big_head;
+    auto big_body = send_raw(
+        port, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n");
+    EXPECT_EQ(statuses(big_body), std::vector<std::int64_t>{413}) << big_body;
+    // A chunk-size line without end.
+    auto endless_chunk_size =
+        send_raw(port, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                           std::string(9000, '1'));
+    EXPECT_EQ(statuses(endless_chunk_size), std::vector<std::int64_t>{400}) << endless_chunk_size;
+    // Half a head, then nothing: 408 after the header timeout.
+    auto slow_head = send_raw(port, "GET / HTTP/1.1\r\nHost:");
+    EXPECT_EQ(statuses(slow_head), std::vector<std::int64_t>{408}) << slow_head;
+    EXPECT_TRUE(slow_head["closed"].as_bool()) << slow_head;
+    EXPECT_LT(slow_head["seconds"].to_number<double>(), 5) << slow_head;
+    // Pipelined requests, answered in order; the last asks for the end.
+    auto pipelined =
+        send_raw(port, get + get + "GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    EXPECT_EQ(statuses(pipelined), (std::vector<std::int64_t>{200, 200, 404})) << pipelined;
+    EXPECT_TRUE(pipelined["closed"].as_bool()) << pipelined;
+}
+
 // Issue 12's client over TLS: keep-alive connections that send a request now and then,
 // while prefork reloads. A TLS session cannot move to another worker (no kTLS here), so a
 // draining worker keeps each connection until its next request and answers it with

@@ -14,6 +14,10 @@ Each command prints one JSON object on stdout and stops by itself:
       N keep-alive clients that send one request now and then; a response that says
       Connection: close makes the client connect again (not a failure); a connection that
       ends under a request is a failure.
+  raw PORT --data TEXT [--pad N]
+      sends TEXT (backslash escapes decoded; with an X-Pad field of N bytes before its blank
+      line) on a new connection, reads until the server closes it (15 s at most): the
+      statuses of the responses, whether it closed, and after how long.
   hangups PORT --count N
       clients that hang up in the middle of a handshake, and in the middle of a large
       download (some with a reset).
@@ -232,6 +236,35 @@ def cmd_sporadic(args):
     return tally.result()
 
 
+def cmd_raw(args):
+    import codecs
+    data = codecs.decode(args.data, "unicode_escape").encode("latin-1")
+    if args.pad:
+        end = data.index(b"\r\n\r\n")
+        data = data[:end] + b"\r\nX-Pad: " + b"a" * args.pad + data[end:]
+    conn = Connection(context(args), args.port, timeout=15)
+    start = time.monotonic()
+    conn.sock.sendall(data)
+    received = b""
+    closed = False
+    try:
+        while True:
+            chunk = conn.sock.recv(65536)
+            if not chunk:
+                closed = True
+                break
+            received += chunk
+    except (ConnectionError, ssl.SSLError):
+        closed = True
+    except socket.timeout:
+        pass
+    import re
+    statuses = [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", received)]
+    conn.close()
+    return {"statuses": statuses, "closed": closed,
+            "seconds": round(time.monotonic() - start, 3)}
+
+
 def client_hello():
     """The bytes of a real ClientHello, as a client would send them."""
     ctx = context(argparse.Namespace(ca=None))
@@ -282,7 +315,7 @@ def cmd_hangups(args):
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("get", "load", "sporadic", "hangups"):
+    for name in ("get", "load", "sporadic", "raw", "hangups"):
         p = sub.add_parser(name)
         p.add_argument("port", type=int)
         p.add_argument("--ca", action="append")
@@ -299,6 +332,9 @@ def main():
     sp.add_argument("--clients", type=int, default=20)
     sp.add_argument("--min-pause", type=float, default=100)
     sp.add_argument("--max-pause", type=float, default=1000)
+    r = sub.choices["raw"]
+    r.add_argument("--data", required=True)
+    r.add_argument("--pad", type=int, default=0)
     h = sub.choices["hangups"]
     h.add_argument("--count", type=int, default=20)
     h.add_argument("--bytes", type=int, default=8 << 20)

@@ -37,6 +37,10 @@ const std::map<std::string, std::string> kSamples = {
     {"pid_file", "/tmp/prefork-option-test.pid"},
     {"log_format", "json"},
     {"log_level", "debug"},
+    {"tls_cert", "/tmp/prefork-option-test.crt"},
+    {"tls_key", "/tmp/prefork-option-test.key"},
+    {"tls_ciphers", "ECDHE-RSA-AES128-GCM-SHA256"},
+    {"tls_ticket_rotation", "600"},
 };
 
 class OptionTable : public OptionsFixture {
