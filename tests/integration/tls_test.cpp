@@ -358,6 +358,43 @@ TEST(Tls, SessionsResumeOnEveryWorkerAndAcrossAReload) {
         5s));
 }
 
+// The ticket keys cross an upgrade in place (in the state's memfd): the new image's workers
+// resume a session the old image's workers began.
+TEST(Tls, SessionsResumeAcrossAnUpgradeInPlace) {
+    TempDir dir("prefork-tls");
+    Certificate certificate = make_certificate(dir, "server");
+    std::string installed = dir.path("prefork");
+    std::filesystem::copy_file(prefork_binary(), installed);
+    Loopback options = tls_server(certificate, {"--admin", "127.0.0.1:0"});
+    options.binary = installed;
+    PreforkServer server(options);
+    std::uint16_t port = server.port(1);
+    std::string session = dir.path("session.pem");
+    ASSERT_FALSE(s_client(port, session, false).reused);
+
+    std::filesystem::copy_file(prefork_next_binary(), installed + ".new");
+    std::filesystem::rename(installed + ".new", installed);
+    server.signal(SIGUSR2);
+    ASSERT_TRUE(eventually(
+        [&] {
+            try {
+                auto status = status_json(server);
+                return std::string(status.at("version").as_string()).ends_with("-next") &&
+                       reload_completed(server, 2);
+            } catch (const std::exception&) {
+                return false;  // the admin endpoint during the exec
+            }
+        },
+        30s))
+        << server.output();
+    std::set<long> new_workers = worker_pids(server, 2);
+    Resumption after = s_client(port, session, true);
+    EXPECT_TRUE(after.reused) << after.output;
+    EXPECT_EQ(new_workers.count(after.pid), 1u) << after.output;
+    auto got = run_tls_client("get " + std::to_string(port) + " --ca " + certificate.cert);
+    EXPECT_EQ(got["status"], 200) << got;
+}
+
 TEST(Tls, TicketKeysRotateAndTheOneBeforeStillResumes) {
     TempDir dir("prefork-tls");
     Certificate certificate = make_certificate(dir, "server");

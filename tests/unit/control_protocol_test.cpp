@@ -40,6 +40,33 @@ TEST(ControlProtocol, EveryMessageRoundTrips) {
     Heartbeat accepted;
     accepted.connections_accepted = 9;
     EXPECT_EQ(std::get<Heartbeat>(decode(encode(accepted))).connections_accepted, 9u);
+    Heartbeat tls;
+    tls.tls_handshakes = 5;
+    tls.tls_sessions_resumed = 3;
+    tls.tls_handshake_failures = 2;
+    auto tls_got = std::get<Heartbeat>(decode(encode(tls)));
+    EXPECT_EQ(tls_got.tls_handshakes, 5u);
+    EXPECT_EQ(tls_got.tls_sessions_resumed, 3u);
+    EXPECT_EQ(tls_got.tls_handshake_failures, 2u);
+    auto credentials = std::get<TlsCredentials>(
+        decode(encode(TlsCredentials{"-----BEGIN CERTIFICATE-----\n", "key\n", "ECDHE"})));
+    EXPECT_EQ(credentials.certificate_chain, "-----BEGIN CERTIFICATE-----\n");
+    EXPECT_EQ(credentials.private_key, "key\n");
+    EXPECT_EQ(credentials.ciphers, "ECDHE");
+    std::string key(80, '\0');
+    for (std::size_t i = 0; i < key.size(); ++i) key[i] = static_cast<char>(i * 7);
+    auto keys = std::get<TicketKeys>(decode(encode(TicketKeys{{key, key}, 3600})));
+    EXPECT_EQ(keys.keys, (std::vector<std::string>{key, key}));
+    EXPECT_EQ(keys.lifetime_s, 3600);
+}
+
+TEST(ControlProtocol, TicketKeysMustBeEightyBytesAndAtLeastOne) {
+    EXPECT_THROW(decode(R"({"type":"ticket_keys","keys":[]})"), ProtocolError);
+    EXPECT_THROW(decode(R"({"type":"ticket_keys","keys":["AAAA"]})"), ProtocolError);
+    EXPECT_THROW(decode(R"({"type":"ticket_keys"})"), ProtocolError);
+    EXPECT_THROW(decode(R"({"type":"tls_credentials","certificate_chain":1,"private_key":"",)"
+                        R"("ciphers":""})"),
+                 ProtocolError);
 }
 
 TEST(ControlProtocol, MessagesAreOneJsonObjectWithAType) {
