@@ -521,17 +521,16 @@ std::vector<std::int64_t> statuses(const json::object& result) {
 TEST(Tls, EveryHttpLimitHoldsBehindTls) {
     TempDir dir("prefork-tls");
     Certificate certificate = make_certificate(dir, "server");
-    PreforkServer server(tls_server(certificate,
-                                    {"--env", "PREFORK_HEADER_TIMEOUT=1", "--env",
-                                     "PREFORK_BODY_LIMIT=65536"},
-                                    1));
+    PreforkServer server(
+        tls_server(certificate,
+                   {"--env", "PREFORK_HEADER_TIMEOUT=1", "--env", "PREFORK_BODY_LIMIT=65536"}, 1));
     std::uint16_t port = server.port(1);
     const std::string get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
     auto big_head = send_raw(port, get, 20000);
     EXPECT_EQ(statuses(big_head), std::vector<std::int64_t>{431}) << big_head;
-    auto big_body = send_raw(
-        port, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n");
+    auto big_body =
+        send_raw(port, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n");
     EXPECT_EQ(statuses(big_body), std::vector<std::int64_t>{413}) << big_body;
     // A chunk-size line without end.
     auto endless_chunk_size =

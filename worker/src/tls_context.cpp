@@ -12,13 +12,24 @@
 #include <cstring>
 
 namespace prefork {
+namespace {
+
+// Where an SSL_CTX keeps its TlsContext: ex_data of our own (Asio's ssl::context owns the
+// app data, its verify callback, and deletes it with the context).
+int context_index() {
+    static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+    return index;
+}
+
+}  // namespace
 
 // OpenSSL's session-ticket callback (SSL_CTX_set_tlsext_ticket_key_evp_cb): AES-256-CBC and
 // HMAC-SHA256 under the master's keys, found by their name.
 struct TicketCallback {
     static int on_ticket(SSL* ssl, unsigned char* name, unsigned char* iv, EVP_CIPHER_CTX* cipher,
                          EVP_MAC_CTX* mac, int encrypt) {
-        auto* self = static_cast<TlsContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+        auto* self =
+            static_cast<TlsContext*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), context_index()));
         if (self == nullptr || self->ticket_keys_.empty()) return 0;  // no ticket
         const TlsContext::TicketKey* key = nullptr;
         bool newest = true;
@@ -56,11 +67,12 @@ struct TicketCallback {
 TlsContext::TlsContext(const control::TlsCredentials& credentials)
     : context_(boost::asio::ssl::context::tls_server) {
     tls::configure_server(context_, credentials);
-    SSL_CTX_set_app_data(context_.native_handle(), this);
+    SSL_CTX_set_ex_data(context_.native_handle(), context_index(), this);
     SSL_CTX_set_tlsext_ticket_key_evp_cb(context_.native_handle(), &TicketCallback::on_ticket);
 }
 
 TlsContext::~TlsContext() {
+    SSL_CTX_set_ex_data(context_.native_handle(), context_index(), nullptr);
     for (auto& key : ticket_keys_) OPENSSL_cleanse(&key, sizeof key);
 }
 
