@@ -6,6 +6,7 @@
 #include "http_client.hpp"
 #include "prefork_server.hpp"
 #include "proc_files.hpp"
+#include "temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
@@ -118,7 +119,16 @@ TEST(ForkSafety, ChildForkedWithoutExecHoldsNoListenerNoControlSocketNoClient) {
 
 // Every descriptor of every process of a running prefork, against an allow-list.
 TEST(ForkSafety, AuditOfEveryProcessFindsOnlyAllowedDescriptors) {
-    PreforkServer server(Loopback{2, {"--admin", "127.0.0.1:0"}});
+    // A TLS listener too: its certificate and key files are read by the master and closed.
+    TempDir dir("prefork-audit");
+    ChildProcess openssl({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                          "ec_paramgen_curve:P-256", "-nodes", "-keyout", dir.path("k.pem"), "-out",
+                          dir.path("c.pem"), "-days", "30", "-subj", "/CN=localhost"});
+    ASSERT_EQ(openssl.wait_exit_status(30s), 0) << openssl.output();
+    PreforkServer server(
+        Loopback{2,
+                 {"--admin", "127.0.0.1:0", "--bind", "tls:127.0.0.1:0", "--tls-cert",
+                  dir.path("c.pem"), "--tls-key", dir.path("k.pem")}});
     Children children;
     HttpConnection client(server.port());
     pid_t handler_child = std::stoi(client.get("/spawn?seconds=30").body());
@@ -154,22 +164,22 @@ TEST(ForkSafety, AuditOfEveryProcessFindsOnlyAllowedDescriptors) {
                 << who << " " << pid << " holds " << count << " x " << kind;
         }
     };
-    // master: 2 control sockets (one per worker), the listener's 2 sockets (one per worker
+    // master: 2 control sockets (one per worker), each listener's 2 sockets (one per worker
     // slot), the admin listener; its signals come from a signalfd
     audit(server.pid(),
           {{"standard", 3},
-           {"socket", 5},
+           {"socket", 7},
            {"epoll", 1},
            {"eventfd", 1},
            {"timerfd", 1},
            {"signalfd", 1}},
           "master");
-    // workers: the control socket, the listener, at most the one client connection
+    // workers: the control socket, the two listeners, at most the one client connection
     for (pid_t worker : server.children()) {
         if (worker == handler_child) continue;
         audit(worker,
               {{"standard", 3},
-               {"socket", 3},
+               {"socket", 4},
                {"epoll", 1},
                {"eventfd", 1},
                {"timerfd", 1},

@@ -587,6 +587,16 @@ TEST(Tls, NoKeyMaterialReachesAProcessAHandlerStarts) {
     std::string listing(got["body"].as_string());
     EXPECT_EQ(listed_descriptors(listing), (std::set<int>{0, 1, 2})) << listing;
 
+    // A child forked without exec, from a handler serving TLS, holds no socket at all.
+    auto forked = run_tls_client("get " + port + " --target /fork?seconds=30");
+    ASSERT_EQ(forked["status"], 200) << forked;
+    pid_t child = std::stoi(str(forked["body"]));
+    ASSERT_TRUE(wait_until_sleeping(child, 10s));
+    for (const OpenDescriptor& open : open_descriptors(child)) {
+        EXPECT_FALSE(open.target.starts_with("socket:")) << "fd " << open.fd << " " << open.target;
+    }
+    ::kill(child, SIGKILL);
+
     // No process of prefork's holds the key file open or has the key in its environment.
     std::vector<pid_t> processes = server.children();
     processes.push_back(server.pid());
