@@ -549,6 +549,20 @@ TEST(Tls, EveryHttpLimitHoldsBehindTls) {
     EXPECT_TRUE(pipelined["closed"].as_bool()) << pipelined;
 }
 
+// At PREFORK_MAX_CONNECTIONS, a new TLS client is admitted by closing the keep-alive
+// connection idle the longest, as for plain HTTP.
+TEST(Tls, TheConnectionLimitClosesTheLongestIdleToAdmitANewClient) {
+    TempDir dir("prefork-tls");
+    Certificate certificate = make_certificate(dir, "server");
+    PreforkServer server(tls_server(certificate, {"--env", "PREFORK_MAX_CONNECTIONS=3"}, 1));
+    auto result = run_tls_client("idle-limit " + std::to_string(server.port(1)) + " --idle 3");
+    EXPECT_EQ(result["status"], 200) << result;
+    ASSERT_TRUE(result["closed"].is_array()) << result;
+    std::vector<bool> closed;
+    for (const auto& each : result["closed"].as_array()) closed.push_back(each.as_bool());
+    EXPECT_EQ(closed, (std::vector<bool>{true, false, false})) << result;
+}
+
 // Issue 12's client over TLS: keep-alive connections that send a request now and then,
 // while prefork reloads. A TLS session cannot move to another worker (no kTLS here), so a
 // draining worker keeps each connection until its next request and answers it with

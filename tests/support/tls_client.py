@@ -18,6 +18,9 @@ Each command prints one JSON object on stdout and stops by itself:
       sends TEXT (backslash escapes decoded; with an X-Pad field of N bytes before its blank
       line) on a new connection, reads until the server closes it (15 s at most): the
       statuses of the responses, whether it closed, and after how long.
+  idle-limit PORT --idle N
+      N keep-alive connections, each answered once and left idle (the oldest first), then
+      one more: its status, and which of the idle ones the server closed meanwhile.
   hangups PORT --count N
       clients that hang up in the middle of a handshake, and in the middle of a large
       download (some with a reset).
@@ -265,6 +268,30 @@ def cmd_raw(args):
             "seconds": round(time.monotonic() - start, 3)}
 
 
+def cmd_idle_limit(args):
+    ctx = context(args)
+    idle = []
+    for _ in range(args.idle):
+        conn = Connection(ctx, args.port)
+        conn.request("/")
+        idle.append(conn)
+        time.sleep(0.05)
+    newcomer = Connection(ctx, args.port)
+    status, _, _ = newcomer.request("/")
+    closed = []
+    for conn in idle:
+        conn.sock.settimeout(2)
+        try:
+            closed.append(conn.sock.recv(1) == b"")
+        except socket.timeout:
+            closed.append(False)
+        except (ConnectionError, ssl.SSLError):
+            closed.append(True)
+        conn.close()
+    newcomer.close()
+    return {"status": status, "closed": closed}
+
+
 def client_hello():
     """The bytes of a real ClientHello, as a client would send them."""
     ctx = context(argparse.Namespace(ca=None))
@@ -315,7 +342,7 @@ def cmd_hangups(args):
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("get", "load", "sporadic", "raw", "hangups"):
+    for name in ("get", "load", "sporadic", "raw", "idle-limit", "hangups"):
         p = sub.add_parser(name)
         p.add_argument("port", type=int)
         p.add_argument("--ca", action="append")
@@ -335,12 +362,13 @@ def main():
     r = sub.choices["raw"]
     r.add_argument("--data", required=True)
     r.add_argument("--pad", type=int, default=0)
+    sub.choices["idle-limit"].add_argument("--idle", type=int, default=2)
     h = sub.choices["hangups"]
     h.add_argument("--count", type=int, default=20)
     h.add_argument("--bytes", type=int, default=8 << 20)
     args = parser.parse_args()
     try:
-        out = globals()["cmd_" + args.command](args)
+        out = globals()["cmd_" + args.command.replace("-", "_")](args)
     except (OSError, ssl.SSLError, ValueError) as error:
         out = {"error": repr(error)}
     json.dump(out, sys.stdout)
