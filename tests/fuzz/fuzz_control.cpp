@@ -37,7 +37,9 @@ bool same_counters(const WorkerCounters& a, const WorkerCounters& b) {
            a.log_lines_dropped == b.log_lines_dropped &&
            a.connections_handed_off == b.connections_handed_off &&
            a.connections_adopted == b.connections_adopted &&
-           a.handoff_fallbacks == b.handoff_fallbacks &&
+           a.handoff_fallbacks == b.handoff_fallbacks && a.tls_handshakes == b.tls_handshakes &&
+           a.tls_sessions_resumed == b.tls_sessions_resumed &&
+           a.tls_handshake_failures == b.tls_handshake_failures &&
            same_double(a.duration_seconds_sum, b.duration_seconds_sum);
 }
 
@@ -50,11 +52,26 @@ struct Same {
         return a.timeout_ms == b.timeout_ms && a.hand_off == b.hand_off;
     }
     bool operator()(const HandOff& a, const HandOff& b) const { return a.bytes == b.bytes; }
-    bool operator()(const Adopt& a, const Adopt& b) const { return a.bytes == b.bytes; }
+    bool operator()(const Adopt& a, const Adopt& b) const {
+        return a.bytes == b.bytes && a.fresh == b.fresh;
+    }
     bool operator()(const HeartbeatInterval& a, const HeartbeatInterval& b) const {
         return a.interval_ms == b.interval_ms;
     }
-    bool operator()(const Ready& a, const Ready& b) const { return a.pid == b.pid; }
+    bool operator()(const Ready& a, const Ready& b) const {
+        return a.pid == b.pid && a.requests_in_flight == b.requests_in_flight;
+    }
+    bool operator()(const Accepting& a, const Accepting& b) const {
+        return a.accepting == b.accepting;
+    }
+    bool operator()(const Shed& a, const Shed& b) const { return a.connections == b.connections; }
+    bool operator()(const TlsCredentials& a, const TlsCredentials& b) const {
+        return a.certificate_chain == b.certificate_chain && a.private_key == b.private_key &&
+               a.ciphers == b.ciphers;
+    }
+    bool operator()(const TicketKeys& a, const TicketKeys& b) const {
+        return a.keys == b.keys && a.lifetime_s == b.lifetime_s;
+    }
     bool operator()(const Heartbeat& a, const Heartbeat& b) const { return same_counters(a, b); }
     bool operator()(const Draining&, const Draining&) const { return true; }
     bool operator()(const ReopenLogs&, const ReopenLogs&) const { return true; }
