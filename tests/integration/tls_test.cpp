@@ -184,12 +184,15 @@ struct Resumption {
     std::string output;
 };
 
-Resumption s_client(std::uint16_t port, const std::string& session_file, bool resume) {
+// With `save_to`, the session it ends with (the ticket it was given) is saved there.
+Resumption s_client(std::uint16_t port, const std::string& session_file, bool resume,
+                    const std::string& save_to = "", const std::string& options = "") {
     std::string command =
         "printf 'GET /pid HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: "
         "close\\r\\n\\r\\n' | timeout 20 openssl s_client -connect 127.0.0.1:" +
-        std::to_string(port) + " -servername localhost -ign_eof " +
-        (resume ? "-sess_in " : "-sess_out ") + session_file + " 2>&1";
+        std::to_string(port) + " -servername localhost -ign_eof " + options + " " +
+        (resume ? "-sess_in " : "-sess_out ") + session_file +
+        (save_to.empty() ? "" : " -sess_out " + save_to) + " 2>&1";
     Resumption result;
     result.output = run(command, 30s);
     result.reused = result.output.find("\nReused, TLS") != std::string::npos;
@@ -356,6 +359,29 @@ TEST(Tls, SessionsResumeOnEveryWorkerAndAcrossAReload) {
             return totals.at("tls_sessions_resumed").to_number<std::int64_t>() >= 3;
         },
         5s));
+}
+
+// A TLS 1.3 client uses each ticket once (RFC 8446 C.4, as browsers and wrk do): every
+// resumed connection gets a new ticket, so a chain of such clients resumes every time, on
+// whichever worker it lands.
+TEST(Tls, AClientThatUsesEachTicketOnceResumesEveryConnection) {
+    TempDir dir("prefork-tls");
+    Certificate certificate = make_certificate(dir, "server");
+    PreforkServer server(tls_server(certificate, {"--admin", "127.0.0.1:0"}));
+    std::uint16_t port = server.port(1);
+    std::string session = dir.path("session-0.pem");
+    ASSERT_FALSE(s_client(port, session, false, "", "-tls1_3").reused);
+    std::set<long> workers = worker_pids(server, 1);
+    std::set<long> resumed_on;
+    for (int i = 1; i <= 12; ++i) {
+        std::string next = dir.path("session-" + std::to_string(i) + ".pem");
+        Resumption again = s_client(port, session, true, next, "-tls1_3");
+        ASSERT_TRUE(again.reused) << "connection " << i << ":\n" << again.output;
+        ASSERT_TRUE(std::filesystem::exists(next)) << again.output;
+        resumed_on.insert(again.pid);
+        session = next;
+    }
+    EXPECT_EQ(resumed_on, workers);
 }
 
 // The ticket keys cross an upgrade in place (in the state's memfd): the new image's workers

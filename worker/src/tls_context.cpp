@@ -60,7 +60,11 @@ struct TicketCallback {
                 ? EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key->aes_key.data(), iv)
                 : EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key->aes_key.data(), iv);
         if (ok != 1) return -1;
-        return encrypt || newest ? 1 : 2;  // 2: decrypted by an older key, so renewed
+        // 2: renewed. Always in TLS 1.3, whose clients use each ticket once (RFC 8446 C.4):
+        // without a new ticket on every resumed connection, they resume only every other
+        // one. In TLS 1.2 a ticket is reused, and renewed once an older key decrypted it.
+        if (encrypt) return 1;
+        return newest && SSL_version(ssl) != TLS1_3_VERSION ? 1 : 2;
     }
 };
 
