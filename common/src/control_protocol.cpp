@@ -68,11 +68,14 @@ struct Encoder {
         return {{"type", "drain"}, {"timeout_ms", m.timeout_ms}, {"hand_off", m.hand_off}};
     }
     json::object operator()(const HandOff& m) const {
-        return {{"type", "hand_off"}, {"bytes", to_base64(m.bytes)}};
+        json::object object{{"type", "hand_off"}, {"bytes", to_base64(m.bytes)}};
+        if (m.tls) object["tls"] = true;
+        return object;
     }
     json::object operator()(const Adopt& m) const {
         json::object object{{"type", "adopt"}, {"bytes", to_base64(m.bytes)}};
         if (m.fresh) object["fresh"] = true;
+        if (m.tls) object["tls"] = true;
         return object;
     }
     json::object operator()(const Ready& m) const {
@@ -283,8 +286,14 @@ Message decode(std::string_view datagram) {
     if (type == "drain") {
         return Drain{number<std::int64_t>(object, "timeout_ms"), optional_bool(object, "hand_off")};
     }
-    if (type == "hand_off") return HandOff{bytes_field(object)};
-    if (type == "adopt") return Adopt{bytes_field(object), optional_bool(object, "fresh")};
+    if (type == "hand_off" || type == "adopt") {
+        std::string bytes = bytes_field(object);
+        bool tls = optional_bool(object, "tls");
+        // Its bytes would be TLS records of a session this process knows nothing of.
+        if (tls && !bytes.empty()) throw ProtocolError("a TLS connection handed over with bytes");
+        if (type == "hand_off") return HandOff{std::move(bytes), tls};
+        return Adopt{std::move(bytes), optional_bool(object, "fresh"), tls};
+    }
     if (type == "ready") {
         return Ready{optional_number<std::int64_t>(object, "pid"),
                      optional_number<std::uint64_t>(object, "requests_in_flight")};

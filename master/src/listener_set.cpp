@@ -199,6 +199,15 @@ std::vector<int> ListenerSet::stray_fds(const std::vector<int>& slots) const {
     return fds;
 }
 
+bool ListenerSet::serves_tls(int fd) const {
+    for (const Listener& listener : listeners_) {
+        for (const UniqueFd& mine : listener.fds) {
+            if (mine.get() == fd) return listener.address.tls;
+        }
+    }
+    return false;
+}
+
 std::vector<int> ListenerSet::all_fds() const {
     std::vector<int> fds;
     for (const Listener& listener : listeners_) {

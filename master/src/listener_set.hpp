@@ -73,6 +73,8 @@ class ListenerSet {
     // The per-slot sockets of the slots not in `slots`: connections may still wait there
     // (queued before the slot's worker went), with no worker to accept them.
     std::vector<int> stray_fds(const std::vector<int>& slots) const;
+    // Whether `fd`, one of this set's sockets, is a TLS listener's.
+    bool serves_tls(int fd) const;
 
   private:
     struct Listener {

@@ -5,6 +5,9 @@
 #include "config_file.hpp"
 #include "option_table.hpp"
 
+#include <prefork/common/control_protocol.hpp>
+#include <prefork/common/fd_passing.hpp>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -56,6 +59,14 @@ void load_tls(Options& options) {
             tls::load_credentials(options.tls_cert, options.tls_key, options.tls_ciphers));
     } catch (const tls::CredentialsError& error) {
         throw UsageError(error.what());
+    }
+    // The workers get them in one control message.
+    std::size_t size = control::encode(options.tls->pem).size();
+    if (size > kMaxMessageSize) {
+        throw UsageError("the certificate chain and key in " + options.tls_cert + " and " +
+                         options.tls_key + " take " + std::to_string(size) +
+                         " bytes to send to the workers; at most " +
+                         std::to_string(kMaxMessageSize) + " fit");
     }
 }
 

@@ -72,7 +72,7 @@ void StrayConnections::take_from(int fd, Watch& watch) {
             watch.paused = true;  // still readable: waiting again now would spin
             return retry_later();
         }
-        take_(UniqueFd(connection));
+        take_(UniqueFd(connection), fd);
         ++rescued_;
     }
     wait(fd, watch);

@@ -20,9 +20,10 @@ namespace prefork::master {
 // are watched, and a queue stays as it is while nobody could take its connections.
 class StrayConnections {
   public:
-    // Whether a worker can take a connection now; passes one accepted connection on.
+    // Whether a worker can take a connection now; passes one accepted connection on, with
+    // the master's listening socket it came to.
     using CanTake = std::function<bool()>;
-    using Take = std::function<void(UniqueFd connection)>;
+    using Take = std::function<void(UniqueFd connection, int listener)>;
 
     StrayConnections(boost::asio::io_context& io, CanTake can_take, Take take)
         : io_(io), retry_timer_(io), can_take_(std::move(can_take)), take_(std::move(take)) {}

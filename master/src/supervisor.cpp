@@ -66,7 +66,9 @@ Supervisor::Supervisor(MasterIdentity identity, Settings command_line, Settings 
       listeners_(std::move(listeners)),
       strays_(
           io_, [this] { return serving() && pick_adopter(0) != nullptr; },
-          [this](UniqueFd connection) { take_stray_connection(std::move(connection)); }),
+          [this](UniqueFd connection, int listener) {
+              take_stray_connection(std::move(connection), listeners_.serves_tls(listener));
+          }),
       target_workers_(options_.workers),
       random_(static_cast<unsigned>(::getpid())),
       descriptor_limit_(open_file_limit()),
@@ -366,11 +368,12 @@ void Supervisor::start_worker() {
     worker.max_requests = pick_max_requests();
     worker.slot = free_slot();
     listen_to(worker);
-    if (options_.tls) send_tls(worker);
-    bool sent = worker.control->send(
-        control::Listeners{listeners_.names(), generation_,
-                           as_millis(options_.graceful_timeout).count(), worker.max_requests},
-        listeners_.fds_for_slot(worker.slot));
+    bool sent = !options_.tls || send_tls(worker);
+    sent = sent &&
+           worker.control->send(control::Listeners{listeners_.names(), generation_,
+                                                   as_millis(options_.graceful_timeout).count(),
+                                                   worker.max_requests},
+                                listeners_.fds_for_slot(worker.slot));
     if (!sent) {
         // Still "starting": its death goes through note_failed_start (backoff, giving up).
         log::error("worker ", pid, ": cannot send it its listening sockets; killing it");
@@ -382,14 +385,15 @@ void Supervisor::start_worker() {
 }
 
 // Before its listeners: the certificate, the key and the ticket keys of the TLS listeners.
-void Supervisor::send_tls(WorkerProcess& worker) {
+// Into a new worker's empty control socket, so each goes at once (false: it did not).
+bool Supervisor::send_tls(WorkerProcess& worker) {
     if (ticket_keys_.empty()) {
         ticket_keys_.rotate();
         schedule_ticket_rotation();
     }
-    worker.control->send(options_.tls->pem);
-    worker.control->send(ticket_keys_.message(
-        std::chrono::duration_cast<std::chrono::seconds>(options_.tls_ticket_rotation)));
+    return worker.control->send(options_.tls->pem) &&
+           worker.control->send(ticket_keys_.message(
+               std::chrono::duration_cast<std::chrono::seconds>(options_.tls_ticket_rotation)));
 }
 
 // A new key for new tickets, on every worker; the one before still decrypts, for one period.
@@ -398,7 +402,8 @@ void Supervisor::rotate_ticket_keys() {
     auto message = ticket_keys_.message(
         std::chrono::duration_cast<std::chrono::seconds>(options_.tls_ticket_rotation));
     for (auto& [pid, worker] : workers_) {
-        if (worker.control) worker.control->send(message);
+        // In order, after what waits (connections to adopt): never dropped for a full socket.
+        if (worker.control) worker.control->send_in_order(message, {});
     }
     log::debug("TLS session-ticket key rotated");
     schedule_ticket_rotation();
@@ -769,7 +774,7 @@ void Supervisor::on_worker_message(pid_t pid, control::Message message, std::vec
     WorkerProcess& worker = found->second;
     // Even from a worker that has exited meanwhile: the connection is in the message.
     if (auto* hand_off = std::get_if<control::HandOff>(&message)) {
-        return forward_connection(worker, std::move(hand_off->bytes), std::move(fds));
+        return forward_connection(worker, std::move(*hand_off), std::move(fds));
     }
     if (worker.reaped) {  // a dead worker's "ready" would count capacity that is not there
         if (auto* heartbeat = std::get_if<control::Heartbeat>(&message)) {
@@ -818,7 +823,7 @@ void Supervisor::on_worker_message(pid_t pid, control::Message message, std::vec
 // goes to the ready worker of the current generation with the fewest connections; with none
 // (they all died), it is closed, as it would have been without handoff (a shed one goes
 // back to its worker).
-void Supervisor::forward_connection(WorkerProcess& from, std::string bytes,
+void Supervisor::forward_connection(WorkerProcess& from, control::HandOff hand_off,
                                     std::vector<UniqueFd> fds) {
     if (fds.size() != 1) {
         log::error("worker ", from.pid, " handed off a connection with ", fds.size(),
@@ -837,7 +842,8 @@ void Supervisor::forward_connection(WorkerProcess& from, std::string bytes,
     }
     ++adopter->adoptions_since_heartbeat;
     if (from.generation < generation_) ++connections_moved_in_reload_;
-    adopter->control->send_in_order(control::Adopt{std::move(bytes)}, std::move(fds));
+    adopter->control->send_in_order(control::Adopt{std::move(hand_off.bytes), false, hand_off.tls},
+                                    std::move(fds));
 }
 
 WorkerProcess* Supervisor::pick_adopter(pid_t from) {
@@ -1014,13 +1020,13 @@ void Supervisor::steer_connections() {
     strays_.watch(accepting.empty() ? std::vector<int>{} : listeners_.stray_fds(accepting));
 }
 
-void Supervisor::take_stray_connection(UniqueFd connection) {
+void Supervisor::take_stray_connection(UniqueFd connection, bool tls) {
     WorkerProcess* adopter = pick_adopter(0);
     if (adopter == nullptr) return;  // asked just before: cannot happen
     ++adopter->adoptions_since_heartbeat;
     std::vector<UniqueFd> fds;
     fds.push_back(std::move(connection));
-    adopter->control->send_in_order(control::Adopt{{}, true}, std::move(fds));
+    adopter->control->send_in_order(control::Adopt{{}, true, tls}, std::move(fds));
 }
 
 void Supervisor::close_listeners() {

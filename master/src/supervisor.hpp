@@ -99,7 +99,7 @@ class Supervisor : public AdminActions {
     void tick();
     void manage_workers();
     void start_worker();
-    void send_tls(WorkerProcess& worker);
+    bool send_tls(WorkerProcess& worker);
     void rotate_ticket_keys();
     void schedule_ticket_rotation();
     void listen_to(WorkerProcess& worker);
@@ -124,7 +124,8 @@ class Supervisor : public AdminActions {
 
     // What workers say and how they end.
     void on_worker_message(pid_t pid, control::Message message, std::vector<UniqueFd> fds);
-    void forward_connection(WorkerProcess& from, std::string bytes, std::vector<UniqueFd> fds);
+    void forward_connection(WorkerProcess& from, control::HandOff hand_off,
+                            std::vector<UniqueFd> fds);
     WorkerProcess* pick_adopter(pid_t from);
     void on_worker_ready(WorkerProcess& worker);
     void on_worker_heartbeat(WorkerProcess& worker, const control::Heartbeat& heartbeat);
@@ -135,7 +136,7 @@ class Supervisor : public AdminActions {
     void set_state(WorkerProcess& worker, WorkerProcess::State state);
     bool accepts_now(const WorkerProcess& worker, Clock::time_point now) const;
     void steer_connections();
-    void take_stray_connection(UniqueFd connection);
+    void take_stray_connection(UniqueFd connection, bool tls);
     void close_listeners();
     void announce_ready_if_all_are();
     bool serving() const { return phase_ == Phase::running || phase_ == Phase::delaying_shutdown; }

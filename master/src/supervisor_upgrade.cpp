@@ -288,9 +288,15 @@ void Supervisor::restore_ticket_keys(const json::object& state) {
             throw upgrade::StateError("a ticket key is not hexadecimal");
         }
         std::string_view hex = entry.get_string();
+        auto digit = [](char c) -> int {
+            if (c >= '0' && c <= '9') return c - '0';
+            if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+            if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+            throw upgrade::StateError("a ticket key is not hexadecimal");
+        };
         std::string key;
         for (std::size_t i = 0; i < hex.size(); i += 2) {
-            key += static_cast<char>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16));
+            key += static_cast<char>(digit(hex[i]) * 16 + digit(hex[i + 1]));
         }
         keys.push_back(std::move(key));
     }

@@ -51,9 +51,11 @@ struct Same {
     bool operator()(const Drain& a, const Drain& b) const {
         return a.timeout_ms == b.timeout_ms && a.hand_off == b.hand_off;
     }
-    bool operator()(const HandOff& a, const HandOff& b) const { return a.bytes == b.bytes; }
+    bool operator()(const HandOff& a, const HandOff& b) const {
+        return a.bytes == b.bytes && a.tls == b.tls;
+    }
     bool operator()(const Adopt& a, const Adopt& b) const {
-        return a.bytes == b.bytes && a.fresh == b.fresh;
+        return a.bytes == b.bytes && a.fresh == b.fresh && a.tls == b.tls;
     }
     bool operator()(const HeartbeatInterval& a, const HeartbeatInterval& b) const {
         return a.interval_ms == b.interval_ms;

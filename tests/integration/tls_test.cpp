@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <future>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -438,6 +439,50 @@ TEST(Tls, TicketKeysRotateAndTheOneBeforeStillResumes) {
     Resumption after_two = s_client(port, session, true);
     EXPECT_FALSE(after_two.reused) << after_two.output;
     EXPECT_GT(after_two.pid, 0) << after_two.output;
+}
+
+// A blocked worker (a handler in nanosleep, not killed) does not serve its slot's queue: the
+// master passes the TLS clients that queued there to the other worker, which serves them
+// over TLS, as it would have had it accepted them. The listener is a wildcard one (the
+// usual production bind), whose clients' local address is not the listener's.
+TEST(Tls, NewTlsClientsQueuedForABlockedWorkerAreServedOverTlsByTheOther) {
+    TempDir dir("prefork-tls");
+    Certificate certificate = make_certificate(dir, "server");
+    PreforkServer server(
+        Loopback{2,
+                 {"--bind", "tls:0.0.0.0:0", "--tls-cert", certificate.cert, "--tls-key",
+                  certificate.key, "--admin", "127.0.0.1:0", "--timeout", "30"}});
+    auto workers = server.children();
+    ASSERT_EQ(workers.size(), 2u);
+    HttpConnection blocker(server.port(0), 30s);
+    blocker.send_raw("GET /block?ms=15000 HTTP/1.1\r\nHost: t\r\n\r\n");
+    ASSERT_TRUE(eventually(
+        [&] {
+            for (pid_t pid : workers) {
+                if (threads_in_nanosleep(pid) > 0) return true;
+            }
+            return false;
+        },
+        5s));
+
+    std::string get = "get " + std::to_string(server.port(1)) + " --ca " + certificate.cert;
+    std::vector<std::future<json::object>> answers;
+    for (int i = 0; i < 16; ++i) {
+        answers.push_back(std::async(std::launch::async, [&] { return run_tls_client(get, 14s); }));
+    }
+    for (auto& answer : answers) {
+        json::object got = answer.get();
+        EXPECT_EQ(got["status"], 200) << got;
+        EXPECT_EQ(str(got["body"]), "Hello, World!") << got;
+    }
+    auto rescued = [&] {
+        auto status = status_json(server);
+        return status.at("connections_rescued").to_number<std::uint64_t>();
+    };
+    EXPECT_TRUE(eventually([&] { return rescued() > 0; }, 3s))
+        << "about half of the clients queued for the blocked worker; the master passed them on";
+    EXPECT_EQ(server.children(), workers) << "the blocked worker was not killed";
+    EXPECT_EQ(blocker.read_response().result_int(), 200);
 }
 
 // A raw TCP client on 127.0.0.1:port; -1 when it cannot connect.

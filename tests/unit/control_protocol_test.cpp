@@ -37,6 +37,14 @@ TEST(ControlProtocol, EveryMessageRoundTrips) {
     EXPECT_EQ(std::get<Shed>(decode(encode(Shed{14}))).connections, 14u);
     EXPECT_TRUE(std::get<Adopt>(decode(encode(Adopt{"", true}))).fresh);
     EXPECT_FALSE(std::get<Adopt>(decode(encode(Adopt{"GET", false}))).fresh);
+    EXPECT_TRUE(std::get<Adopt>(decode(encode(Adopt{"", true, true}))).tls);
+    EXPECT_FALSE(std::get<Adopt>(decode(encode(Adopt{"GET", false}))).tls);
+    EXPECT_TRUE(std::get<HandOff>(decode(encode(HandOff{"", true}))).tls);
+    EXPECT_FALSE(std::get<HandOff>(decode(encode(HandOff{"GET"}))).tls);
+    // A TLS client handed over before its handshake has no bytes: any would be records of a
+    // session the adopter knows nothing of.
+    EXPECT_THROW(decode(R"({"type":"adopt","bytes":"R0VU","tls":true})"), ProtocolError);
+    EXPECT_THROW(decode(R"({"type":"hand_off","bytes":"R0VU","tls":true})"), ProtocolError);
     Heartbeat accepted;
     accepted.connections_accepted = 9;
     EXPECT_EQ(std::get<Heartbeat>(decode(encode(accepted))).connections_accepted, 9u);

@@ -255,6 +255,11 @@ void Connection::wait_readable() {
     if (!batch_.empty()) return flush_batch(&Connection::wait_readable);
     if (read_waiting_) return;
     read_waiting_ = true;
+    if (socket_.is_tls() && socket_.tls()->wants_write()) {
+        // OpenSSL must send before it reads on (its answer to a KeyUpdate, into a full
+        // socket): the input may be there already, so no readable edge would come.
+        return socket_.async_wait(Socket::wait_write, bound(&Connection::on_readable));
+    }
     if (socket_.holds_input()) {  // decrypted already: the socket would not say so
         return asio::post(socket_.get_executor(), bound(&Connection::on_readable, error_code{}));
     }

@@ -39,8 +39,8 @@ void ControlClient::on_message(control::Message message, std::vector<UniqueFd> f
                        " descriptors; ignoring it");
             return;
         }
-        if (adopt->fresh) return server_.adopt_new_client(std::move(fds[0]));
-        return server_.adopt(std::move(fds[0]), std::move(adopt->bytes));
+        if (adopt->fresh) return server_.adopt_new_client(std::move(fds[0]), adopt->tls);
+        return server_.adopt(std::move(fds[0]), std::move(adopt->bytes), adopt->tls);
     }
     if (auto* credentials = std::get_if<control::TlsCredentials>(&message)) {
         server_.set_tls_credentials(*credentials);  // a listener without them says so
@@ -78,10 +78,10 @@ void ControlClient::on_listeners(const control::Listeners& listeners, std::vecto
     server_.set_request_limit(listeners.max_requests, [this] { send_heartbeat(); });
     server_.on_accepting_changed(
         [this](bool accepting) { channel_.send_in_order(control::Accepting{accepting}, {}); });
-    server_.shed_connections_to([this](UniqueFd connection, std::string bytes) {
+    server_.shed_connections_to([this](UniqueFd connection, std::string bytes, bool tls) {
         std::vector<UniqueFd> fds;
         fds.push_back(std::move(connection));
-        channel_.send_in_order(control::HandOff{std::move(bytes)}, std::move(fds));
+        channel_.send_in_order(control::HandOff{std::move(bytes), tls}, std::move(fds));
     });
     for (std::size_t i = 0; i < fds.size(); ++i)
         server_.listen(std::move(fds[i]), listeners.names[i]);
@@ -98,10 +98,10 @@ void ControlClient::drain(std::chrono::milliseconds timeout, bool hand_off) {
     }
     channel_.send(control::Draining{});
     if (hand_off) {
-        server_.hand_off_connections([this](UniqueFd connection, std::string bytes) {
+        server_.hand_off_connections([this](UniqueFd connection, std::string bytes, bool tls) {
             std::vector<UniqueFd> fds;
             fds.push_back(std::move(connection));
-            channel_.send_in_order(control::HandOff{std::move(bytes)}, std::move(fds));
+            channel_.send_in_order(control::HandOff{std::move(bytes), tls}, std::move(fds));
         });
     }
     server_.drain(timeout, [this] { stop(); });

@@ -132,13 +132,6 @@ void Server::listen(UniqueFd listener, std::string name) {
         log::error("listener ", name, " serves TLS, but no certificate came with it: closed");
         return;
     }
-    if (tls) {
-        sockaddr_storage address{};
-        socklen_t size = sizeof address;
-        if (::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&address), &size) == 0) {
-            tls_addresses_.emplace_back(reinterpret_cast<const char*>(&address), size);
-        }
-    }
     fork_guard::add(listener.get());
     int domain = 0;
     socklen_t length = sizeof domain;
@@ -191,16 +184,6 @@ void Server::on_accepted(UniqueFd socket, int family, bool tls) {
     connection->start();
 }
 
-// A new client the master passed on: it came to a TLS listener if its local address is one.
-bool Server::arrived_on_tls_listener(int socket) const {
-    if (tls_addresses_.empty()) return false;
-    sockaddr_storage address{};
-    socklen_t size = sizeof address;
-    if (::getsockname(socket, reinterpret_cast<sockaddr*>(&address), &size) != 0) return false;
-    std::string_view mine(reinterpret_cast<const char*>(&address), size);
-    return std::find(tls_addresses_.begin(), tls_addresses_.end(), mine) != tls_addresses_.end();
-}
-
 // A connection of ours from now on: one Connection owns the socket. `accepted` here, it has no
 // other descriptor (one handed over may still have one in the process that sent it).
 std::shared_ptr<Connection> Server::take_connection(UniqueFd socket, int family, bool accepted,
@@ -237,7 +220,7 @@ bool Server::hand_off(UniqueFd socket, std::string bytes) {
     HandOff& to = hands_off_connections() ? hand_off_ : shed_to_;
     if (!to || (draining_ && !hands_off_connections())) return false;
     ++counters_.connections_handed_off;
-    to(std::move(socket), std::move(bytes));
+    to(std::move(socket), std::move(bytes), false);  // TLS connections are never handed off
     return true;
 }
 
@@ -254,9 +237,9 @@ bool Server::takes_one_to_shed() {
     return true;
 }
 
-void Server::adopt(UniqueFd socket, std::string bytes) {
+void Server::adopt(UniqueFd socket, std::string bytes, bool tls) {
     if (hands_off_connections() && fits_a_hand_off(bytes.size())) {
-        hand_off_(std::move(socket), std::move(bytes));  // draining meanwhile: passed on
+        hand_off_(std::move(socket), std::move(bytes), tls);  // draining meanwhile: passed on
         return;
     }
     int family = socket_family(socket.get());
@@ -275,12 +258,17 @@ void Server::adopt(UniqueFd socket, std::string bytes) {
         log::warning("a connection handed off by another worker is closed: ", refused);
         return;  // `socket` closes it
     }
+    if (tls) {
+        // A new TLS client shed by a busy worker, before its handshake: served from it on.
+        if (auto connection = take_adopted(std::move(socket), family, true)) connection->start();
+        return;
+    }
     take_adopted(std::move(socket), family, false)->start(bytes, true);
 }
 
-void Server::adopt_new_client(UniqueFd socket) {
+void Server::adopt_new_client(UniqueFd socket, bool tls) {
     if (draining_) {
-        if (hands_off_connections()) return hand_off_(std::move(socket), "");
+        if (hands_off_connections()) return hand_off_(std::move(socket), "", tls);
         ++counters_.handoff_fallbacks;
         return;  // stopping with nobody to take it: closed
     }
@@ -289,13 +277,12 @@ void Server::adopt_new_client(UniqueFd socket) {
         // Busy to the limit (the master hears of it): back to the master, for another worker.
         if (shed_to_) {
             ++counters_.connections_handed_off;
-            return shed_to_(std::move(socket), "");
+            return shed_to_(std::move(socket), "", tls);
         }
         ++counters_.handoff_fallbacks;
         return;
     }
     int family = socket_family(socket.get());
-    bool tls = arrived_on_tls_listener(socket.get());
     if (auto connection = take_adopted(std::move(socket), family, tls)) connection->start();
 }
 

@@ -80,7 +80,8 @@ class Server {
     void on_accepting_changed(std::function<void(bool accepting)> tell) {
         tell_accepting_ = std::move(tell);
     }
-    using HandOff = std::function<void(UniqueFd socket, std::string bytes)>;
+    // tls: a new client of a TLS listener, before its handshake (no bytes).
+    using HandOff = std::function<void(UniqueFd socket, std::string bytes, bool tls)>;
     // Where connections shed for other workers go (shed()); set once the worker serves.
     void shed_connections_to(HandOff to) { shed_to_ = std::move(to); }
     // Hands `count` keep-alive connections to shed_connections_to: idle ones now, the
@@ -103,11 +104,13 @@ class Server {
     bool hand_off(UniqueFd socket, std::string bytes);
     // Serves a connection another worker handed off, as if accepted, its first `bytes`
     // already read. At the connection limit, while draining without handing off, or when
-    // the bytes do not fit a connection's buffer, it is closed (and counted).
-    void adopt(UniqueFd socket, std::string bytes);
+    // the bytes do not fit a connection's buffer, it is closed (and counted). `tls`: a new
+    // client of a TLS listener another worker had no room for, its handshake still to come.
+    void adopt(UniqueFd socket, std::string bytes, bool tls);
     // A new client the master took from the queue of a slot nobody accepted on: served as
-    // if accepted here; at the connection limit with nothing idle to close, handed back.
-    void adopt_new_client(UniqueFd socket);
+    // if accepted here (over TLS if `tls`: it came to a TLS listener); at the connection
+    // limit with nothing idle to close, handed back.
+    void adopt_new_client(UniqueFd socket, bool tls);
 
     // Calls `report` when the first request arrives (the master then knows this worker
     // has been serving, should it die) and once the request count reaches `limit` (0:
@@ -160,7 +163,6 @@ class Server {
     void on_accepted(UniqueFd socket, int family, bool tls);
     std::shared_ptr<Connection> take_connection(UniqueFd socket, int family, bool accepted,
                                                 bool tls);
-    bool arrived_on_tls_listener(int socket) const;
     std::shared_ptr<Connection> take_adopted(UniqueFd socket, int family, bool tls);
     void make_room();
     void pause_if_full();
@@ -174,7 +176,6 @@ class Server {
     AccessLog access_log_;
     std::vector<std::unique_ptr<Acceptor>> acceptors_;
     std::unique_ptr<TlsContext> tls_;
-    std::vector<std::string> tls_addresses_;  // of the TLS listeners (getsockname's bytes)
     std::unordered_map<Connection*, std::shared_ptr<Connection>> connections_;
     // Idle keep-alive connections, the longest idle first.
     boost::intrusive::list<IdleEntry, boost::intrusive::constant_time_size<false>> idle_;

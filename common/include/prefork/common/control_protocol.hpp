@@ -39,17 +39,21 @@ struct Drain {
 
 // worker -> master, with one descriptor: a client connection between requests, for
 // another worker to serve; `bytes` are what the worker had read of its next request(s).
+// tls: a new client of a TLS listener, before its handshake (no bytes).
 struct HandOff {
     std::string bytes;
+    bool tls = false;
 };
 
 // master -> worker, with one descriptor: a client connection to serve as if accepted,
 // whose first `bytes` were read by the worker that handed it off.
 // fresh: a new client the master took from the queue of a slot nobody accepted on (no
 // bytes; served as if this worker had accepted it).
+// tls: a new client of a TLS listener, before its handshake (no bytes): served over TLS.
 struct Adopt {
     std::string bytes;
     bool fresh = false;
+    bool tls = false;
 };
 
 // worker -> master: the worker accepts on every listener it was given.
