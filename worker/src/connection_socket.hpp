@@ -59,9 +59,9 @@ class ConnectionSocket {
     std::size_t write_now(boost::asio::const_buffer buffer, boost::system::error_code& ec) {
         return write_now(std::span<const boost::asio::const_buffer>(&buffer, 1), ec);
     }
-    // Whether a read would find input that the socket no longer shows (TLS: decrypted and
-    // held by the session).
-    bool holds_input() const { return tls_ && tls_->pending() > 0; }
+    // Whether a read would find input that the socket no longer shows (TLS: held by the
+    // session, decrypted or read ahead).
+    bool holds_input() const { return tls_ && tls_->holds_input(); }
 
     // Asio's operations: the socket enters epoll at the first.
     template <class Handler>

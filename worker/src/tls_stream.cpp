@@ -86,10 +86,11 @@ std::size_t TlsStream::read(char* space, std::size_t room, error_code& ec) {
     errno = 0;
     std::size_t n = 0;
     if (SSL_read_ex(ssl_, space, room, &n) == 1) {
-        wants_write_ = false;
+        wants_write_ = read_found_socket_empty_ = false;
         ec = {};
         return n;
     }
+    read_found_socket_empty_ = SSL_get_error(ssl_, 0) == SSL_ERROR_WANT_READ;
     ec = failure(0);
     ERR_clear_error();
     return 0;
@@ -135,7 +136,14 @@ std::size_t TlsStream::write(std::span<const asio::const_buffer> buffers, error_
 }
 
 std::size_t TlsStream::pending() const {
-    return static_cast<std::size_t>(SSL_pending(ssl_));
+    int decrypted = SSL_pending(ssl_);
+    if (decrypted > 0) return static_cast<std::size_t>(decrypted);
+    return SSL_has_pending(ssl_) == 1 ? 1 : 0;
+}
+
+bool TlsStream::holds_input() const {
+    if (SSL_pending(ssl_) > 0) return true;
+    return !read_found_socket_empty_ && SSL_has_pending(ssl_) == 1;
 }
 
 void TlsStream::shutdown() {

@@ -33,8 +33,13 @@ class TlsStream {
     // called again with the same bytes (OpenSSL may hold part of a record meanwhile).
     std::size_t write(std::span<const boost::asio::const_buffer> buffers,
                       boost::system::error_code& ec);
-    // Decrypted bytes OpenSSL holds that the socket no longer shows.
+    // Bytes OpenSSL holds that the socket no longer shows: decrypted ones, or at least 1 for
+    // records read ahead (whole or in part) and not yet decrypted.
     std::size_t pending() const;
+    // Whether a read would find input without the socket: OpenSSL holds decrypted bytes, or
+    // read-ahead bytes that it has not tried to complete from the socket yet (once a read
+    // found the socket empty, what it holds is part of a record that needs more from it).
+    bool holds_input() const;
     // The last call would block until the socket can take more (else: until it has input).
     bool wants_write() const { return wants_write_; }
     // Sends close_notify, once, if the session is still sound (best effort, never blocks).
@@ -47,6 +52,7 @@ class TlsStream {
     SSL* ssl_;
     bool established_ = false;
     bool wants_write_ = false;
+    bool read_found_socket_empty_ = false;  // the last read ended in WANT_READ
     bool broken_ = false;  // a fatal error or a reset: no close_notify
     bool shut_down_ = false;
     std::string scratch_;  // small buffers gathered into one record
