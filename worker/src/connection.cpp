@@ -113,9 +113,17 @@ void Connection::do_handshake() {
     std::string reason;
     socket_.tls()->handshake(ec, reason);
     if (ec == asio::error::would_block) {
-        return socket_.async_wait(
-            socket_.tls()->wants_write() ? Socket::wait_write : Socket::wait_read,
-            bound(&Connection::on_handshake_ready));
+        if (socket_.tls()->wants_write()) {
+            return socket_.async_wait(Socket::wait_write, bound(&Connection::on_handshake_ready));
+        }
+        // OpenSSL read the socket until it was empty: a wait that costs no system call
+        // (Asio's would set O_NONBLOCK again with an ioctl and re-arm with an epoll_ctl).
+        return socket_.async_wait_input(
+            input_wait_, shared_from_this(),
+            [](void* connection, const error_code& ec) {
+                static_cast<Connection*>(connection)->on_handshake_ready(ec);
+            },
+            this);
     }
     if (ec) {
         ++server_.totals().tls_handshake_failures;
