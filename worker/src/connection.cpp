@@ -843,6 +843,7 @@ void Connection::do_write() {
     std::span<const asio::const_buffer> buffers(all.begin() + (batch_.empty() ? 1 : 0), all.end());
     batch_in_write_ = batch_.size();
     std::size_t total = batch_.size() + head_.size() + body.size();
+    if (!keep_alive_) socket_.hold_until_close();  // the response goes with the FIN
     error_code ec;
     std::size_t written = socket_.write_now(buffers, ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {

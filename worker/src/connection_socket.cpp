@@ -7,6 +7,8 @@
 #include <array>
 #include <cerrno>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -90,6 +92,13 @@ std::size_t ConnectionSocket::available() const {
     std::size_t held = tls_ ? tls_->pending() : 0;
     if (fd_ < 0 || ::ioctl(fd_, FIONREAD, &bytes) < 0 || bytes < 0) return held;
     return held + static_cast<std::size_t>(bytes);
+}
+
+void ConnectionSocket::hold_until_close() {
+    int family = protocol_.family();
+    if (fd_ < 0 || (family != AF_INET && family != AF_INET6)) return;
+    int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
 }
 
 void ConnectionSocket::shutdown_send() {

@@ -81,6 +81,10 @@ class ConnectionSocket {
     std::size_t available() const;
     // Our side's end: TLS's close_notify, then the FIN.
     void shutdown_send();
+    // What is written from now on is the last before the close or shutdown_send: TCP holds
+    // it (TCP_CORK) so that it leaves with the FIN, and over TLS with close_notify, in as
+    // few packets as it takes, not one for the response and another for the end.
+    void hold_until_close();
     // Ends the pending operations (operation_aborted) and closes the descriptor.
     void close();
     // Ends the pending operations (operation_aborted) and gives the descriptor up, out of

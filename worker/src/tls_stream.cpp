@@ -106,11 +106,16 @@ std::size_t TlsStream::write(std::span<const asio::const_buffer> buffers, error_
     }
     if (total == 0) return 0;
     if (count > 1 && total <= kGatherLimit) {
-        scratch_.clear();
+        // On the stack: a connection keeps no buffer between writes (an idle one holds none,
+        // as OpenSSL's own are released). A retry gathers the same bytes again.
+        char scratch[kGatherLimit];
+        std::size_t at = 0;
         for (const auto& buffer : buffers) {
-            scratch_.append(static_cast<const char*>(buffer.data()), buffer.size());
+            if (buffer.size() == 0) continue;
+            std::memcpy(scratch + at, buffer.data(), buffer.size());
+            at += buffer.size();
         }
-        asio::const_buffer gathered(scratch_.data(), scratch_.size());
+        asio::const_buffer gathered(scratch, at);
         return write(std::span<const asio::const_buffer>(&gathered, 1), ec);
     }
     // Record after record while the socket takes them (partial writes: each call writes one).

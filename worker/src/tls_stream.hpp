@@ -53,9 +53,8 @@ class TlsStream {
     bool established_ = false;
     bool wants_write_ = false;
     bool read_found_socket_empty_ = false;  // the last read ended in WANT_READ
-    bool broken_ = false;  // a fatal error or a reset: no close_notify
+    bool broken_ = false;                   // a fatal error or a reset: no close_notify
     bool shut_down_ = false;
-    std::string scratch_;  // small buffers gathered into one record
 };
 
 }  // namespace prefork
