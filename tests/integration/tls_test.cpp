@@ -576,9 +576,12 @@ TEST(Tls, ClientsHangingUpMidHandshakeAndMidDownloadCostNothing) {
 }
 
 // What tls_client.py raw saw: the statuses, whether the server closed, after how long.
-json::object send_raw(std::uint16_t port, const std::string& data, int pad = 0) {
+// `split`: each request (up to its blank line) in a TLS record of its own.
+json::object send_raw(std::uint16_t port, const std::string& data, int pad = 0,
+                      bool split = false) {
     return run_tls_client("raw " + std::to_string(port) + " --data '" + data + "'" +
-                          (pad > 0 ? " --pad " + std::to_string(pad) : ""));
+                          (pad > 0 ? " --pad " + std::to_string(pad) : "") +
+                          (split ? " --split" : ""));
 }
 
 std::vector<std::int64_t> statuses(const json::object& result) {
@@ -618,6 +621,24 @@ TEST(Tls, EveryHttpLimitHoldsBehindTls) {
         send_raw(port, get + get + "GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     EXPECT_EQ(statuses(pipelined), (std::vector<std::int64_t>{200, 200, 404})) << pipelined;
     EXPECT_TRUE(pipelined["closed"].as_bool()) << pipelined;
+}
+
+// Pipelined requests each in a record of its own arrive together: OpenSSL reads them ahead
+// in one read, and those it holds (not in the socket any more) are served without a wait
+// for input that will not come.
+TEST(Tls, PipelinedRequestsInRecordsOfTheirOwnAreAllAnsweredInOrder) {
+    TempDir dir("prefork-tls");
+    Certificate certificate = make_certificate(dir, "server");
+    PreforkServer server(tls_server(certificate, {}, 1));
+    std::string requests;
+    for (int i = 0; i < 40; ++i) requests += "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    requests += "GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    auto result = send_raw(server.port(1), requests, 0, true);
+    std::vector<std::int64_t> expected(40, 200);
+    expected.push_back(404);
+    EXPECT_EQ(statuses(result), expected) << result;
+    EXPECT_TRUE(result["closed"].as_bool()) << result;
+    EXPECT_LT(result["seconds"].to_number<double>(), 5) << result;
 }
 
 // At PREFORK_MAX_CONNECTIONS, a new TLS client is admitted by closing the keep-alive

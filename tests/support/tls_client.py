@@ -247,7 +247,14 @@ def cmd_raw(args):
         data = data[:end] + b"\r\nX-Pad: " + b"a" * args.pad + data[end:]
     conn = Connection(context(args), args.port, timeout=15)
     start = time.monotonic()
-    conn.sock.sendall(data)
+    if args.split:
+        # Each request in a record of its own, sent back to back: Nagle puts several
+        # records in one segment, so the server reads them together.
+        for part in data.split(b"\r\n\r\n"):
+            if part:
+                conn.sock.sendall(part + b"\r\n\r\n")
+    else:
+        conn.sock.sendall(data)
     received = b""
     closed = False
     try:
@@ -362,6 +369,7 @@ def main():
     r = sub.choices["raw"]
     r.add_argument("--data", required=True)
     r.add_argument("--pad", type=int, default=0)
+    r.add_argument("--split", action="store_true")
     sub.choices["idle-limit"].add_argument("--idle", type=int, default=2)
     h = sub.choices["hangups"]
     h.add_argument("--count", type=int, default=20)
