@@ -234,6 +234,14 @@ TEST(Tls, ABadCertificateOrKeyIsOneLineAndExitStatus2AtStart) {
     Certificate other = make_certificate(dir, "other");
     Certificate expired = make_expired_certificate(dir);
     dir.write("garbage.crt", "not a certificate\n");
+    // A chain too large for the one control message that takes it to the workers.
+    auto contents = [](const std::string& path) {
+        std::ifstream in(path);
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    };
+    std::string chain = contents(good.cert);
+    for (int i = 0; i < 120; ++i) chain += contents(other.cert);
+    dir.write("huge-chain.crt", chain);
     struct Case {
         std::vector<std::string> args;
         std::string says;
@@ -248,6 +256,8 @@ TEST(Tls, ABadCertificateOrKeyIsOneLineAndExitStatus2AtStart) {
         {{"--tls-cert", good.cert, "--tls-key", good.key, "--tls-ciphers", "NOTACIPHER"},
          "OpenSSL takes none of the TLS ciphers"},
         {{}, "a tls: listener needs a certificate and its key"},
+        {{"--tls-cert", dir.path("huge-chain.crt"), "--tls-key", good.key},
+         "bytes to send to the workers; at most 65536 fit"},
     };
     for (const Case& c : cases) {
         std::vector<std::string> argv = {prefork_binary(), "--bind", "tls:127.0.0.1:0"};

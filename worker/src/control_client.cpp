@@ -79,15 +79,19 @@ void ControlClient::on_listeners(const control::Listeners& listeners, std::vecto
     server_.on_accepting_changed(
         [this](bool accepting) { channel_.send_in_order(control::Accepting{accepting}, {}); });
     server_.shed_connections_to([this](UniqueFd connection, std::string bytes, bool tls) {
-        std::vector<UniqueFd> fds;
-        fds.push_back(std::move(connection));
-        channel_.send_in_order(control::HandOff{std::move(bytes), tls}, std::move(fds));
+        send_to_master(std::move(connection), std::move(bytes), tls);
     });
     for (std::size_t i = 0; i < fds.size(); ++i)
         server_.listen(std::move(fds[i]), listeners.names[i]);
     channel_.send(
         control::Ready{::getpid(), reinterpret_cast<std::uintptr_t>(&requests_in_flight())});
     log::debug("accepting on ", fds.size(), " listener(s), generation ", listeners.generation);
+}
+
+void ControlClient::send_to_master(UniqueFd connection, std::string bytes, bool tls) {
+    std::vector<UniqueFd> fds;
+    fds.push_back(std::move(connection));
+    channel_.send_in_order(control::HandOff{std::move(bytes), tls}, std::move(fds));
 }
 
 void ControlClient::drain(std::chrono::milliseconds timeout, bool hand_off) {
@@ -99,9 +103,7 @@ void ControlClient::drain(std::chrono::milliseconds timeout, bool hand_off) {
     channel_.send(control::Draining{});
     if (hand_off) {
         server_.hand_off_connections([this](UniqueFd connection, std::string bytes, bool tls) {
-            std::vector<UniqueFd> fds;
-            fds.push_back(std::move(connection));
-            channel_.send_in_order(control::HandOff{std::move(bytes), tls}, std::move(fds));
+            send_to_master(std::move(connection), std::move(bytes), tls);
         });
     }
     server_.drain(timeout, [this] { stop(); });

@@ -30,6 +30,8 @@ class ControlClient {
     void on_message(control::Message message, std::vector<UniqueFd> fds);
     void on_listeners(const control::Listeners& listeners, std::vector<UniqueFd> fds);
     void on_master_gone();
+    // Sends a connection to the master (HandOff), in order after what waits to go.
+    void send_to_master(UniqueFd connection, std::string bytes, bool tls);
     void send_heartbeat();
     void stop();
     void schedule_heartbeat();
