@@ -1,12 +1,66 @@
 #include <prefork/common/edge_wait.hpp>
 
 #include <boost/asio/detail/fenced_block.hpp>
+#include <boost/asio/version.hpp>
 
+#include <type_traits>
 #include <utility>
+
+#include <sys/epoll.h>
+
+static_assert(BOOST_ASIO_VERSION == 102600, "EdgeWait reads Asio 1.26's (Boost 1.81's) reactor");
 
 namespace prefork {
 
 namespace asio = boost::asio;
+
+namespace {
+
+// The reactor's epoll descriptor and a descriptor's registered events are private to Asio;
+// an explicit instantiation may name them (access is not checked there), and hands them out
+// through a friend function.
+template <class Tag, typename Tag::type Member>
+struct Expose {
+    friend typename Tag::type member_of(Tag) { return Member; }
+};
+
+using DescriptorState = std::remove_pointer_t<asio::detail::reactor::per_descriptor_data>;
+
+struct EpollDescriptor {
+    using type = int asio::detail::epoll_reactor::*;
+    friend type member_of(EpollDescriptor);
+};
+struct RegisteredEvents {
+    using type = std::uint32_t DescriptorState::*;
+    friend type member_of(RegisteredEvents);
+};
+
+}  // namespace
+
+template struct Expose<EpollDescriptor, &asio::detail::epoll_reactor::epoll_fd_>;
+template struct Expose<RegisteredEvents, &DescriptorState::registered_events_>;
+
+std::uint32_t EdgeWait::last_reported(asio::detail::reactor::per_descriptor_data data) {
+    // The state's base (private) is the operation that carries the events to its completion.
+    auto* operation = (asio::detail::scheduler_operation*)data;
+    return operation->*(&EdgeWait::task_result_);
+}
+
+bool EdgeWait::watch_also(asio::execution_context& io, int descriptor,
+                          asio::detail::reactor::per_descriptor_data data, std::uint32_t events) {
+    auto& reactor = asio::use_service<asio::detail::reactor>(io);
+    std::uint32_t& registered = data->*member_of(RegisteredEvents{});
+    if (registered == 0) return false;  // not in epoll (a regular file)
+    epoll_event event{};
+    event.events = registered | events;
+    event.data.ptr = data;
+    if (::epoll_ctl(reactor.*member_of(EpollDescriptor{}), EPOLL_CTL_MOD, descriptor, &event) !=
+        0) {
+        return false;
+    }
+    registered = event.events;
+    return true;
+}
 
 EdgeWait::EdgeWait()
     : reactor_op(boost::system::error_code(), &EdgeWait::perform, &EdgeWait::complete) {}

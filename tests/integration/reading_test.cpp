@@ -121,6 +121,33 @@ TEST(Reading, AKeepAliveClientThatHalfClosesAfterItsNextRequestIsClosedAtOnce) {
     }
 }
 
+// The same after several requests, when the wait for the next one costs no system call (it
+// trusts epoll's last report to have told of a FIN): the request and the FIN arrive while
+// the loop is held by the request before them (`/block`), so that epoll reports them in one.
+TEST(Reading, AKeepAliveClientThatHalfClosesLaterInItsLifeIsClosedAtOnce) {
+    PreforkServer server(Loopback{1, {}, {"PREFORK_IDLE_TIMEOUT=60"}});
+    for (int earlier = 2; earlier <= 4; ++earlier) {
+        RawClient client(server.port());
+        for (int i = 0; i < earlier; ++i) {
+            ASSERT_TRUE(client.send(get_request("/")));
+            ASSERT_EQ(count_of(read_until_count(client, "Hello, World!", 1, 10s), "Hello, World!"),
+                      1u);
+        }
+        ASSERT_TRUE(client.send(get_request("/block?ms=300")));
+        // While the loop is held: not a wait for the worker (had it not read /block yet, all
+        // three would come in one report, which asks the same of it).
+        std::this_thread::sleep_for(50ms);
+        ASSERT_TRUE(client.send(get_request("/")));
+        ::shutdown(client.fd(), SHUT_WR);
+        bool closed = false;
+        std::string seen = client.read_to_end(10s, &closed);
+        EXPECT_TRUE(closed) << "after " << earlier
+                            << " requests: the worker waited for the idle timeout";
+        EXPECT_EQ(count_of(seen, "HTTP/1.1 200 OK"), 2u) << "after " << earlier << ":\n" << seen;
+        EXPECT_EQ(count_of(seen, "Hello, World!"), 1u) << "after " << earlier << ":\n" << seen;
+    }
+}
+
 // A client on a Unix socket may pass descriptors along with its request; the worker keeps
 // none (the passed end of a pipe is closed: its reader sees the end).
 TEST(Reading, DescriptorsPassedByAUnixSocketClientAreNotKept) {

@@ -633,6 +633,23 @@ TEST(Tls, EveryHttpLimitHoldsBehindTls) {
     EXPECT_TRUE(pipelined["closed"].as_bool()) << pipelined;
 }
 
+// A keep-alive TLS client whose last request and FIN (no close_notify) arrive together, in
+// one report from epoll, after requests whose waits cost no system call: it is answered and
+// closed at once, not after the idle timeout.
+TEST(Tls, AKeepAliveClientThatHalfClosesAfterItsLastRequestIsClosedAtOnce) {
+    TempDir dir("prefork-tls");
+    Certificate certificate = make_certificate(dir, "server");
+    PreforkServer server(tls_server(certificate, {"--env", "PREFORK_IDLE_TIMEOUT=60"}, 1));
+    std::uint16_t port = server.port(1);
+    for (int earlier = 2; earlier <= 4; ++earlier) {
+        auto result = run_tls_client("half-close " + std::to_string(port) + " --earlier " +
+                                     std::to_string(earlier));
+        EXPECT_EQ(statuses(result), (std::vector<std::int64_t>{200, 200})) << result;
+        EXPECT_TRUE(result["closed"].as_bool()) << result;
+        EXPECT_LT(result["seconds"].to_number<double>(), 10) << "the idle timeout: " << result;
+    }
+}
+
 // Pipelined requests each in a record of its own arrive together: OpenSSL reads them ahead
 // in one read, and those it holds (not in the socket any more) are served without a wait
 // for input that will not come.

@@ -18,6 +18,11 @@ Each command prints one JSON object on stdout and stops by itself:
       sends TEXT (backslash escapes decoded; with an X-Pad field of N bytes before its blank
       line) on a new connection, reads until the server closes it (15 s at most): the
       statuses of the responses, whether it closed, and after how long.
+  half-close PORT --earlier N
+      N requests on one keep-alive connection, each answered before the next; then
+      /block?ms=300 (which holds the server's loop), and a moment later one more request
+      and the TCP FIN without close_notify; reads until the server closes (15 s at most):
+      the statuses of the last two responses, whether it closed, and after how long.
   idle-limit PORT --idle N
       N keep-alive connections, each answered once and left idle (the oldest first), then
       one more: its status, and which of the idle ones the server closed meanwhile.
@@ -275,6 +280,37 @@ def cmd_raw(args):
             "seconds": round(time.monotonic() - start, 3)}
 
 
+def cmd_half_close(args):
+    import re
+    conn = Connection(context(args), args.port, timeout=15)
+    for _ in range(args.earlier):
+        status, _, _ = conn.request("/")
+        if status != 200:
+            return {"error": "an earlier request was answered %d" % status}
+    conn.sock.sendall(b"GET /block?ms=300 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    time.sleep(0.05)  # while the loop is held; earlier, the three arrive together
+    start = time.monotonic()
+    conn.sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    socket.socket.shutdown(conn.sock, socket.SHUT_WR)  # the FIN, without close_notify
+    received = conn.buffer
+    closed = False
+    try:
+        while True:
+            chunk = conn.sock.recv(65536)
+            if not chunk:
+                closed = True
+                break
+            received += chunk
+    except (ConnectionError, ssl.SSLError):
+        closed = True
+    except socket.timeout:
+        pass
+    statuses = [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", received)]
+    conn.close()
+    return {"statuses": statuses, "closed": closed,
+            "seconds": round(time.monotonic() - start, 3)}
+
+
 def cmd_idle_limit(args):
     ctx = context(args)
     idle = []
@@ -349,7 +385,7 @@ def cmd_hangups(args):
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("get", "load", "sporadic", "raw", "idle-limit", "hangups"):
+    for name in ("get", "load", "sporadic", "raw", "half-close", "idle-limit", "hangups"):
         p = sub.add_parser(name)
         p.add_argument("port", type=int)
         p.add_argument("--ca", action="append")
@@ -370,6 +406,7 @@ def main():
     r.add_argument("--data", required=True)
     r.add_argument("--pad", type=int, default=0)
     r.add_argument("--split", action="store_true")
+    sub.choices["half-close"].add_argument("--earlier", type=int, default=3)
     sub.choices["idle-limit"].add_argument("--idle", type=int, default=2)
     h = sub.choices["hangups"]
     h.add_argument("--count", type=int, default=20)

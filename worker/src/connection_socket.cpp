@@ -9,6 +9,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@ ConnectionSocket::ConnectionSocket(ConnectionSocket&& other) noexcept
       fd_(std::exchange(other.fd_, -1)),
       sole_(other.sole_),
       epoll_failed_(other.epoll_failed_),
+      watches_peer_close_(other.watches_peer_close_),
       tls_(std::move(other.tls_)) {}
 
 ConnectionSocket::~ConnectionSocket() {
@@ -130,6 +132,18 @@ int ConnectionSocket::release() {
         }
     }
     return std::exchange(fd_, -1);
+}
+
+bool ConnectionSocket::short_read_emptied() {
+    int family = protocol_.family();
+    if (!stream_.is_open() || (family != AF_INET && family != AF_INET6)) return false;
+    if (tls_ && !tls_->socket_read_short()) return false;
+    if (!watches_peer_close_) {
+        return watches_peer_close_ = EdgeWait::watch_also(stream_.get_executor().context(), fd_,
+                                                          stream_.reactor_data(), EPOLLRDHUP);
+    }
+    return (EdgeWait::last_reported(stream_.reactor_data()) &
+            (EPOLLRDHUP | EPOLLPRI | EPOLLERR | EPOLLHUP)) == 0;
 }
 
 void ConnectionSocket::async_wait_input(EdgeWait& wait, std::shared_ptr<void> keep,

@@ -95,6 +95,14 @@ class ConnectionSocket {
     // since its last wait for input, or one that has not waited before.
     void async_wait_input(EdgeWait& wait, std::shared_ptr<void> keep, EdgeWait::Resume resume,
                           void* target);
+    // Whether a read that returned less than it asked for left nothing behind that no edge
+    // will report, so that the wait after it may be async_wait_input's: a TCP socket in
+    // epoll whose last report from epoll had no FIN (EPOLLRDHUP), urgent data or error in
+    // it (input that came after that report brings an edge of its own). The first call for
+    // a socket has epoll watch for the FIN (one epoll_ctl, which re-arms the edge as the
+    // wait it stands for would). Over TLS, what counts is the session's last read from the
+    // socket. Not for a Unix socket (passed descriptors end a read too).
+    bool short_read_emptied();
     // Whether it has waited for something: in epoll.
     bool in_epoll() const { return stream_.is_open(); }
 
@@ -128,6 +136,7 @@ class ConnectionSocket {
     int fd_;
     bool sole_;
     bool epoll_failed_ = false;
+    bool watches_peer_close_ = false;  // epoll reports the client's FIN (EPOLLRDHUP)
     std::unique_ptr<TlsStream> tls_;
 };
 

@@ -26,7 +26,21 @@ std::string reason_of(unsigned long code) {
 
 }  // namespace
 
-TlsStream::TlsStream(SSL* ssl) : ssl_(ssl) {}
+TlsStream::TlsStream(SSL* ssl) : ssl_(ssl) {
+    // The socket BIO (SSL_set_fd's, for both directions) tells each read's outcome.
+    BIO* bio = SSL_get_rbio(ssl_);
+    BIO_set_callback_arg(bio, reinterpret_cast<char*>(this));
+    BIO_set_callback_ex(bio, &TlsStream::note_socket_io);
+}
+
+long TlsStream::note_socket_io(BIO* bio, int operation, const char*, std::size_t length, int, long,
+                               int result, std::size_t* done) {
+    if (operation == (BIO_CB_READ | BIO_CB_RETURN)) {
+        auto* stream = reinterpret_cast<TlsStream*>(BIO_get_callback_arg(bio));
+        stream->socket_read_short_ = result > 0 && done != nullptr && *done < length;
+    }
+    return result;
+}
 
 TlsStream::~TlsStream() {
     SSL_free(ssl_);

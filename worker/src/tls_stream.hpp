@@ -7,6 +7,7 @@
 #include <string>
 
 typedef struct ssl_st SSL;
+typedef struct bio_st BIO;
 
 namespace prefork {
 
@@ -40,12 +41,17 @@ class TlsStream {
     // read-ahead bytes that it has not tried to complete from the socket yet (once a read
     // found the socket empty, what it holds is part of a record that needs more from it).
     bool holds_input() const;
+    // The last read from the socket (OpenSSL's, of a record or more) returned less than it
+    // asked for: the socket was emptied then (but for a FIN or urgent data, as for recv).
+    bool socket_read_short() const { return socket_read_short_; }
     // The last call would block until the socket can take more (else: until it has input).
     bool wants_write() const { return wants_write_; }
     // Sends close_notify, once, if the session is still sound (best effort, never blocks).
     void shutdown();
 
   private:
+    static long note_socket_io(BIO* bio, int operation, const char* data, std::size_t length, int,
+                               long, int result, std::size_t* done);
     // Maps an OpenSSL failure to an error code; would_block when it only has to wait.
     boost::system::error_code failure(int result);
 
@@ -53,7 +59,8 @@ class TlsStream {
     bool established_ = false;
     bool wants_write_ = false;
     bool read_found_socket_empty_ = false;  // the last read ended in WANT_READ
-    bool broken_ = false;                   // a fatal error or a reset: no close_notify
+    bool socket_read_short_ = false;
+    bool broken_ = false;  // a fatal error or a reset: no close_notify
     bool shut_down_ = false;
 };
 

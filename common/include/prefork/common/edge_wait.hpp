@@ -5,6 +5,7 @@
 #include <boost/asio/detail/reactor.hpp>
 #include <boost/asio/detail/reactor_op.hpp>
 
+#include <cstdint>
 #include <memory>
 
 namespace prefork {
@@ -52,6 +53,18 @@ class EdgeWait : boost::asio::detail::reactor_op {
     // Started and not completed yet (a cancelled wait is outstanding until its completion
     // with operation_aborted has run).
     bool outstanding() const { return outstanding_; }
+
+    // What epoll last reported for the descriptor (EPOLLIN, EPOLLRDHUP, ...): Asio keeps it in
+    // the descriptor's state until the next report. A state never reported on yet may hold
+    // what was reported for a descriptor that had it before.
+    static std::uint32_t last_reported(boost::asio::detail::reactor::per_descriptor_data data);
+
+    // Adds `events` to what epoll watches on the descriptor (Asio's later changes keep them),
+    // with an epoll_ctl MOD, which also re-arms its edges: what is there already is reported
+    // as a new edge. False when the epoll_ctl failed.
+    static bool watch_also(boost::asio::execution_context& io, int descriptor,
+                           boost::asio::detail::reactor::per_descriptor_data data,
+                           std::uint32_t events);
 
     // Asio's socket `Socket` with what EdgeWait needs of it.
     template <class Socket>
