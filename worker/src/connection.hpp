@@ -192,7 +192,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool head_done_ = false;
     bool read_waiting_ = false;  // a wait for input is outstanding
     // A read found EAGAIN since the last wait for input completed: the next wait needs no
-    // system call (EdgeWait). A short read is not enough (it may have taken a FIN too).
+    // system call (EdgeWait). A short read alone is not enough (a FIN may have come with
+    // it); with epoll's last report it is (ConnectionSocket::short_read_emptied).
     bool drained_ = false;
     bool reading_at_once_ = false;  // a new client's first read, before any wait
     bool read_short_ = false;       // the last read returned less than it asked for
