@@ -73,7 +73,11 @@ void EdgeWait::start(asio::execution_context& io, int descriptor,
     resume_ = resume;
     target_ = target;
     ec_ = {};
-    auto& reactor = asio::use_service<asio::detail::reactor>(io);
+    if (reactor_ == nullptr || context_ != &io) {  // the registry's look-up takes a lock
+        reactor_ = &asio::use_service<asio::detail::reactor>(io);
+        context_ = &io;
+    }
+    auto& reactor = *reactor_;
     // Speculative: performed at once if an edge came since the flag was last cleared (the
     // flag is set for a descriptor that has just entered epoll: that edge is still to come).
     starting_fresh_ = fresh;

@@ -111,7 +111,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool goes_to_another_worker();
     bool ends_here() const;
     void hand_off();
-    void do_read_unless_closed();
     void read_next_request();
     void wait_readable();
     void on_readable(boost::system::error_code ec);

@@ -81,6 +81,8 @@ class EdgeWait : boost::asio::detail::reactor_op {
     static void complete(void* owner, boost::asio::detail::operation* base,
                          const boost::system::error_code& ignored, std::size_t);
 
+    boost::asio::execution_context* context_ = nullptr;
+    boost::asio::detail::reactor* reactor_ = nullptr;  // context_'s
     std::shared_ptr<void> keep_;
     Resume resume_ = nullptr;
     void* target_ = nullptr;
